@@ -1,0 +1,271 @@
+import assert from "node:assert/strict";
+import { gaussianDenoiser } from "../lib/analytic.ts";
+import { createRng } from "../lib/rng.ts";
+import { type Denoiser, sample, type StepInfo } from "../lib/samplers.ts";
+import { makeSchedule, respaceSchedule, type Schedule, spacedTimesteps } from "../lib/schedule.ts";
+import { assertClose, moments } from "./_stats.ts";
+
+const schedule = makeSchedule();
+// Data N(mu, s^2) per dimension; the exact denoiser (lib/analytic.ts) is the optimal network.
+const MU = 0.2, S = 0.5;
+const ideal = gaussianDenoiser(schedule, { mean: MU, std: S });
+const N = 20_000; // samples per check: standard errors 0.0035 (mean), 0.0025 (variance)
+
+/**
+ * The exact mean and variance a sampler's output has when driven by the ideal denoiser,
+ * derived independently of lib/samplers.ts. Every step is affine in x plus Gaussian noise:
+ * x0_hat = mu + g (x - sqrt(abar) mu) with g = s^2 sqrt(abar) / (abar s^2 + 1 - abar), so
+ * x' = A x + B + sigma z and the moments propagate as m' = A m + B, v' = A^2 v + sigma^2.
+ * Starting from N(0, 1), the gap between the result and (mu, s^2) is the sampler's own
+ * discretisation error.
+ */
+function exactMoments(
+  sampler: "ddpm" | "ddim",
+  kept: number[],
+  options: { variance?: "fixedsmall" | "fixedlarge"; eta?: number } = {},
+): { mean: number; variance: number } {
+  const r: Schedule = respaceSchedule(schedule, kept);
+  let m = 0, v = 1;
+  for (let k = r.timesteps - 1; k >= 0; k--) {
+    const abar = r.alphasCumprod[k], sa = Math.sqrt(abar), sn = Math.sqrt(1 - abar);
+    const g = (S * S * sa) / (abar * S * S + 1 - abar);
+    let cx0: number, cx: number, sigma2: number;
+    if (sampler === "ddpm") {
+      cx0 = r.posteriorMeanCoef1[k];
+      cx = r.posteriorMeanCoef2[k];
+      sigma2 = options.variance === "fixedsmall" ? r.posteriorVariance[k] : r.betas[k];
+    } else {
+      const prev = r.alphasCumprodPrev[k];
+      const eta = options.eta ?? 0;
+      sigma2 = eta * eta * ((1 - prev) / (1 - abar)) * (1 - abar / prev);
+      const b = Math.sqrt(1 - prev - sigma2);
+      // x' = sqrt(prev) x0_hat + b (x - sa x0_hat) / sn
+      cx0 = Math.sqrt(prev) - (b * sa) / sn;
+      cx = b / sn;
+    }
+    if (k === 0) sigma2 = 0;
+    const A = cx0 * g + cx;
+    m = A * m + cx0 * (MU - g * sa * MU);
+    v = A * A * v + sigma2;
+  }
+  return { mean: m, variance: v };
+}
+
+async function check(
+  name: string,
+  options: Parameters<typeof sample>[1],
+  expected: { mean: number; variance: number },
+  discretisation: { mean: number; variance: number },
+): Promise<void> {
+  const x = await sample(ideal, { ...options, clipDenoised: false });
+  const m = moments(x);
+  // 1. The implementation: samples match the exact moments of this sampler within 4 SE.
+  assertClose(m.mean, expected.mean, 4 * m.meanSe, `${name}: mean vs exact sampler mean`);
+  assertClose(m.variance, expected.variance, 4 * m.varianceSe, `${name}: variance vs exact`);
+  // 2. The data: samples match (mu, s^2) within 4 SE plus the stated discretisation error.
+  assert.ok(Math.abs(expected.mean - MU) <= discretisation.mean, `${name}: mean bias`);
+  assert.ok(
+    Math.abs(expected.variance - S * S) <= discretisation.variance,
+    `${name}: variance bias`,
+  );
+  assertClose(m.mean, MU, 4 * m.meanSe + discretisation.mean, `${name}: mean vs data`);
+  assertClose(
+    m.variance,
+    S * S,
+    4 * m.varianceSe + discretisation.variance,
+    `${name}: variance vs data`,
+  );
+}
+
+const all = spacedTimesteps(1000, 1000);
+
+Deno.test("DDPM, 1000 steps, exact denoiser: samples have the data's mean and variance", async () => {
+  // Fixed (not learned) variances leave a small bias: +0.3% (fixedlarge), -1.5% (fixedsmall).
+  await check(
+    "ddpm fixedlarge",
+    { schedule, shape: [N, 1, 1, 1], sampler: "ddpm", seed: 1, variance: "fixedlarge" },
+    exactMoments("ddpm", all),
+    { mean: 1e-4, variance: 0.001 },
+  );
+  await check(
+    "ddpm fixedsmall",
+    { schedule, shape: [N, 1, 1, 1], sampler: "ddpm", seed: 2, variance: "fixedsmall" },
+    exactMoments("ddpm", all, { variance: "fixedsmall" }),
+    { mean: 1e-4, variance: 0.004 },
+  );
+});
+
+Deno.test("DDIM, 50 steps, eta 0: samples match the data up to DDIM's first-order error", async () => {
+  // Deterministic DDIM is an Euler step of the probability-flow ODE; on Gaussian data each
+  // step scales the spread by the cosine of an angle, so 50 steps give 11% less variance.
+  const kept = spacedTimesteps(1000, 50, "leading");
+  await check(
+    "ddim 50",
+    { schedule, shape: [N, 1, 1, 1], sampler: "ddim", steps: 50, seed: 3 },
+    exactMoments("ddim", kept),
+    { mean: 0.001, variance: 0.03 },
+  );
+});
+
+Deno.test("DDIM's variance deficit halves when the step count doubles (first-order method)", () => {
+  const deficit = (steps: number) =>
+    S * S - exactMoments("ddim", spacedTimesteps(1000, steps, "linspace")).variance;
+  for (const steps of [50, 100, 200]) {
+    const ratio = deficit(steps) / deficit(2 * steps);
+    assert.ok(ratio > 1.8 && ratio < 2.2, `deficit ratio ${steps} -> ${2 * steps}: ${ratio}`);
+  }
+});
+
+Deno.test("DDIM eta 1 and respaced DDPM match their exact moments", async () => {
+  const kept = spacedTimesteps(1000, 50, "trailing");
+  const ddim = exactMoments("ddim", kept, { eta: 1 });
+  const x = await sample(ideal, {
+    schedule,
+    shape: [N, 1, 1, 1],
+    sampler: "ddim",
+    steps: 50,
+    eta: 1,
+    spacing: "trailing",
+    seed: 4,
+    clipDenoised: false,
+  });
+  const m = moments(x);
+  assertClose(m.mean, ddim.mean, 4 * m.meanSe, "ddim eta 1 mean");
+  assertClose(m.variance, ddim.variance, 4 * m.varianceSe, "ddim eta 1 variance");
+
+  const respaced = exactMoments("ddpm", spacedTimesteps(1000, 100, "linspace"));
+  const y = moments(
+    await sample(ideal, {
+      schedule,
+      shape: [N, 1, 1, 1],
+      sampler: "ddpm",
+      steps: 100,
+      spacing: "linspace",
+      seed: 5,
+      clipDenoised: false,
+    }),
+  );
+  assertClose(y.mean, respaced.mean, 4 * y.meanSe, "respaced ddpm mean");
+  assertClose(y.variance, respaced.variance, 4 * y.varianceSe, "respaced ddpm variance");
+  // Respaced DDPM at 100 steps is within 4% of the data variance.
+  assert.ok(Math.abs(respaced.variance - S * S) < 0.04 * S * S);
+});
+
+Deno.test("every prediction type samples the same distribution", async () => {
+  const results = [];
+  for (const prediction of ["eps", "x0", "v"] as const) {
+    const denoiser = gaussianDenoiser(schedule, { mean: MU, std: S, prediction });
+    results.push(
+      await sample(denoiser, {
+        schedule,
+        shape: [64, 1, 4, 4],
+        sampler: "ddim",
+        steps: 20,
+        seed: 9,
+        prediction,
+        clipDenoised: false,
+      }),
+    );
+  }
+  // Same seed, deterministic sampler: identical up to float32 rounding along 20 steps.
+  for (const other of results.slice(1)) {
+    assert.ok(results[0].every((v, i) => Math.abs(v - other[i]) < 1e-4));
+  }
+});
+
+Deno.test("same seed gives identical samples; different seeds differ", async () => {
+  const options = { schedule, shape: [2, 1, 4, 4] as const, sampler: "ddpm" as const, steps: 30 };
+  const a = await sample(ideal, { ...options, seed: 42 });
+  const b = await sample(ideal, { ...options, seed: 42 });
+  const c = await sample(ideal, { ...options, seed: 43 });
+  assert.deepEqual(a, b);
+  assert.notDeepEqual(a, c);
+});
+
+Deno.test("onStep sees every step in order with t, x_t and the predicted x0", async () => {
+  const seen: StepInfo[] = [];
+  const calls: number[] = [];
+  const spy: Denoiser = (x, t, shape) => {
+    calls.push(t[0]);
+    return ideal(x, t, shape);
+  };
+  await sample(spy, {
+    schedule,
+    shape: [2, 1, 2, 2],
+    sampler: "ddim",
+    steps: 4,
+    spacing: "trailing",
+    onStep: (info) => {
+      seen.push(info);
+    },
+  });
+  assert.deepEqual(calls, [999, 749, 499, 249]);
+  assert.deepEqual(seen.map((s) => [s.step, s.steps, s.t]), [
+    [0, 4, 999],
+    [1, 4, 749],
+    [2, 4, 499],
+    [3, 4, 249],
+  ]);
+  assert.ok(seen.every((s) => s.x.length === 8 && s.predX0.length === 8));
+});
+
+Deno.test("aborting stops the run before the next network call", async () => {
+  const controller = new AbortController();
+  let calls = 0;
+  const counting: Denoiser = (x, t, shape) => {
+    calls++;
+    return ideal(x, t, shape);
+  };
+  await assert.rejects(
+    sample(counting, {
+      schedule,
+      shape: [1, 1, 2, 2],
+      sampler: "ddpm",
+      signal: controller.signal,
+      onStep: ({ step }) => {
+        if (step === 2) controller.abort(new Error("client went away"));
+      },
+    }),
+    /client went away/,
+  );
+  assert.equal(calls, 3);
+});
+
+Deno.test("bad sampler options name the value and the allowed range", async () => {
+  const base = { schedule, shape: [1, 1, 2, 2] as const };
+  await assert.rejects(
+    sample(ideal, { ...base, sampler: "ddim", steps: 0 }),
+    /steps must be an integer in 1\.\.1000, got 0/,
+  );
+  await assert.rejects(
+    sample(ideal, { ...base, sampler: "ddim", eta: 1.5 }),
+    /eta must be in \[0, 1\], got 1.5/,
+  );
+  await assert.rejects(
+    sample(ideal, { ...base, sampler: "euler" as never }),
+    /sampler must be one of ddpm, ddim, got euler/,
+  );
+  await assert.rejects(
+    sample(() => new Float32Array(3), { ...base, sampler: "ddim", steps: 2 }),
+    /denoiser must return a Float32Array of 4 values, got 3/,
+  );
+  await assert.rejects(
+    sample(ideal, { ...base, sampler: "ddpm", seed: -3 }),
+    /seed must be an integer/,
+  );
+});
+
+Deno.test("initialNoise fixes x_T: DDIM eta 0 is then independent of the seed", async () => {
+  const initialNoise = createRng(100).normal(16);
+  const options = {
+    schedule,
+    shape: [1, 1, 4, 4] as const,
+    sampler: "ddim" as const,
+    steps: 10,
+    initialNoise,
+  };
+  assert.deepEqual(
+    await sample(ideal, { ...options, seed: 1 }),
+    await sample(ideal, { ...options, seed: 2 }),
+  );
+});
