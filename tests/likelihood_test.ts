@@ -1,0 +1,199 @@
+import assert from "node:assert/strict";
+import { gaussianDenoiser } from "../lib/analytic.ts";
+import {
+  discretizedGaussianLogLikelihood,
+  logErfc,
+  logStandardNormalCdf,
+  lSimple,
+  normalKl,
+  priorBitsPerDim,
+  variationalBound,
+} from "../lib/likelihood.ts";
+import { createRng } from "../lib/rng.ts";
+import { makeSchedule } from "../lib/schedule.ts";
+import { assertClose, moments } from "./_stats.ts";
+
+const schedule = makeSchedule();
+
+Deno.test("logErfc matches libm's erfc (Python math.erfc) to 1e-14 relative, into the far tail", () => {
+  // Reference values printed by Python 3.11 `math.log(math.erfc(u))` on this machine.
+  const reference: [number, number][] = [
+    [0.1, -0.11930497373739554],
+    [0.5, -0.7350111298370844],
+    [1, -1.8496055099332482],
+    [1.9, -4.932345862780269],
+    [2, -5.364941264616638],
+    [2.5, -7.806815272727264],
+    [3, -10.720363041981113],
+    [5, -27.200889545537436],
+    [10, -102.87988902484489],
+    [20, -403.56934333410425],
+  ];
+  for (const [u, expected] of reference) {
+    assertClose(logErfc(u), expected, 1e-14 * Math.abs(expected), `log erfc(${u})`);
+  }
+  // erfc(-u) = 2 - erfc(u), and far below the underflow of erfc itself the log stays finite.
+  assertClose(Math.exp(logErfc(-1)), 2 - 0.15729920705028513, 1e-15, "erfc(-1)");
+  assert.ok(Number.isFinite(logErfc(40)));
+  assertClose(logStandardNormalCdf(0), Math.log(0.5), 1e-16, "log Phi(0)");
+});
+
+Deno.test("normalKl() agrees with its Monte Carlo estimate", () => {
+  // KL = E_{x ~ N1}[log N1(x) - log N2(x)], estimated from 200,000 draws; 4 standard errors.
+  const rng = createRng(31);
+  for (
+    const [m1, lv1, m2, lv2] of [[0, 0, 0, 0], [0.3, -1, -0.2, 0.5], [
+      1,
+      Math.log(0.01),
+      0.9,
+      Math.log(0.02),
+    ]]
+  ) {
+    const s1 = Math.exp(0.5 * lv1);
+    const z = rng.normal64(200_000);
+    const logRatio = z.map((e) => {
+      const x = m1 + s1 * e;
+      return -0.5 * (lv1 + ((x - m1) ** 2) / Math.exp(lv1)) +
+        0.5 * (lv2 + ((x - m2) ** 2) / Math.exp(lv2));
+    });
+    const m = moments(logRatio);
+    assertClose(
+      normalKl(m1, lv1, m2, lv2),
+      m.mean,
+      4 * m.meanSe + 1e-15,
+      `KL(${m1}, ${lv1} || ${m2}, ${lv2})`,
+    );
+  }
+  assert.equal(normalKl(0.5, -2, 0.5, -2), 0);
+});
+
+Deno.test("the discretized Gaussian likelihood of all 256 values sums to 1", () => {
+  for (const [mean, scale] of [[0, 0.3], [0.9, 0.01], [-1.5, 0.5], [0.2, 1e-4], [0, 5]]) {
+    let total = 0;
+    for (let k = 0; k < 256; k++) {
+      total += Math.exp(discretizedGaussianLogLikelihood(k / 127.5 - 1, mean, Math.log(scale)));
+    }
+    // Bins tile the real line, so this is a telescoping sum of CDF values: float64 rounding.
+    assertClose(total, 1, 1e-12, `sum for mean ${mean}, scale ${scale}`);
+  }
+});
+
+Deno.test("discretized likelihood: a sharp Gaussian puts its mass on its own bin, tails stay finite", () => {
+  const x = 10 / 127.5 - 1;
+  assertClose(discretizedGaussianLogLikelihood(x, x, Math.log(1e-4)), 0, 1e-12, "own bin");
+  // 40 standard deviations away: far below float64's smallest probability, still finite.
+  const far = discretizedGaussianLogLikelihood(x, x + 0.09, Math.log(1e-3));
+  assert.ok(Number.isFinite(far) && far < -3000, `far log-likelihood ${far}`);
+  // An interior bin of a wide Gaussian (sd 2) has mass density times width, up to the
+  // midpoint rule's relative error width^2 / (24 sd^2) < 1e-5.
+  const x153 = 153 / 127.5 - 1;
+  const mass = Math.exp(discretizedGaussianLogLikelihood(x153, 0, Math.log(2)));
+  const density = Math.exp(-0.5 * (x153 / 2) ** 2) / (2 * Math.sqrt(2 * Math.PI));
+  assertClose(mass, (2 / 255) * density, 1e-5 * mass, "wide bin");
+});
+
+Deno.test("prior term is KL(q(x_T | x0) || N(0, I)): about 1e-5 bits/dim on the paper's schedule", () => {
+  const x0 = new Float32Array([-1, -0.5, 0, 0.5, 1, 1, -1, 0.25]);
+  const prior = priorBitsPerDim(schedule, x0, [2, 1, 2, 2]);
+  const abar = schedule.alphasCumprod[999];
+  for (let n = 0; n < 2; n++) {
+    let expected = 0;
+    for (let j = 0; j < 4; j++) {
+      const m = Math.sqrt(abar) * x0[n * 4 + j];
+      expected += 0.5 * (-1 - Math.log(1 - abar) + (1 - abar) + m * m);
+    }
+    assertClose(prior[n], expected / 4 / Math.LN2, 1e-15, "prior");
+    assert.ok(prior[n] > 0 && prior[n] < 3e-5);
+  }
+});
+
+Deno.test("lSimple is the mean squared error", () => {
+  assert.equal(lSimple(new Float32Array([1, 2, 3]), new Float32Array([1, 0, 4])), 5 / 3);
+  assert.throws(() => lSimple(new Float32Array(2), new Float32Array(3)), /one length, got 2 and 3/);
+});
+
+const MU = 0.2, S = 0.3;
+const ideal = gaussianDenoiser(schedule, { mean: MU, std: S });
+
+Deno.test("variational bound: the KL terms with the exact denoiser match their closed-form expectation", async () => {
+  // For x0 ~ N(mu, s^2) the model's mean error is c1 (x0 - E[x0 | x_t]), whose square has
+  // expectation c1^2 Var(x0 | x_t), Var(x0 | x_t) = s^2 (1 - abar) / (abar s^2 + 1 - abar), so
+  // E[L_t] = 0.5 (-1 + log vP - log vQ + vQ / vP + c1^2 Var(x0 | x_t) / vP) nats per dimension.
+  const n = 500, per = 16;
+  const x0 = createRng(8).normal(n * per).map((z) => MU + S * z);
+  for (const variance of ["fixedlarge", "fixedsmall"] as const) {
+    const vb = await variationalBound(ideal, {
+      schedule,
+      x0,
+      shape: [n, 1, 4, 4],
+      seed: 9,
+      variance,
+      clipDenoised: false,
+    });
+    let expected = 0;
+    for (let t = 1; t < 1000; t++) {
+      const abar = schedule.alphasCumprod[t];
+      const vQ = schedule.posteriorVariance[t];
+      const vP = variance === "fixedlarge" ? schedule.betas[t] : vQ;
+      const c1 = schedule.posteriorMeanCoef1[t];
+      const varX0 = (S * S * (1 - abar)) / (abar * S * S + 1 - abar);
+      expected += 0.5 * (-1 + Math.log(vP / vQ) + vQ / vP + (c1 * c1 * varX0) / vP) / Math.LN2;
+    }
+    const sums = Array.from({ length: n }, (_, i) => {
+      let s = 0;
+      for (let t = 1; t < 1000; t++) s += vb.terms[i * 1000 + t];
+      return s;
+    });
+    const m = moments(sums);
+    assertClose(m.mean, expected, 4 * m.meanSe, `sum of KL terms, ${variance}`);
+  }
+});
+
+Deno.test("variational bound on discretized Gaussian data is an upper bound close to the true NLL", async () => {
+  // Data: N(0.2, 0.3^2) rounded to the 8-bit grid. Its true NLL is the entropy of the
+  // discretized distribution, estimated on the same images (exact per-image probabilities).
+  const n = 1000, per = 16;
+  const x0 = createRng(5).normal(n * per).map((z) => {
+    const k = Math.min(255, Math.max(0, Math.round((MU + S * z + 1) * 127.5)));
+    return k / 127.5 - 1;
+  });
+  let nll = 0;
+  for (const v of x0) nll -= discretizedGaussianLogLikelihood(v, MU, Math.log(S));
+  nll /= x0.length * Math.LN2;
+  const vb = await variationalBound(ideal, {
+    schedule,
+    x0,
+    shape: [n, 1, 4, 4],
+    seed: 3,
+    clipDenoised: false,
+  });
+  const m = moments(vb.bitsPerDim);
+  assertClose(vb.meanBitsPerDim, m.mean, 1e-12, "mean of per-image totals");
+  // A bound: E[VLB] >= NLL (Gibbs' inequality), so the estimate is above NLL - 4 SE.
+  assert.ok(m.mean > nll - 4 * m.meanSe, `VLB ${m.mean} below NLL ${nll}`);
+  // Close: with exact means the gap is the cost of fixed, unlearned variances, measured at
+  // 0.11 bits/dim (1.5%) for fixedlarge here; allow that plus 4 SE.
+  assert.ok(m.mean - nll < 0.11 + 4 * m.meanSe + 0.02, `gap ${m.mean - nll} bits/dim`);
+  // Every term is a KL or an NLL of a discrete value: none is negative.
+  assert.ok(vb.terms.every((v) => v >= -1e-12));
+  assert.equal(vb.terms.length, n * 1000);
+});
+
+Deno.test("variationalBound reports progress and stops on abort", async () => {
+  const controller = new AbortController();
+  const seen: number[] = [];
+  await assert.rejects(
+    variationalBound(ideal, {
+      schedule,
+      x0: new Float32Array(4),
+      shape: [1, 1, 2, 2],
+      signal: controller.signal,
+      onProgress: (done) => {
+        seen.push(done);
+        if (done === 3) controller.abort(new Error("stop"));
+      },
+    }),
+    /stop/,
+  );
+  assert.deepEqual(seen, [1, 2, 3]);
+});
