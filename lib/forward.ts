@@ -64,12 +64,50 @@ export function checkTimesteps(schedule: Schedule, t: ArrayLike<number>, n: numb
 }
 
 /**
+ * `out = a(t_n) * first + b(t_n) * second` for each example n, with the two coefficients
+ * read from the schedule at that example's timestep. Every per-example formula of the
+ * forward process and the parameterisations is one of these.
+ */
+export function combinePerExample(
+  schedule: Schedule,
+  first: Float32Array,
+  second: Float32Array,
+  t: ArrayLike<number>,
+  shape: Shape,
+  coefficients: (schedule: Schedule, t: number) => readonly [number, number],
+  names: readonly [string, string] = ["first input", "second input"],
+): Float32Array {
+  const per = checkTensor(names[0], first, shape);
+  checkTensor(names[1], second, shape);
+  checkTimesteps(schedule, t, shape[0]);
+  const out = new Float32Array(first.length);
+  for (let n = 0; n < shape[0]; n++) {
+    const [a, b] = coefficients(schedule, t[n]);
+    for (let j = n * per, end = j + per; j < end; j++) out[j] = a * first[j] + b * second[j];
+  }
+  return out;
+}
+
+/** Per-example variance and log-variance read from two schedule tables. */
+function _perExample(
+  t: ArrayLike<number>,
+  n: number,
+  variance: Float64Array,
+  logVariance: Float64Array,
+): { variance: Float64Array; logVariance: Float64Array } {
+  return {
+    variance: Float64Array.from({ length: n }, (_, i) => variance[t[i]]),
+    logVariance: Float64Array.from({ length: n }, (_, i) => logVariance[t[i]]),
+  };
+}
+
+/**
  * Draws `x_t ~ q(x_t | x_0)` in closed form (eq. 4):
  * `x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps`, with the caller's `noise` as `eps`.
  *
  * @example
  * ```ts
- * import { makeSchedule, qSample, createRng } from "../mod.ts";
+ * import { createRng, makeSchedule, qSample } from "../mod.ts";
  * const schedule = makeSchedule();
  * const x0 = new Float32Array(2 * 1 * 4 * 4).fill(0.5);
  * const xt = qSample(schedule, x0, [10, 900], createRng(0).normal(x0.length), [2, 1, 4, 4]);
@@ -82,16 +120,10 @@ export function qSample(
   noise: Float32Array,
   shape: Shape,
 ): Float32Array {
-  const per = checkTensor("x0", x0, shape);
-  checkTensor("noise", noise, shape);
-  checkTimesteps(schedule, t, shape[0]);
-  const out = new Float32Array(x0.length);
-  for (let n = 0; n < shape[0]; n++) {
-    const a = schedule.sqrtAlphasCumprod[t[n]];
-    const s = schedule.sqrtOneMinusAlphasCumprod[t[n]];
-    for (let j = n * per, end = j + per; j < end; j++) out[j] = a * x0[j] + s * noise[j];
-  }
-  return out;
+  return combinePerExample(schedule, x0, noise, t, shape, (s, i) => [
+    s.sqrtAlphasCumprod[i],
+    s.sqrtOneMinusAlphasCumprod[i],
+  ], ["x0", "noise"]);
 }
 
 /** The Gaussian `q(x_t | x_0)`: mean `sqrt(abar_t) x_0`, variance `1 - abar_t` (eq. 4). */
@@ -101,18 +133,20 @@ export function qMeanVariance(
   t: ArrayLike<number>,
   shape: Shape,
 ): GaussianParams {
-  const per = checkTensor("x0", x0, shape);
-  checkTimesteps(schedule, t, shape[0]);
-  const mean = new Float32Array(x0.length);
-  const variance = new Float64Array(shape[0]);
-  const logVariance = new Float64Array(shape[0]);
-  for (let n = 0; n < shape[0]; n++) {
-    const a = schedule.sqrtAlphasCumprod[t[n]];
-    for (let j = n * per, end = j + per; j < end; j++) mean[j] = a * x0[j];
-    variance[n] = 1 - schedule.alphasCumprod[t[n]];
-    logVariance[n] = schedule.logOneMinusAlphasCumprod[t[n]];
-  }
-  return { mean, variance, logVariance };
+  const mean = combinePerExample(
+    schedule,
+    x0,
+    x0,
+    t,
+    shape,
+    (s, i) => [s.sqrtAlphasCumprod[i], 0],
+    [
+      "x0",
+      "x0",
+    ],
+  );
+  const oneMinus = schedule.alphasCumprod.map((a) => 1 - a);
+  return { mean, ..._perExample(t, shape[0], oneMinus, schedule.logOneMinusAlphasCumprod) };
 }
 
 /**
@@ -126,18 +160,12 @@ export function qPosterior(
   t: ArrayLike<number>,
   shape: Shape,
 ): GaussianParams {
-  const per = checkTensor("x0", x0, shape);
-  checkTensor("xt", xt, shape);
-  checkTimesteps(schedule, t, shape[0]);
-  const mean = new Float32Array(x0.length);
-  const variance = new Float64Array(shape[0]);
-  const logVariance = new Float64Array(shape[0]);
-  for (let n = 0; n < shape[0]; n++) {
-    const c1 = schedule.posteriorMeanCoef1[t[n]];
-    const c2 = schedule.posteriorMeanCoef2[t[n]];
-    for (let j = n * per, end = j + per; j < end; j++) mean[j] = c1 * x0[j] + c2 * xt[j];
-    variance[n] = schedule.posteriorVariance[t[n]];
-    logVariance[n] = schedule.posteriorLogVarianceClipped[t[n]];
-  }
-  return { mean, variance, logVariance };
+  const mean = combinePerExample(schedule, x0, xt, t, shape, (s, i) => [
+    s.posteriorMeanCoef1[i],
+    s.posteriorMeanCoef2[i],
+  ], ["x0", "xt"]);
+  return {
+    mean,
+    ..._perExample(t, shape[0], schedule.posteriorVariance, schedule.posteriorLogVarianceClipped),
+  };
 }

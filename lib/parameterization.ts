@@ -8,7 +8,7 @@
  * @module
  */
 
-import { checkTensor, checkTimesteps, type Shape } from "./forward.ts";
+import { checkTensor, combinePerExample, type Shape } from "./forward.ts";
 import type { Schedule } from "./schedule.ts";
 
 /** The quantity a network is trained to output. */
@@ -50,28 +50,6 @@ export interface ReverseStep {
   readonly predEps: Float32Array;
 }
 
-type Coefficients = (schedule: Schedule, t: number) => readonly [number, number];
-
-/** Applies `out = a(t) * first + b(t) * second` per example, checking shapes and timesteps. */
-function _combine(
-  schedule: Schedule,
-  first: Float32Array,
-  second: Float32Array,
-  t: ArrayLike<number>,
-  shape: Shape,
-  coefficients: Coefficients,
-): Float32Array {
-  const per = checkTensor("first input", first, shape);
-  checkTensor("second input", second, shape);
-  checkTimesteps(schedule, t, shape[0]);
-  const out = new Float32Array(first.length);
-  for (let n = 0; n < shape[0]; n++) {
-    const [a, b] = coefficients(schedule, t[n]);
-    for (let j = n * per, end = j + per; j < end; j++) out[j] = a * first[j] + b * second[j];
-  }
-  return out;
-}
-
 /** `x0 = sqrt(1/abar) x_t - sqrt(1/abar - 1) eps` (inverse of eq. 4). */
 export function predictX0FromEps(
   schedule: Schedule,
@@ -80,10 +58,10 @@ export function predictX0FromEps(
   eps: Float32Array,
   shape: Shape,
 ): Float32Array {
-  return _combine(schedule, xt, eps, t, shape, (s, i) => [
+  return combinePerExample(schedule, xt, eps, t, shape, (s, i) => [
     s.sqrtRecipAlphasCumprod[i],
     -s.sqrtRecipm1AlphasCumprod[i],
-  ]);
+  ], ["xt", "eps"]);
 }
 
 /** `eps = (sqrt(1/abar) x_t - x0) / sqrt(1/abar - 1)`. */
@@ -94,10 +72,10 @@ export function predictEpsFromX0(
   x0: Float32Array,
   shape: Shape,
 ): Float32Array {
-  return _combine(schedule, xt, x0, t, shape, (s, i) => {
+  return combinePerExample(schedule, xt, x0, t, shape, (s, i) => {
     const d = s.sqrtRecipm1AlphasCumprod[i];
     return [s.sqrtRecipAlphasCumprod[i] / d, -1 / d];
-  });
+  }, ["xt", "x0"]);
 }
 
 /** `x0 = sqrt(abar) x_t - sqrt(1 - abar) v`. */
@@ -108,10 +86,10 @@ export function predictX0FromV(
   v: Float32Array,
   shape: Shape,
 ): Float32Array {
-  return _combine(schedule, xt, v, t, shape, (s, i) => [
+  return combinePerExample(schedule, xt, v, t, shape, (s, i) => [
     s.sqrtAlphasCumprod[i],
     -s.sqrtOneMinusAlphasCumprod[i],
-  ]);
+  ], ["xt", "v"]);
 }
 
 /** `eps = sqrt(1 - abar) x_t + sqrt(abar) v`. */
@@ -122,10 +100,10 @@ export function predictEpsFromV(
   v: Float32Array,
   shape: Shape,
 ): Float32Array {
-  return _combine(schedule, xt, v, t, shape, (s, i) => [
+  return combinePerExample(schedule, xt, v, t, shape, (s, i) => [
     s.sqrtOneMinusAlphasCumprod[i],
     s.sqrtAlphasCumprod[i],
-  ]);
+  ], ["xt", "v"]);
 }
 
 /** `v = sqrt(abar) eps - sqrt(1 - abar) x0`. */
@@ -136,10 +114,10 @@ export function predictV(
   eps: Float32Array,
   shape: Shape,
 ): Float32Array {
-  return _combine(schedule, eps, x0, t, shape, (s, i) => [
+  return combinePerExample(schedule, eps, x0, t, shape, (s, i) => [
     s.sqrtAlphasCumprod[i],
     -s.sqrtOneMinusAlphasCumprod[i],
-  ]);
+  ], ["eps", "x0"]);
 }
 
 /**
@@ -243,7 +221,7 @@ export function pMeanVariance(
   const prediction = options.prediction ?? "eps";
   const varianceType = options.variance ?? "fixedlarge";
   const clip = options.clipDenoised ?? true;
-  const per = checkTensor("model output", output, shape);
+  checkTensor("model output", output, shape);
 
   const predX0 = predictX0(prediction, schedule, xt, t, output, shape);
   if (clip) {
@@ -253,13 +231,13 @@ export function pMeanVariance(
     ? output.slice()
     : predictEpsFromX0(schedule, xt, t, predX0, shape);
 
-  const mean = new Float32Array(xt.length);
+  const mean = combinePerExample(schedule, predX0, xt, t, shape, (s, i) => [
+    s.posteriorMeanCoef1[i],
+    s.posteriorMeanCoef2[i],
+  ], ["predicted x0", "xt"]);
   const variance = new Float64Array(shape[0]);
   const logVariance = new Float64Array(shape[0]);
   for (let n = 0; n < shape[0]; n++) {
-    const c1 = schedule.posteriorMeanCoef1[t[n]];
-    const c2 = schedule.posteriorMeanCoef2[t[n]];
-    for (let j = n * per, end = j + per; j < end; j++) mean[j] = c1 * predX0[j] + c2 * xt[j];
     const v = reverseVariance(schedule, varianceType, t[n]);
     variance[n] = v.variance;
     logVariance[n] = v.logVariance;

@@ -49,7 +49,7 @@ Deno.test("qSample() is sqrt(abar) x0 + sqrt(1 - abar) eps per example timestep"
   );
   assert.throws(
     () => qSample(schedule, x0.subarray(1), t, noise, [2, 3, 2, 2]),
-    /must have 24 elements/,
+    /x0 must have 24 elements/,
   );
 });
 
