@@ -31,3 +31,4 @@ export * from "./lib/interpolate.ts";
 export * from "./lib/likelihood.ts";
 export * from "./lib/analytic.ts";
 export * from "./lib/image.ts";
+export * from "./lib/png.ts";
