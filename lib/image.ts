@@ -127,17 +127,7 @@ export function nchwToHwc(
   x: Float32Array | Uint8Array,
   shape: readonly [n: number, c: number, h: number, w: number],
 ): Float32Array | Uint8Array {
-  checkTensor("x", x, shape);
-  const [n, c, h, w] = shape;
-  const hw = h * w;
-  const out = _sameKind(x, x.length);
-  for (let b = 0; b < n; b++) {
-    for (let k = 0; k < c; k++) {
-      const plane = (b * c + k) * hw; // NCHW [n, c, h, w]: start of plane (b, k)
-      for (let p = 0; p < hw; p++) out[(b * hw + p) * c + k] = x[plane + p]; // NHWC
-    }
-  }
-  return out;
+  return _reorder(x, shape, "nchw-to-nhwc");
 }
 
 /**
@@ -169,14 +159,28 @@ export function hwcToNchw(
   x: Float32Array | Uint8Array,
   shape: readonly [n: number, c: number, h: number, w: number],
 ): Float32Array | Uint8Array {
+  return _reorder(x, shape, "nhwc-to-nchw");
+}
+
+/** Moves every value between its NCHW and its NHWC position, in the direction asked. */
+function _reorder(
+  x: Float32Array | Uint8Array,
+  shape: readonly [n: number, c: number, h: number, w: number],
+  direction: "nchw-to-nhwc" | "nhwc-to-nchw",
+): Float32Array | Uint8Array {
   checkTensor("x", x, shape);
   const [n, c, h, w] = shape;
   const hw = h * w;
   const out = _sameKind(x, x.length);
+  const toNhwc = direction === "nchw-to-nhwc";
   for (let b = 0; b < n; b++) {
     for (let k = 0; k < c; k++) {
       const plane = (b * c + k) * hw; // NCHW [n, c, h, w]: start of plane (b, k)
-      for (let p = 0; p < hw; p++) out[plane + p] = x[(b * hw + p) * c + k]; // NHWC
+      for (let p = 0; p < hw; p++) {
+        const nhwc = (b * hw + p) * c + k; // NHWC [n, h, w, c]
+        if (toNhwc) out[nhwc] = x[plane + p];
+        else out[plane + p] = x[nhwc];
+      }
     }
   }
   return out;
