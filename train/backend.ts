@@ -1,0 +1,94 @@
+/**
+ * Choosing and starting a TensorFlow.js backend, and saying honestly what was found.
+ *
+ * @module
+ */
+
+import * as tf from "@tensorflow/tfjs";
+import "@tensorflow/tfjs-backend-wasm";
+import "@tensorflow/tfjs-backend-webgpu";
+
+/** What `--backend` accepts. */
+export type BackendChoice = "auto" | "webgpu" | "wasm" | "cpu";
+/** Every choice, for validation and help text. */
+export const BACKEND_CHOICES: readonly BackendChoice[] = ["auto", "webgpu", "wasm", "cpu"];
+
+/** The WebGPU adapter as the runtime describes it. */
+export interface AdapterInfo {
+  readonly vendor: string;
+  readonly architecture: string;
+  readonly device: string;
+  readonly description: string;
+  /** A CPU implementation of WebGPU (llvmpipe, SwiftShader, a fallback adapter): correct, slow. */
+  readonly software: boolean;
+}
+
+/** The backend that was started. */
+export interface BackendInfo {
+  readonly name: "webgpu" | "wasm" | "cpu";
+  readonly adapter?: AdapterInfo;
+  /** One line for a person: the backend, the adapter and any warning. */
+  readonly summary: string;
+}
+
+const SOFTWARE_ADAPTER = /llvmpipe|lavapipe|swiftshader|software|softpipe/i;
+
+/** Describes the system's WebGPU adapter, or returns null when there is none. */
+export async function findWebGpuAdapter(): Promise<AdapterInfo | null> {
+  const gpu = (globalThis.navigator as Navigator | undefined)?.gpu;
+  if (!gpu) return null;
+  const adapter = await gpu.requestAdapter().catch(() => null);
+  if (!adapter) return null;
+  const info = adapter.info;
+  const text = [info.vendor, info.architecture, info.device, info.description].join(" ");
+  // `isFallbackAdapter` is the standard flag; Deno reports llvmpipe only by name.
+  const fallback = (info as GPUAdapterInfo & { isFallbackAdapter?: boolean }).isFallbackAdapter ??
+    false;
+  return {
+    vendor: info.vendor,
+    architecture: info.architecture,
+    device: info.device,
+    description: info.description,
+    software: fallback || SOFTWARE_ADAPTER.test(text),
+  };
+}
+
+/**
+ * Starts a backend. `auto` prefers WebGPU (hardware or software adapter), then the CPU
+ * backend. The WebAssembly backend is only used when asked for: it runs convolutions fast
+ * but, as shipped, has no kernel for the filter gradient, so it cannot train the U-Net.
+ */
+export async function initBackend(choice: BackendChoice): Promise<BackendInfo> {
+  if (!BACKEND_CHOICES.includes(choice)) {
+    throw new RangeError(`backend must be one of ${BACKEND_CHOICES.join(", ")}, got ${choice}`);
+  }
+  // Warnings such as tfjs's advice to install its Node.js add-on do not apply under Deno.
+  tf.enableProdMode();
+  const adapter = choice === "auto" || choice === "webgpu" ? await findWebGpuAdapter() : null;
+  let name: BackendInfo["name"];
+  if (choice === "webgpu" || (choice === "auto" && adapter)) {
+    if (!adapter) {
+      throw new Error("--backend webgpu: no WebGPU adapter found (navigator.gpu gave none)");
+    }
+    name = "webgpu";
+  } else if (choice === "wasm") {
+    name = "wasm";
+  } else {
+    name = "cpu";
+  }
+  if (!(await tf.setBackend(name))) throw new Error(`the tfjs ${name} backend failed to start`);
+  await tf.ready();
+
+  let summary = `backend ${name}`;
+  if (name === "webgpu" && adapter) {
+    summary += ` on ${
+      adapter.description || adapter.device || adapter.vendor || "an unnamed adapter"
+    }`;
+    if (adapter.software) summary += " (a software adapter: correct but slow, about 1 GFLOP/s)";
+  } else if (name === "cpu") {
+    summary += choice === "auto"
+      ? " (no WebGPU adapter found; the CPU backend is very slow)"
+      : " (very slow: tens of MFLOP/s)";
+  }
+  return { name, adapter: name === "webgpu" ? adapter ?? undefined : undefined, summary };
+}

@@ -1,0 +1,159 @@
+/**
+ * The U-Net's building blocks in TensorFlow.js, and the network as a `Denoiser`.
+ *
+ * Tensors are NHWC inside (the layout every tfjs backend's convolutions support); the
+ * network's interface stays NCHW like the rest of the toolkit, converted at the boundary.
+ *
+ * @module
+ */
+
+import * as tf from "@tensorflow/tfjs";
+import { nchwToHwc } from "../lib/image.ts";
+import type { Denoiser } from "../lib/samplers.ts";
+import { type ConvOptions, type NetworkOps, type UNetConfig, unetForward } from "./network.ts";
+
+/** Parameters by path name, in the canonical layouts of `network.ts`. */
+export type ParamTensors = ReadonlyMap<string, tf.Tensor>;
+
+/** Options of {@linkcode TfjsOps}. */
+export interface TfjsOpsOptions {
+  /** Dropout is active only while training. */
+  training?: boolean;
+  /** Base seed of this pass's dropout masks; each dropout layer adds its index. */
+  dropoutSeed?: number;
+}
+
+const GROUP_NORM_EPSILON = 1e-6;
+
+/** The blocks of `network.ts` computed with tfjs ops on NHWC tensors. */
+export class TfjsOps implements NetworkOps<tf.Tensor> {
+  readonly #params: ParamTensors;
+  readonly #training: boolean;
+  readonly #dropoutSeed: number;
+  #dropoutLayer = 0;
+
+  constructor(params: ParamTensors, options: TfjsOpsOptions = {}) {
+    this.#params = params;
+    this.#training = options.training ?? false;
+    this.#dropoutSeed = options.dropoutSeed ?? 0;
+  }
+
+  #param(name: string): tf.Tensor {
+    const p = this.#params.get(name);
+    if (!p) throw new RangeError(`the network has no parameter ${name}`);
+    return p;
+  }
+
+  conv2d(x: tf.Tensor, name: string, options: ConvOptions): tf.Tensor {
+    const y = tf.conv2d(
+      x as tf.Tensor4D,
+      this.#param(`${name}.w`) as tf.Tensor4D,
+      options.stride,
+      "same",
+    );
+    return tf.add(y, this.#param(`${name}.b`));
+  }
+
+  dense(x: tf.Tensor, name: string): tf.Tensor {
+    return tf.add(
+      tf.matMul(x as tf.Tensor2D, this.#param(`${name}.w`) as tf.Tensor2D),
+      this.#param(`${name}.b`),
+    );
+  }
+
+  groupNorm(x: tf.Tensor, name: string, groups: number): tf.Tensor {
+    const [n, h, w, c] = x.shape;
+    // Statistics over each group of channels and all positions: [n, h, w, groups, c/groups].
+    const grouped = tf.reshape(x, [n, h, w, groups, c / groups]);
+    const { mean, variance } = tf.moments(grouped, [1, 2, 4], true);
+    const normed = tf.div(tf.sub(grouped, mean), tf.sqrt(tf.add(variance, GROUP_NORM_EPSILON)));
+    return tf.add(
+      tf.mul(tf.reshape(normed, [n, h, w, c]), this.#param(`${name}.g`)),
+      this.#param(`${name}.b`),
+    );
+  }
+
+  silu(x: tf.Tensor): tf.Tensor {
+    return tf.mul(x, tf.sigmoid(x));
+  }
+
+  add(a: tf.Tensor, b: tf.Tensor): tf.Tensor {
+    return tf.add(a, b);
+  }
+
+  addPerChannel(x: tf.Tensor, v: tf.Tensor): tf.Tensor {
+    return tf.add(x, tf.reshape(v, [v.shape[0], 1, 1, v.shape[1] as number]));
+  }
+
+  concatChannels(a: tf.Tensor, b: tf.Tensor): tf.Tensor {
+    return tf.concat([a, b], 3);
+  }
+
+  upsampleNearest2x(x: tf.Tensor): tf.Tensor {
+    // Each pixel repeated into a 2x2 block: once along width, once along height. Rank-4 tiles
+    // only, because tfjs has no tile gradient above rank 4.
+    const [n, h, w, c] = x.shape;
+    const wide = tf.tile(tf.reshape(x, [n * h, w, 1, c]), [1, 1, 2, 1]); // [n h, w, 2, c]
+    const tall = tf.tile(tf.reshape(wide, [n, h, 1, 2 * w * c]), [1, 1, 2, 1]); // [n, h, 2, 2w c]
+    return tf.reshape(tall, [n, 2 * h, 2 * w, c]);
+  }
+
+  dropout(x: tf.Tensor, rate: number): tf.Tensor {
+    const layer = this.#dropoutLayer++;
+    if (!this.#training || rate === 0) return x;
+    return tf.dropout(x, rate, undefined, this.#dropoutSeed + layer);
+  }
+
+  attention(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor): tf.Tensor {
+    const [n, h, w, c] = q.shape;
+    const flat = (t: tf.Tensor) => tf.reshape(t, [n, h * w, c]) as tf.Tensor3D;
+    const logits = tf.mul(tf.matMul(flat(q), flat(k), false, true), 1 / Math.sqrt(c));
+    const mixed = tf.matMul(tf.softmax(logits) as tf.Tensor3D, flat(v));
+    return tf.reshape(mixed, [n, h, w, c]);
+  }
+
+  timestepEmbedding(t: tf.Tensor, dim: number): tf.Tensor {
+    // Official get_timestep_embedding: frequencies exp(-ln(10000) i / (half - 1)).
+    const half = dim / 2;
+    const freqs = Float32Array.from(
+      { length: half },
+      (_, i) => Math.exp((-Math.log(10000) * i) / (half - 1)),
+    );
+    const args = tf.mul(tf.reshape(t, [-1, 1]), tf.tensor2d(freqs, [1, half]));
+    return tf.concat([tf.sin(args), tf.cos(args)], 1);
+  }
+}
+
+/**
+ * The U-Net on NHWC tensors: `x` `[n, s, s, channels]`, `t` `[n]` float timesteps. Not wrapped
+ * in `tf.tidy`; the caller owns the intermediates (training needs them for gradients).
+ */
+export function unetApply(
+  params: ParamTensors,
+  config: UNetConfig,
+  x: tf.Tensor,
+  t: tf.Tensor,
+  options: TfjsOpsOptions = {},
+): tf.Tensor {
+  return unetForward(new TfjsOps(params, options), x, t, config);
+}
+
+/**
+ * The network as a `Denoiser` for the samplers (NCHW in and out, evaluation mode). Reads
+ * back with `await data()`, the only read that works on every backend.
+ */
+export function tfjsDenoiser(params: ParamTensors, config: UNetConfig): Denoiser {
+  return async (x, t, shape) => {
+    const [n, c, h, w] = shape;
+    const out = tf.tidy(() => {
+      const input = tf.tensor4d(nchwToHwc(x, shape), [n, h, w, c]);
+      const nhwc = unetApply(params, config, input, tf.tensor1d(t));
+      return tf.transpose(nhwc, [0, 3, 1, 2]); // NHWC -> NCHW
+    });
+    try {
+      return (await out.data()) as Float32Array;
+    } finally {
+      out.dispose();
+    }
+  };
+}
