@@ -1,0 +1,267 @@
+/**
+ * `deno task train`: trains the DDPM U-Net. Run with `--help` for the flags.
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { type Prediction, PREDICTIONS } from "../lib/parameterization.ts";
+import { SCHEDULE_KINDS, type ScheduleKind } from "../lib/schedule.ts";
+import { BACKEND_CHOICES, type BackendChoice, initBackend } from "./backend.ts";
+import { countParameters, describeUNet, PRESETS, type UNetConfig } from "./network.ts";
+import { type RunEvent, type RunOptions, runTraining } from "./run.ts";
+import type { OptimizerOptions } from "./trainer.ts";
+
+/** Every flag: name, default (undefined: none), and what it does. */
+const FLAGS: Record<string, { default?: string; help: string; boolean?: true }> = {
+  preset: { default: "mnist", help: `network preset: ${Object.keys(PRESETS).join(", ")}` },
+  dataset: {
+    help:
+      'data: "mnist", "fashion-mnist", "idx:<images>[,<labels>]" or "folder:<dir>" (default: mnist for the mnist and tiny presets)',
+  },
+  steps: { default: "20000", help: "total optimizer steps (a resumed run continues up to this)" },
+  batch: { default: "64", help: "images per step" },
+  lr: { default: "2e-4", help: "peak Adam learning rate" },
+  warmup: { default: "1000", help: "linear learning-rate warm-up steps (the paper: 5000)" },
+  "ema-decay": {
+    default: "0.9999",
+    help: "decay of the EMA of the weights (with a (1+s)/(10+s) warm-up)",
+  },
+  "grad-clip": { default: "1", help: "global gradient-norm clip" },
+  backend: {
+    default: "auto",
+    help: `tfjs backend: ${BACKEND_CHOICES.join(", ")} (auto prefers WebGPU)`,
+  },
+  seed: { default: "0", help: "seed of the initial weights, the data order and every noise draw" },
+  out: { help: "run directory (default runs/<preset>-<dataset>)" },
+  resume: { boolean: true, help: "continue from the newest good checkpoint in --out" },
+  prediction: { default: "eps", help: `network output: ${PREDICTIONS.join(", ")}` },
+  schedule: { default: "linear", help: `noise schedule: ${SCHEDULE_KINDS.join(", ")}` },
+  timesteps: { default: "1000", help: "diffusion steps T" },
+  "held-out": { default: "0.1", help: "fraction of the data kept aside for evaluation" },
+  flip: { default: "auto", help: "random horizontal flips: auto (on for image folders), on, off" },
+  "ckpt-every": {
+    default: "1000",
+    help: "checkpoint every N steps (and at the end, and on Ctrl-C)",
+  },
+  keep: { default: "3", help: "checkpoints to keep" },
+  "sample-every": {
+    default: "2000",
+    help: "write a sample grid (EMA weights, DDIM) every N steps; 0 never",
+  },
+  "sample-steps": { default: "20", help: "DDIM steps for the sample grids" },
+  "log-every": { default: "10", help: "metrics line every N steps" },
+  "eval-every": { default: "500", help: "held-out loss every N steps; 0 never" },
+  "dry-run": { boolean: true, help: "build the network, print its summary and exit" },
+  help: { boolean: true, help: "show this help" },
+};
+
+function usage(): string {
+  const lines = [
+    "Usage: deno task train [flags]",
+    "",
+    "Trains the DDPM U-Net (TensorFlow.js).",
+    "",
+  ];
+  for (const [name, flag] of Object.entries(FLAGS)) {
+    const left = `  --${name}${flag.boolean ? "" : " <value>"}`;
+    lines.push(
+      `${left.padEnd(26)} ${flag.help}${flag.default !== undefined ? ` [${flag.default}]` : ""}`,
+    );
+  }
+  return lines.join("\n");
+}
+
+/** Reads the flags into run options; throws a RangeError naming any bad value. */
+export function parseTrainArgs(args: string[]): {
+  options: Omit<RunOptions, "backend">;
+  backend: BackendChoice;
+  dryRun: boolean;
+  help: boolean;
+} {
+  const { values } = parseArgs({
+    args,
+    options: Object.fromEntries(
+      Object.entries(FLAGS).map(([name, f]) => [name, { type: f.boolean ? "boolean" : "string" }]),
+    ) as Record<string, { type: "string" | "boolean" }>,
+    strict: true,
+    allowPositionals: false,
+  });
+  const given = (name: string) => values[name] !== undefined;
+  const text = (name: string): string =>
+    (values[name] as string | undefined) ?? FLAGS[name].default ?? "";
+  const number = (name: string, ok: (v: number) => boolean, range: string): number => {
+    const v = Number(text(name));
+    if (!Number.isFinite(v) || !ok(v)) {
+      throw new RangeError(`--${name} must be ${range}, got ${text(name)}`);
+    }
+    return v;
+  };
+  const integer = (name: string, min: number) =>
+    number(name, (v) => Number.isInteger(v) && v >= min, `an integer >= ${min}`);
+  const oneOf = <T extends string>(name: string, choices: readonly T[]): T => {
+    const v = text(name) as T;
+    if (!choices.includes(v)) {
+      throw new RangeError(`--${name} must be one of ${choices.join(", ")}, got ${v}`);
+    }
+    return v;
+  };
+
+  const presetName = oneOf("preset", Object.keys(PRESETS) as (keyof typeof PRESETS)[]);
+  const config: UNetConfig = { ...PRESETS[presetName] };
+  const dataset = given("dataset") ? text("dataset") : presetName === "cifar10" ? "" : "mnist";
+  if (!dataset && !values["dry-run"] && !values.help) {
+    throw new RangeError(
+      '--preset cifar10 needs --dataset (for example "folder:<dir of 32x32 PNGs>")',
+    );
+  }
+  const flipText = oneOf("flip", ["auto", "on", "off"] as const);
+  // Only flags the user gave override what a resumed checkpoint saved.
+  const optimizer: OptimizerOptions = {};
+  if (given("lr") || !values.resume) {
+    optimizer.lr = number("lr", (v) => v > 0 && v < 1, "in (0, 1)");
+  }
+  if (given("warmup") || !values.resume) optimizer.warmupSteps = integer("warmup", 0);
+  if (given("ema-decay") || !values.resume) {
+    optimizer.emaDecay = number("ema-decay", (v) => v >= 0 && v < 1, "in [0, 1)");
+  }
+  if (given("grad-clip") || !values.resume) {
+    optimizer.gradClip = number("grad-clip", (v) => v > 0, "> 0");
+  }
+  const datasetTag = dataset.replace(/^(idx|folder):/, "").split(/[\\/,]/).filter(Boolean).pop() ??
+    "data";
+
+  return {
+    options: {
+      config,
+      dataset,
+      steps: integer("steps", 1),
+      batch: integer("batch", 1),
+      seed: integer("seed", 0),
+      out: given("out") ? text("out") : `runs/${presetName}-${datasetTag}`,
+      resume: Boolean(values.resume),
+      prediction: oneOf("prediction", PREDICTIONS) as Prediction,
+      schedule: {
+        kind: oneOf("schedule", SCHEDULE_KINDS) as ScheduleKind,
+        timesteps: integer("timesteps", 2),
+      },
+      optimizer,
+      heldOut: number("held-out", (v) => v > 0 && v < 1, "in (0, 1)"),
+      flip: flipText === "auto" ? undefined : flipText === "on",
+      checkpointEvery: integer("ckpt-every", 1),
+      keep: integer("keep", 1),
+      sampleEvery: integer("sample-every", 0),
+      sampleSteps: integer("sample-steps", 1),
+      logEvery: integer("log-every", 1),
+      evalEvery: integer("eval-every", 0),
+    },
+    backend: oneOf("backend", BACKEND_CHOICES),
+    dryRun: Boolean(values["dry-run"]),
+    help: Boolean(values.help),
+  };
+}
+
+/** The parameter count of each block (path up to the layer name) and the total. */
+export function networkSummary(config: UNetConfig): string {
+  const { params, flopsPerImage } = describeUNet(config);
+  const blocks = new Map<string, number>();
+  for (const p of params) {
+    const block = p.name.split(".").slice(0, -2).join(".") || p.name.split(".")[0];
+    blocks.set(block, (blocks.get(block) ?? 0) + p.shape.reduce((a, b) => a * b, 1));
+  }
+  const lines = [`U-Net ${JSON.stringify(config)}`, "", "| block | parameters |", "| --- | ---: |"];
+  for (const [block, count] of blocks) {
+    lines.push(`| ${block} | ${count.toLocaleString("en-US")} |`);
+  }
+  lines.push(`| **total** | **${countParameters(params).toLocaleString("en-US")}** |`);
+  lines.push("", `forward pass: ${(flopsPerImage / 1e9).toFixed(3)} GFLOP per image`);
+  return lines.join("\n");
+}
+
+function formatDuration(seconds: number): string {
+  if (!Number.isFinite(seconds)) return "?";
+  const h = Math.floor(seconds / 3600),
+    m = Math.floor((seconds % 3600) / 60),
+    s = Math.floor(seconds % 60);
+  return h > 0 ? `${h}h${String(m).padStart(2, "0")}m` : `${m}m${String(s).padStart(2, "0")}s`;
+}
+
+/** A one-line progress bar on a terminal, plain lines otherwise. */
+function progressReporter(): (event: RunEvent) => void {
+  const tty = Deno.stdout.isTerminal();
+  const encoder = new TextEncoder();
+  let onBar = false;
+  const line = (text: string) => {
+    if (onBar) Deno.stdout.writeSync(encoder.encode("\n"));
+    onBar = false;
+    console.log(text);
+  };
+  return (event) => {
+    switch (event.kind) {
+      case "progress": {
+        const width = 24;
+        const filled = Math.round((width * event.step) / event.steps);
+        const text =
+          `step ${event.step}/${event.steps} [${"#".repeat(filled)}${
+            "-".repeat(width - filled)
+          }] ` +
+          `loss ${event.lossSmoothed.toFixed(4)} | ${event.stepsPerSecond.toFixed(2)} steps/s | ` +
+          `${event.imagesPerSecond.toFixed(1)} img/s | ETA ${formatDuration(event.etaSeconds)}`;
+        if (tty) {
+          Deno.stdout.writeSync(encoder.encode(`\r${text}\x1b[K`));
+          onBar = true;
+        } else {
+          console.log(text);
+        }
+        break;
+      }
+      case "notice":
+        line(event.message);
+        break;
+      case "checkpoint":
+        line(`saved ${event.path}`);
+        break;
+      case "samples":
+        line(`samples ${event.path}`);
+        break;
+    }
+  };
+}
+
+if (import.meta.main) {
+  let parsed;
+  try {
+    parsed = parseTrainArgs(Deno.args);
+  } catch (error) {
+    console.error(`error: ${(error as Error).message}\n\n${usage()}`);
+    Deno.exit(2);
+  }
+  if (parsed.help) {
+    console.log(usage());
+    Deno.exit(0);
+  }
+  if (parsed.dryRun) {
+    console.log(networkSummary(parsed.options.config));
+    Deno.exit(0);
+  }
+  const backend = await initBackend(parsed.backend);
+  console.log(backend.summary);
+  // Ctrl-C: finish the current step, save a checkpoint, exit. A second Ctrl-C exits at once.
+  const stop = new AbortController();
+  Deno.addSignalListener("SIGINT", () => {
+    if (stop.signal.aborted) Deno.exit(130);
+    console.log("\nstopping after this step and saving a checkpoint (Ctrl-C again to quit now)");
+    stop.abort();
+  });
+  const result = await runTraining({
+    ...parsed.options,
+    backend,
+    signal: stop.signal,
+    report: progressReporter(),
+  });
+  console.log(
+    `\n${result.interrupted ? "interrupted" : "finished"} at step ${result.step}; ` +
+      `smoothed loss ${result.lossSmoothed.toFixed(4)}; checkpoint ${result.checkpoint}`,
+  );
+  Deno.exit(0);
+}

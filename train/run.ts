@@ -1,0 +1,417 @@
+/**
+ * A training run: data, network, optimizer, checkpoints, logs and sample grids, from start or
+ * from a checkpoint. `main.ts` turns command-line flags into {@linkcode RunOptions}; tests call
+ * {@linkcode runTraining} directly.
+ *
+ * A run directory holds:
+ * - `ckpt-<step>.ddpm`: checkpoints (see `checkpoint.ts`), the newest `keep` of them;
+ * - `metrics.jsonl`: one JSON object per logged step;
+ * - `samples/step-<step>.png`: grids drawn from the EMA weights.
+ *
+ * @module
+ */
+
+import { join } from "node:path";
+import { makeGrid, toUint8 } from "../lib/image.ts";
+import type { Prediction } from "../lib/parameterization.ts";
+import { encodePng } from "../lib/png.ts";
+import { createRng, restoreRng, type RngState } from "../lib/rng.ts";
+import { sample } from "../lib/samplers.ts";
+import { makeSchedule, type ScheduleKind, type ScheduleOptions } from "../lib/schedule.ts";
+import type { BackendInfo } from "./backend.ts";
+import {
+  type Checkpoint,
+  checkpointPath,
+  latestCheckpoint,
+  loadCheckpoint,
+  pruneCheckpoints,
+  saveCheckpoint,
+} from "./checkpoint.ts";
+import {
+  BatchSampler,
+  type BatchSamplerState,
+  type DataSplit,
+  defaultFlip,
+  loadDataset,
+} from "./data.ts";
+import { type UNetConfig, validateConfig } from "./network.ts";
+import { type OptimizerOptions, Trainer } from "./trainer.ts";
+
+/** Everything a run needs; `main.ts` fills it from flags, with the defaults listed there. */
+export interface RunOptions {
+  /** Network config (ignored when resuming: the checkpoint's is used). */
+  config: UNetConfig;
+  /** Dataset spec for `loadDataset` ("mnist", "fashion-mnist", "idx:...", "folder:..."). */
+  dataset: string;
+  /** Use these data instead of loading `dataset` (tests). */
+  data?: DataSplit;
+  /** Total optimizer steps to reach (a resumed run continues up to this). */
+  steps: number;
+  batch: number;
+  seed: number;
+  /** Run directory. */
+  out: string;
+  /** Continue from the newest good checkpoint in `out`. */
+  resume?: boolean;
+  schedule?: ScheduleOptions;
+  prediction?: Prediction;
+  optimizer?: OptimizerOptions;
+  /** Random horizontal flips; default from the dataset (off for digits). */
+  flip?: boolean;
+  /** Held-out fraction kept aside for evaluation. Default 0.1. */
+  heldOut?: number;
+  /** Checkpoint every this many steps (and at the end). Default 1000. */
+  checkpointEvery?: number;
+  /** Checkpoints kept. Default 3. */
+  keep?: number;
+  /** Sample grid every this many steps (0: never). Default 2000. */
+  sampleEvery?: number;
+  /** DDIM steps and image count of the sample grids. Defaults 20 and 16. */
+  sampleSteps?: number;
+  sampleCount?: number;
+  /** Metrics line every this many steps. Default 10. */
+  logEvery?: number;
+  /** Held-out loss (EMA weights, fixed noise) every this many steps (0: never). Default 500. */
+  evalEvery?: number;
+  /** The backend in use, recorded in checkpoints and logs. */
+  backend?: BackendInfo;
+  /** Progress lines and notices; default writes to stdout. */
+  report?: (event: RunEvent) => void;
+  /** Stops the run after the current step, with a checkpoint (Ctrl-C). */
+  signal?: AbortSignal;
+}
+
+/** What a run tells its caller as it goes. */
+export type RunEvent =
+  | { kind: "notice"; message: string }
+  | {
+    kind: "progress";
+    step: number;
+    steps: number;
+    loss: number;
+    lossSmoothed: number;
+    stepsPerSecond: number;
+    imagesPerSecond: number;
+    etaSeconds: number;
+  }
+  | { kind: "checkpoint"; path: string; step: number }
+  | { kind: "samples"; path: string; step: number };
+
+/** How a run ended. */
+export interface RunResult {
+  /** Steps taken when it stopped. */
+  step: number;
+  /** True when it stopped early on the signal. */
+  interrupted: boolean;
+  /** Newest checkpoint written. */
+  checkpoint: string;
+  /** Exponential moving average of the training loss (factor 0.98). */
+  lossSmoothed: number;
+}
+
+interface SavedState {
+  rng: RngState;
+  sampler: BatchSamplerState;
+  lossSmoothed: number;
+  wallSeconds: number;
+}
+
+const LOSS_SMOOTHING = 0.98;
+
+/** Trains until `steps` (or the signal), writing checkpoints, metrics and sample grids. */
+export async function runTraining(options: RunOptions): Promise<RunResult> {
+  const report = options.report ?? _printEvent;
+  const checkpointEvery = options.checkpointEvery ?? 1000;
+  const keep = options.keep ?? 3;
+  const sampleEvery = options.sampleEvery ?? 2000;
+  const logEvery = options.logEvery ?? 10;
+  const evalEvery = options.evalEvery ?? 500;
+  _positiveInteger("steps", options.steps);
+  _positiveInteger("batch", options.batch);
+  _positiveInteger("checkpointEvery", checkpointEvery);
+  _positiveInteger("keep", keep);
+  _positiveInteger("logEvery", logEvery);
+
+  // 1. Start fresh or from the newest good checkpoint.
+  const resumeFrom = options.resume ? await latestCheckpoint(options.out) : null;
+  if (options.resume && !resumeFrom) {
+    throw new Error(`--resume: no complete checkpoint in ${options.out}`);
+  }
+  const ckpt = resumeFrom ? await loadCheckpoint(resumeFrom) : null;
+  const config = ckpt ? (ckpt.config as unknown as UNetConfig) : options.config;
+  validateConfig(config);
+  const scheduleOptions = ckpt
+    ? { ...ckpt.schedule, kind: ckpt.schedule.kind as ScheduleKind }
+    : _fullSchedule(options.schedule);
+  const schedule = makeSchedule(scheduleOptions);
+  const prediction = (ckpt?.prediction ?? options.prediction ?? "eps") as Prediction;
+  const seed = ckpt?.seed ?? options.seed;
+  // Saved settings continue the run; flags given on resume (a lower --lr) take precedence.
+  const optimizer = ckpt ? { ..._adamOf(ckpt), ...options.optimizer } : options.optimizer;
+  const setup = { config, schedule, prediction, optimizer };
+
+  // 2. Data: the training split batched from the run's generator, the held-out split kept aside.
+  const data = options.data ??
+    await loadDataset(options.dataset, {
+      heldOutFraction: options.heldOut ?? 0.1,
+      seed,
+      imageSize: config.imageSize,
+      channels: config.channels as 1 | 3,
+    });
+  const { train, heldOut } = data;
+  if (train.imageSize !== config.imageSize || train.channels !== config.channels) {
+    throw new RangeError(
+      `dataset ${train.name} has ${train.channels}x${train.imageSize}x${train.imageSize} images, ` +
+        `the network expects ${config.channels}x${config.imageSize}x${config.imageSize}`,
+    );
+  }
+  const flip = options.flip ?? defaultFlip(train);
+  const saved = ckpt?.trainingState as SavedState | undefined;
+  const rng = saved ? restoreRng(saved.rng) : createRng(seed);
+  const sampler = new BatchSampler(train, {
+    batchSize: options.batch,
+    rng: createRng(seed + 1),
+    flip,
+    dropLast: true,
+  });
+  if (saved) sampler.restore(saved.sampler);
+  const trainer = ckpt
+    ? Trainer.restore(setup, {
+      step: ckpt.step,
+      params: ckpt.params,
+      ema: ckpt.ema,
+      m: ckpt.optimizer.m,
+      v: ckpt.optimizer.v,
+    })
+    : Trainer.create(setup, seed);
+
+  await Deno.mkdir(join(options.out, "samples"), { recursive: true });
+  const metricsFile = await Deno.open(join(options.out, "metrics.jsonl"), {
+    append: true,
+    create: true,
+  });
+  const encoder = new TextEncoder();
+  const heldOutBatch = _fixedBatch(heldOut, Math.min(options.batch, heldOut.length));
+  report({
+    kind: "notice",
+    message:
+      (resumeFrom ? `resuming from ${resumeFrom} at step ${trainer.step}` : "starting a new run") +
+      `; ${train.length} training and ${heldOut.length} held-out images of ${train.name}` +
+      `, batch ${options.batch}${flip ? ", random flips" : ""}`,
+  });
+
+  let lossSmoothed = saved?.lossSmoothed ?? NaN;
+  const wallSeconds = saved?.wallSeconds ?? 0;
+  let lastCheckpoint = resumeFrom ?? "";
+  let lastSaved = trainer.step;
+  const started = performance.now();
+  const startStep = trainer.step;
+  let interrupted = false;
+
+  const writeCheckpoint = async () => {
+    const path = checkpointPath(options.out, trainer.step);
+    const state: SavedState = {
+      rng: rng.getState(),
+      sampler: sampler.getState(),
+      lossSmoothed,
+      wallSeconds: wallSeconds + (performance.now() - started) / 1000,
+    };
+    await saveCheckpoint(
+      path,
+      await _toCheckpoint(trainer, scheduleOptions, seed, state, options, train.name),
+    );
+    await pruneCheckpoints(options.out, keep);
+    lastCheckpoint = path;
+    lastSaved = trainer.step;
+    report({ kind: "checkpoint", path, step: trainer.step });
+  };
+
+  try {
+    // 3. The loop: one batch, one step; logs, held-out loss, samples and checkpoints on schedule.
+    while (trainer.step < options.steps) {
+      if (options.signal?.aborted) {
+        interrupted = true;
+        break;
+      }
+      const batch = sampler.next();
+      const shape = [
+        batch.labels.length,
+        config.channels,
+        config.imageSize,
+        config.imageSize,
+      ] as const;
+      const result = await trainer.trainStep(batch.x, shape, rng);
+      lossSmoothed = Number.isNaN(lossSmoothed)
+        ? result.loss
+        : LOSS_SMOOTHING * lossSmoothed + (1 - LOSS_SMOOTHING) * result.loss;
+      const step = trainer.step;
+      const elapsed = (performance.now() - started) / 1000;
+      const stepsPerSecond = (step - startStep) / elapsed;
+
+      if (step % logEvery === 0 || step === options.steps) {
+        const record: Record<string, number> = {
+          step,
+          loss: result.loss,
+          lossSmoothed,
+          gradNorm: result.gradNorm,
+          lr: result.lr,
+          stepsPerSecond,
+          imagesPerSecond: stepsPerSecond * options.batch,
+          wallSeconds: wallSeconds + elapsed,
+        };
+        if (evalEvery > 0 && step % evalEvery === 0) {
+          record.heldOutLoss = await trainer.evalLoss(
+            heldOutBatch.x,
+            heldOutBatch.shape,
+            createRng(seed + 2),
+            "ema",
+          );
+        }
+        await metricsFile.write(encoder.encode(JSON.stringify(record) + "\n"));
+        report({
+          kind: "progress",
+          step,
+          steps: options.steps,
+          loss: result.loss,
+          lossSmoothed,
+          stepsPerSecond,
+          imagesPerSecond: stepsPerSecond * options.batch,
+          etaSeconds: (options.steps - step) / stepsPerSecond,
+        });
+      }
+      if (sampleEvery > 0 && step % sampleEvery === 0) {
+        const path = await _writeSamples(trainer, options, step, seed);
+        report({ kind: "samples", path, step });
+      }
+      if (step % checkpointEvery === 0) await writeCheckpoint();
+    }
+    // 4. The end, or an interruption: always leave a checkpoint of the last step taken.
+    if (trainer.step !== lastSaved || !lastCheckpoint) await writeCheckpoint();
+    if (!interrupted && sampleEvery > 0 && trainer.step % sampleEvery !== 0) {
+      const path = await _writeSamples(trainer, options, trainer.step, seed);
+      report({ kind: "samples", path, step: trainer.step });
+    }
+  } finally {
+    metricsFile.close();
+    trainer.dispose();
+  }
+  return { step: trainer.step, interrupted, checkpoint: lastCheckpoint, lossSmoothed };
+}
+
+/** A grid of EMA samples with DDIM, the same noise every time so grids compare across steps. */
+async function _writeSamples(
+  trainer: Trainer,
+  options: RunOptions,
+  step: number,
+  seed: number,
+): Promise<string> {
+  const { channels, imageSize } = trainer.config;
+  const shape = [options.sampleCount ?? 16, channels, imageSize, imageSize] as const;
+  const images = await sample(trainer.emaDenoiser(), {
+    schedule: trainer.schedule,
+    shape,
+    sampler: "ddim",
+    steps: Math.min(options.sampleSteps ?? 20, trainer.schedule.timesteps),
+    prediction: trainer.prediction,
+    seed: seed + 3,
+  });
+  const path = join(options.out, "samples", `step-${String(step).padStart(8, "0")}.png`);
+  const tmp = `${path}.tmp`;
+  await Deno.writeFile(tmp, encodePng(makeGrid(toUint8(images), shape)));
+  await Deno.rename(tmp, path);
+  return path;
+}
+
+async function _toCheckpoint(
+  trainer: Trainer,
+  schedule: Required<ScheduleOptions>,
+  seed: number,
+  state: SavedState,
+  options: RunOptions,
+  datasetName: string,
+): Promise<Checkpoint> {
+  const tensors = await trainer.state();
+  const o = trainer.options;
+  return {
+    step: trainer.step,
+    config: { ...trainer.config },
+    schedule,
+    prediction: trainer.prediction,
+    seed,
+    params: tensors.params,
+    ema: tensors.ema,
+    optimizer: {
+      kind: "adam",
+      step: trainer.step,
+      beta1: o.beta1,
+      beta2: o.beta2,
+      epsilon: o.epsilon,
+      m: tensors.m,
+      v: tensors.v,
+    },
+    trainingState: { ...state, optimizerOptions: { ...o } },
+    metadata: {
+      dataset: datasetName,
+      batch: options.batch,
+      backend: options.backend?.summary ?? "unknown",
+      savedAt: new Date().toISOString(),
+    },
+  };
+}
+
+/** The learning-rate settings saved with a checkpoint, so a resumed run keeps its schedule. */
+function _adamOf(ckpt: Checkpoint): OptimizerOptions {
+  const saved = (ckpt.trainingState as { optimizerOptions?: OptimizerOptions }).optimizerOptions ??
+    {};
+  return {
+    ...saved,
+    beta1: ckpt.optimizer.beta1,
+    beta2: ckpt.optimizer.beta2,
+    epsilon: ckpt.optimizer.epsilon,
+  };
+}
+
+function _fullSchedule(options: ScheduleOptions = {}): Required<ScheduleOptions> {
+  return {
+    kind: options.kind ?? "linear",
+    timesteps: options.timesteps ?? 1000,
+    betaStart: options.betaStart ?? 1e-4,
+    betaEnd: options.betaEnd ?? 0.02,
+  };
+}
+
+function _fixedBatch(
+  dataset: DataSplit["heldOut"],
+  n: number,
+): { x: Float32Array; shape: readonly [number, number, number, number] } {
+  const per = dataset.channels * dataset.imageSize * dataset.imageSize;
+  const x = new Float32Array(n * per);
+  for (let i = 0; i < n; i++) x.set(dataset.image(i), i * per);
+  return { x, shape: [n, dataset.channels, dataset.imageSize, dataset.imageSize] };
+}
+
+function _positiveInteger(name: string, value: number): void {
+  if (!Number.isInteger(value) || value < 1) {
+    throw new RangeError(`${name} must be a positive integer, got ${value}`);
+  }
+}
+
+function _printEvent(event: RunEvent): void {
+  switch (event.kind) {
+    case "notice":
+      console.log(event.message);
+      break;
+    case "progress":
+      console.log(
+        `step ${event.step}/${event.steps} loss ${event.lossSmoothed.toFixed(4)} ` +
+          `${event.stepsPerSecond.toFixed(2)} steps/s`,
+      );
+      break;
+    case "checkpoint":
+      console.log(`checkpoint ${event.path}`);
+      break;
+    case "samples":
+      console.log(`samples ${event.path}`);
+      break;
+  }
+}
