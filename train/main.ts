@@ -137,7 +137,11 @@ export function parseTrainArgs(args: string[]): {
       dataset,
       steps: integer("steps", 1),
       batch: integer("batch", 1),
-      seed: integer("seed", 0),
+      seed: number(
+        "seed",
+        (v) => Number.isInteger(v) && v >= 0 && v < 2 ** 32,
+        "an integer in 0..4294967295",
+      ),
       out: given("out") ? text("out") : `runs/${presetName}-${datasetTag}`,
       resume: Boolean(values.resume),
       prediction: oneOf("prediction", PREDICTIONS) as Prediction,
@@ -166,7 +170,10 @@ export function networkSummary(config: UNetConfig): string {
   const { params, flopsPerImage } = describeUNet(config);
   const blocks = new Map<string, number>();
   for (const p of params) {
-    const block = p.name.split(".").slice(0, -2).join(".") || p.name.split(".")[0];
+    // A residual or attention block is one row; other layers (convolutions, MLP) their own.
+    const layer = p.name.split(".").slice(0, -1);
+    const inner = layer.findIndex((part) => part === "res" || part === "attn");
+    const block = (inner >= 0 ? layer.slice(0, inner + 2) : layer).join(".");
     blocks.set(block, (blocks.get(block) ?? 0) + p.shape.reduce((a, b) => a * b, 1));
   }
   const lines = [`U-Net ${JSON.stringify(config)}`, "", "| block | parameters |", "| --- | ---: |"];
