@@ -1,0 +1,68 @@
+/**
+ * Training throughput of the U-Net on each tfjs backend this machine has. Prints a Markdown
+ * table. GFLOP/s counts a training step as 3 forward passes (forward, input gradient, weight
+ * gradient) of the FLOPs `describeUNet` counts (convolutions, dense layers, attention).
+ *
+ *   deno task bench:train [--preset mnist] [--batch 64] [--steps 3] [--backends webgpu,wasm,cpu]
+ */
+
+import { parseArgs } from "node:util";
+import { createRng } from "../lib/rng.ts";
+import { makeSchedule } from "../lib/schedule.ts";
+import { type BackendChoice, findWebGpuAdapter, initBackend } from "../train/backend.ts";
+import { loadMnist } from "../train/data.ts";
+import { describeUNet, PRESETS } from "../train/network.ts";
+import { Trainer } from "../train/trainer.ts";
+
+const { values } = parseArgs({
+  args: Deno.args,
+  options: {
+    preset: { type: "string", default: "mnist" },
+    batch: { type: "string", default: "64" },
+    steps: { type: "string", default: "3" },
+    backends: { type: "string", default: "webgpu,wasm,cpu" },
+  },
+});
+const preset = PRESETS[values.preset as keyof typeof PRESETS];
+if (!preset) throw new RangeError(`--preset must be one of ${Object.keys(PRESETS).join(", ")}`);
+const batch = Number(values.batch), steps = Number(values.steps);
+const { flopsPerImage } = describeUNet(preset);
+const { train } = await loadMnist({ imageSize: preset.imageSize, channels: preset.channels as 1 });
+const per = preset.channels * preset.imageSize * preset.imageSize;
+const x = new Float32Array(batch * per);
+for (let i = 0; i < batch; i++) x.set(train.image(i), i * per);
+const shape = [batch, preset.channels, preset.imageSize, preset.imageSize] as const;
+
+const rows: string[] = [];
+for (const name of values.backends.split(",") as BackendChoice[]) {
+  if (name === "webgpu" && !(await findWebGpuAdapter())) {
+    rows.push(`| webgpu | - | - | - | no adapter |`);
+    continue;
+  }
+  const info = await initBackend(name);
+  const trainer = Trainer.create({ config: preset, schedule: makeSchedule() }, 0);
+  const rng = createRng(0);
+  try {
+    await trainer.trainStep(x, shape, rng); // warm-up: kernel compilation, allocation
+    const start = performance.now();
+    for (let i = 0; i < steps; i++) await trainer.trainStep(x, shape, rng);
+    const stepsPerSecond = steps / ((performance.now() - start) / 1000);
+    const gflops = (3 * flopsPerImage * batch * stepsPerSecond) / 1e9;
+    rows.push(
+      `| ${name} | ${stepsPerSecond.toFixed(4)} | ${(stepsPerSecond * batch).toFixed(2)} | ${
+        gflops.toFixed(2)
+      } | ${info.summary} |`,
+    );
+  } catch (error) {
+    rows.push(`| ${name} | - | - | - | cannot train: ${(error as Error).message.split("\n")[0]} |`);
+  } finally {
+    trainer.dispose();
+  }
+  console.error(rows.at(-1));
+}
+console.log(
+  `\n${values.preset} preset, batch ${batch}, ${steps} timed steps after one warm-up step\n`,
+);
+console.log("| backend | steps/s | images/s | GFLOP/s | notes |");
+console.log("| --- | --- | --- | --- | --- |");
+for (const row of rows) console.log(row);
