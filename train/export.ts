@@ -1,0 +1,257 @@
+/**
+ * `deno task export --ckpt <checkpoint> --out <file.onnx>`: the trained U-Net as an ONNX model,
+ * with a model card (JSON) beside it and the same card in the model's `metadata_props`, so a
+ * server samples correctly without guessing (schedule, prediction, image shape, scaling).
+ *
+ * The graph: input `x` float32 `[N, C, H, W]` (dynamic N, data scaled to [-1, 1]), input `t`
+ * float32 `[N]` (0-based timesteps), output `out` float32 `[N, C, H, W]` (the prediction). The
+ * timestep embedding is computed inside the graph. Opset 17.
+ *
+ * @module
+ */
+
+import { create, toBinary } from "@bufbuild/protobuf";
+import { ModelProtoSchema, TensorProto_DataType } from "onnx-buf";
+import { basename, dirname, join } from "node:path";
+import { parseArgs } from "node:util";
+import denoJson from "../deno.json" with { type: "json" };
+import { type Checkpoint, loadCheckpoint, type NamedTensors } from "./checkpoint.ts";
+import {
+  countParameters,
+  describeUNet,
+  type UNetConfig,
+  unetForward,
+  validateConfig,
+} from "./network.ts";
+import { OnnxGraphBuilder } from "./onnx_graph.ts";
+
+/** The ONNX opset the exporter targets. */
+export const OPSET = 17;
+
+/** Everything a server needs to sample from an exported model. */
+export interface ModelCard {
+  format: "onnx";
+  opset: number;
+  exporter: { name: string; version: string };
+  inputs: { x: string; t: string };
+  output: string;
+  schedule: { kind: string; timesteps: number; betaStart: number; betaEnd: number };
+  prediction: string;
+  /** The reverse-process variance to sample with (the network does not learn one). */
+  variance: "fixedlarge" | "fixedsmall";
+  imageSize: number;
+  channels: number;
+  /** How 8-bit pixels map to the model's inputs and outputs. */
+  dataScaling: string;
+  dataset: string;
+  classNames?: string[];
+  trainingSteps: number;
+  parameters: number;
+  /** "ema" (the default, what the paper samples from) or "raw" (the live weights). */
+  weights: "ema" | "raw";
+  config: UNetConfig;
+  trainingWallSeconds?: number;
+  createdAt: string;
+}
+
+/** Builds the ONNX model bytes from weights in the canonical layouts of `network.ts`. */
+export function buildOnnxModel(
+  params: NamedTensors,
+  config: UNetConfig,
+  card: ModelCard,
+): Uint8Array {
+  validateConfig(config);
+  const expected = describeUNet(config).params;
+  for (const p of expected) {
+    const got = params[p.name];
+    if (!got) throw new RangeError(`the weights lack ${p.name} for this network config`);
+    if (got.shape.join(",") !== p.shape.join(",")) {
+      throw new RangeError(`${p.name} has shape [${got.shape}], the config needs [${p.shape}]`);
+    }
+  }
+  const builder = new OnnxGraphBuilder(params);
+  const { imageSize: s, channels: c } = config;
+  const out = unetForward(
+    builder,
+    { name: "x", shape: [-1, c, s, s] },
+    { name: "t", shape: [-1] },
+    config,
+  );
+  const unused = builder.unusedParameters();
+  if (unused.length > 0) {
+    throw new RangeError(`the weights have tensors the network lacks: ${unused.join(", ")}`);
+  }
+  // The last node computes the output; give it the public name.
+  const last = builder.nodes[builder.nodes.length - 1];
+  if (last.output[0] !== out.name) throw new Error("the output is not the last node's (a bug)");
+  last.output[0] = "out";
+
+  const tensorType = (dims: (number | "N")[]) => ({
+    value: {
+      case: "tensorType" as const,
+      value: {
+        elemType: TensorProto_DataType.FLOAT,
+        shape: {
+          dim: dims.map((d) =>
+            d === "N"
+              ? { value: { case: "dimParam" as const, value: "N" } }
+              : { value: { case: "dimValue" as const, value: BigInt(d) } }
+          ),
+        },
+      },
+    },
+  });
+  const model = create(ModelProtoSchema, {
+    irVersion: 8n, // the IR version that opset 17 belongs to
+    opsetImport: [{ domain: "", version: BigInt(OPSET) }],
+    producerName: card.exporter.name,
+    producerVersion: card.exporter.version,
+    docString:
+      `DDPM U-Net (${card.dataset}, ${card.trainingSteps} steps, ${card.prediction} prediction)`,
+    graph: {
+      name: "ddpm_unet",
+      node: builder.nodes,
+      initializer: builder.initializers,
+      input: [
+        { name: "x", type: tensorType(["N", c, s, s]), docString: card.inputs.x },
+        { name: "t", type: tensorType(["N"]), docString: card.inputs.t },
+      ],
+      output: [{ name: "out", type: tensorType(["N", c, s, s]), docString: card.output }],
+    },
+    metadataProps: cardMetadata(card),
+  });
+  return toBinary(ModelProtoSchema, model);
+}
+
+/**
+ * The card as `metadata_props`: `ddpm.card` holds the whole card as JSON (what the server
+ * reads), and the main fields also stand alone for tools such as Netron.
+ */
+export function cardMetadata(card: ModelCard): { key: string; value: string }[] {
+  return [
+    { key: "ddpm.card", value: JSON.stringify(card) },
+    {
+      key: "ddpm.schedule",
+      value:
+        `${card.schedule.kind} T=${card.schedule.timesteps} beta ${card.schedule.betaStart}..${card.schedule.betaEnd}`,
+    },
+    { key: "ddpm.prediction", value: card.prediction },
+    { key: "ddpm.variance", value: card.variance },
+    { key: "ddpm.image", value: `${card.channels}x${card.imageSize}x${card.imageSize}` },
+    { key: "ddpm.dataScaling", value: card.dataScaling },
+    { key: "ddpm.dataset", value: card.dataset },
+    { key: "ddpm.trainingSteps", value: String(card.trainingSteps) },
+    { key: "ddpm.parameters", value: String(card.parameters) },
+  ];
+}
+
+/** The card of a checkpoint's network. */
+export function modelCard(ckpt: Checkpoint, weights: "ema" | "raw"): ModelCard {
+  const config = ckpt.config as unknown as UNetConfig;
+  const metadata = ckpt.metadata as { dataset?: string; classNames?: string[] };
+  const state = ckpt.trainingState as { wallSeconds?: number };
+  return {
+    format: "onnx",
+    opset: OPSET,
+    exporter: { name: denoJson.name, version: denoJson.version },
+    inputs: {
+      x: "float32 [N, C, H, W]: x_t, images scaled to [-1, 1]",
+      t: "float32 [N]: 0-based timestep of each image",
+    },
+    output: `float32 [N, C, H, W]: the predicted ${ckpt.prediction}`,
+    schedule: ckpt.schedule,
+    prediction: ckpt.prediction,
+    variance: "fixedlarge",
+    imageSize: config.imageSize,
+    channels: config.channels,
+    dataScaling: "x = pixel / 127.5 - 1 (8-bit pixels to [-1, 1])",
+    dataset: metadata.dataset ?? "unknown",
+    ...(metadata.classNames ? { classNames: metadata.classNames } : {}),
+    trainingSteps: ckpt.step,
+    parameters: countParameters(describeUNet(config).params),
+    weights,
+    config,
+    ...(state.wallSeconds !== undefined ? { trainingWallSeconds: state.wallSeconds } : {}),
+    createdAt: new Date().toISOString(),
+  };
+}
+
+/**
+ * Exports a checkpoint: the `.onnx` file and `<name>.json` card beside it. Both are written to
+ * temporary files and renamed into place only when both are complete, so a failed export
+ * leaves nothing behind; a corrupt checkpoint fails before anything is written.
+ */
+export async function exportCheckpoint(
+  ckptPath: string,
+  outPath: string,
+  options: { raw?: boolean } = {},
+): Promise<{ onnx: string; card: string; modelCard: ModelCard; bytes: number }> {
+  if (!outPath.endsWith(".onnx")) {
+    throw new RangeError(`--out must name a .onnx file, got ${outPath}`);
+  }
+  const ckpt = await loadCheckpoint(ckptPath);
+  const weights = options.raw ? "raw" : "ema";
+  const card = modelCard(ckpt, weights);
+  const bytes = buildOnnxModel(options.raw ? ckpt.params : ckpt.ema, card.config, card);
+  const cardPath = outPath.replace(/\.onnx$/, ".json");
+  await Deno.mkdir(dirname(outPath) || ".", { recursive: true });
+  const suffix = `.tmp-${Deno.pid}-${crypto.randomUUID().slice(0, 8)}`;
+  const temps = [outPath + suffix, cardPath + suffix];
+  try {
+    await Deno.writeFile(temps[0], bytes);
+    await Deno.writeTextFile(temps[1], JSON.stringify(card, null, 2) + "\n");
+    await Deno.rename(temps[0], outPath);
+    await Deno.rename(temps[1], cardPath);
+  } catch (error) {
+    for (const temp of temps) await Deno.remove(temp).catch(() => {});
+    throw error;
+  }
+  return { onnx: outPath, card: cardPath, modelCard: card, bytes: bytes.length };
+}
+
+if (import.meta.main) {
+  const usage =
+    "Usage: deno task export --ckpt <checkpoint.ddpm | run dir> --out <file.onnx> [--raw]";
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: Deno.args,
+      options: {
+        ckpt: { type: "string" },
+        out: { type: "string" },
+        raw: { type: "boolean", default: false },
+        help: { type: "boolean", default: false },
+      },
+    }));
+  } catch (error) {
+    console.error(`error: ${(error as Error).message}\n${usage}`);
+    Deno.exit(2);
+  }
+  if (values.help || !values.ckpt) {
+    console.log(usage);
+    Deno.exit(values.help ? 0 : 2);
+  }
+  let ckptPath = values.ckpt;
+  if ((await Deno.stat(ckptPath).catch(() => null))?.isDirectory) {
+    const { latestCheckpoint } = await import("./checkpoint.ts");
+    const latest = await latestCheckpoint(ckptPath);
+    if (!latest) {
+      console.error(`error: no complete checkpoint in ${ckptPath}`);
+      Deno.exit(1);
+    }
+    ckptPath = latest;
+  }
+  const out = values.out ?? join("weights", basename(ckptPath).replace(/\.ddpm$/, ".onnx"));
+  try {
+    const result = await exportCheckpoint(ckptPath, out, { raw: values.raw });
+    console.log(
+      `wrote ${result.onnx} (${
+        (result.bytes / 1e6).toFixed(2)
+      } MB, ${result.modelCard.parameters} parameters, ` +
+        `${result.modelCard.weights} weights, step ${result.modelCard.trainingSteps}) and ${result.card}`,
+    );
+  } catch (error) {
+    console.error(`error: ${(error as Error).message}`);
+    Deno.exit(1);
+  }
+}
