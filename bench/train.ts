@@ -1,7 +1,9 @@
 /**
  * Training throughput of the U-Net on each tfjs backend this machine has. Prints a Markdown
  * table. GFLOP/s counts a training step as 3 forward passes (forward, input gradient, weight
- * gradient) of the FLOPs `describeUNet` counts (convolutions, dense layers, attention).
+ * gradient) of the FLOPs `describeUNet` counts (convolutions, dense layers, attention);
+ * "forward GFLOP/s" is the same network's forward pass alone, the yardstick a training step
+ * is compared with.
  *
  *   deno task bench:train [--preset mnist] [--batch 64] [--steps 3] [--backends webgpu,wasm,cpu]
  */
@@ -36,7 +38,7 @@ const shape = [batch, preset.channels, preset.imageSize, preset.imageSize] as co
 const rows: string[] = [];
 for (const name of values.backends.split(",") as BackendChoice[]) {
   if (name === "webgpu" && !(await findWebGpuAdapter())) {
-    rows.push(`| webgpu | - | - | - | no adapter |`);
+    rows.push(`| webgpu | - | - | - | - | no adapter |`);
     continue;
   }
   const info = await initBackend(name);
@@ -48,13 +50,24 @@ for (const name of values.backends.split(",") as BackendChoice[]) {
     for (let i = 0; i < steps; i++) await trainer.trainStep(x, shape, rng);
     const stepsPerSecond = steps / ((performance.now() - start) / 1000);
     const gflops = (3 * flopsPerImage * batch * stepsPerSecond) / 1e9;
-    rows.push(
-      `| ${name} | ${stepsPerSecond.toFixed(4)} | ${(stepsPerSecond * batch).toFixed(2)} | ${
-        gflops.toFixed(2)
-      } | ${info.summary} |`,
-    );
+    // The yardstick: the same network's forward pass alone (evaluation mode, same batch).
+    const denoiser = trainer.emaDenoiser();
+    const t = new Float32Array(batch).fill(500);
+    await denoiser(x, t, shape);
+    const forwardStart = performance.now();
+    await denoiser(x, t, shape);
+    const forwardSeconds = (performance.now() - forwardStart) / 1000;
+    const forwardGflops = (flopsPerImage * batch) / forwardSeconds / 1e9;
+    const cells = [
+      stepsPerSecond.toFixed(4),
+      (stepsPerSecond * batch).toFixed(2),
+      gflops.toFixed(2),
+    ];
+    rows.push(`| ${name} | ${cells.join(" | ")} | ${forwardGflops.toFixed(2)} | ${info.summary} |`);
   } catch (error) {
-    rows.push(`| ${name} | - | - | - | cannot train: ${(error as Error).message.split("\n")[0]} |`);
+    rows.push(
+      `| ${name} | - | - | - | - | cannot train: ${(error as Error).message.split("\n")[0]} |`,
+    );
   } finally {
     trainer.dispose();
   }
@@ -63,6 +76,6 @@ for (const name of values.backends.split(",") as BackendChoice[]) {
 console.log(
   `\n${values.preset} preset, batch ${batch}, ${steps} timed steps after one warm-up step\n`,
 );
-console.log("| backend | steps/s | images/s | GFLOP/s | notes |");
-console.log("| --- | --- | --- | --- | --- |");
+console.log("| backend | steps/s | images/s | GFLOP/s | forward GFLOP/s | notes |");
+console.log("| --- | --- | --- | --- | --- | --- |");
 for (const row of rows) console.log(row);
