@@ -30,5 +30,6 @@ export * from "./lib/samplers.ts";
 export * from "./lib/interpolate.ts";
 export * from "./lib/likelihood.ts";
 export * from "./lib/analytic.ts";
+export * from "./lib/frechet.ts";
 export * from "./lib/image.ts";
 export * from "./lib/png.ts";

@@ -54,6 +54,56 @@ export interface ModelCard {
   createdAt: string;
 }
 
+/** A graph input or output: its name, dims ("N" for the dynamic batch) and a description. */
+export interface GraphIO {
+  name: string;
+  dims: (number | "N")[];
+  doc?: string;
+}
+
+/** Serialises a built graph as an opset-17 float32 model with the given metadata. */
+export function onnxModelBytes(
+  builder: OnnxGraphBuilder,
+  io: { inputs: GraphIO[]; outputs: GraphIO[] },
+  meta: { name: string; docString: string; metadata: { key: string; value: string }[] },
+): Uint8Array {
+  const valueInfo = ({ name, dims, doc }: GraphIO) => ({
+    name,
+    docString: doc ?? "",
+    type: {
+      value: {
+        case: "tensorType" as const,
+        value: {
+          elemType: TensorProto_DataType.FLOAT,
+          shape: {
+            dim: dims.map((d) =>
+              d === "N"
+                ? { value: { case: "dimParam" as const, value: "N" } }
+                : { value: { case: "dimValue" as const, value: BigInt(d) } }
+            ),
+          },
+        },
+      },
+    },
+  });
+  const model = create(ModelProtoSchema, {
+    irVersion: 8n, // the IR version that opset 17 belongs to
+    opsetImport: [{ domain: "", version: BigInt(OPSET) }],
+    producerName: denoJson.name,
+    producerVersion: denoJson.version,
+    docString: meta.docString,
+    graph: {
+      name: meta.name,
+      node: builder.nodes,
+      initializer: builder.initializers,
+      input: io.inputs.map(valueInfo),
+      output: io.outputs.map(valueInfo),
+    },
+    metadataProps: meta.metadata,
+  });
+  return toBinary(ModelProtoSchema, model);
+}
+
 /** Builds the ONNX model bytes from weights in the canonical layouts of `network.ts`. */
 export function buildOnnxModel(
   params: NamedTensors,
@@ -81,46 +131,20 @@ export function buildOnnxModel(
   if (unused.length > 0) {
     throw new RangeError(`the weights have tensors the network lacks: ${unused.join(", ")}`);
   }
-  // The last node computes the output; give it the public name.
-  const last = builder.nodes[builder.nodes.length - 1];
-  if (last.output[0] !== out.name) throw new Error("the output is not the last node's (a bug)");
-  last.output[0] = "out";
-
-  const tensorType = (dims: (number | "N")[]) => ({
-    value: {
-      case: "tensorType" as const,
-      value: {
-        elemType: TensorProto_DataType.FLOAT,
-        shape: {
-          dim: dims.map((d) =>
-            d === "N"
-              ? { value: { case: "dimParam" as const, value: "N" } }
-              : { value: { case: "dimValue" as const, value: BigInt(d) } }
-          ),
-        },
-      },
-    },
-  });
-  const model = create(ModelProtoSchema, {
-    irVersion: 8n, // the IR version that opset 17 belongs to
-    opsetImport: [{ domain: "", version: BigInt(OPSET) }],
-    producerName: card.exporter.name,
-    producerVersion: card.exporter.version,
+  builder.identity(out, "out");
+  return onnxModelBytes(builder, {
+    inputs: [{ name: "x", dims: ["N", c, s, s], doc: card.inputs.x }, {
+      name: "t",
+      dims: ["N"],
+      doc: card.inputs.t,
+    }],
+    outputs: [{ name: "out", dims: ["N", c, s, s], doc: card.output }],
+  }, {
+    name: "ddpm_unet",
     docString:
       `DDPM U-Net (${card.dataset}, ${card.trainingSteps} steps, ${card.prediction} prediction)`,
-    graph: {
-      name: "ddpm_unet",
-      node: builder.nodes,
-      initializer: builder.initializers,
-      input: [
-        { name: "x", type: tensorType(["N", c, s, s]), docString: card.inputs.x },
-        { name: "t", type: tensorType(["N"]), docString: card.inputs.t },
-      ],
-      output: [{ name: "out", type: tensorType(["N", c, s, s]), docString: card.output }],
-    },
-    metadataProps: cardMetadata(card),
+    metadata: cardMetadata(card),
   });
-  return toBinary(ModelProtoSchema, model);
 }
 
 /**
@@ -193,6 +217,22 @@ export async function exportCheckpoint(
   const weights = options.raw ? "raw" : "ema";
   const card = modelCard(ckpt, weights);
   const bytes = buildOnnxModel(options.raw ? ckpt.params : ckpt.ema, card.config, card);
+  const files = await writeOnnxFiles(bytes, card, outPath);
+  return { ...files, modelCard: card, bytes: bytes.length };
+}
+
+/**
+ * Writes `model.onnx` and its card `model.json`, both to temporary files first and renamed into
+ * place only when both are complete, so a failure leaves neither behind.
+ */
+export async function writeOnnxFiles(
+  bytes: Uint8Array,
+  card: unknown,
+  outPath: string,
+): Promise<{ onnx: string; card: string }> {
+  if (!outPath.endsWith(".onnx")) {
+    throw new RangeError(`--out must name a .onnx file, got ${outPath}`);
+  }
   const cardPath = outPath.replace(/\.onnx$/, ".json");
   await Deno.mkdir(dirname(outPath) || ".", { recursive: true });
   const suffix = `.tmp-${Deno.pid}-${crypto.randomUUID().slice(0, 8)}`;
@@ -206,7 +246,7 @@ export async function exportCheckpoint(
     for (const temp of temps) await Deno.remove(temp).catch(() => {});
     throw error;
   }
-  return { onnx: outPath, card: cardPath, modelCard: card, bytes: bytes.length };
+  return { onnx: outPath, card: cardPath };
 }
 
 if (import.meta.main) {

@@ -131,6 +131,8 @@ export interface NetworkOps<T> {
   attention(q: T, k: T, v: T): T;
   /** Sinusoidal embedding `[n] -> [n, dim]` of the (float) timesteps (official formula). */
   timestepEmbedding(t: T, dim: number): T;
+  /** Mean over all positions: `[n, c, h, w] -> [n, c]` (the evaluation classifier's pooling). */
+  globalMeanPool(x: T): T;
 }
 
 /** Checks a configuration, naming the bad field and what it allows. */
@@ -292,7 +294,7 @@ export interface ParamSpec {
 }
 
 /** Shape of a value in the shape-only walk: `[n, c, h, w]` maps or `[n, d]` vectors. */
-type SymbolicShape = readonly number[];
+export type SymbolicShape = readonly number[];
 
 /**
  * The shape-only implementation: records every parameter (name, shape, initialiser) in walk
@@ -380,6 +382,10 @@ export class ShapeOps implements NetworkOps<SymbolicShape> {
     return q;
   }
 
+  globalMeanPool(x: SymbolicShape): SymbolicShape {
+    return [x[0], x[1]];
+  }
+
   timestepEmbedding(t: SymbolicShape, dim: number): SymbolicShape {
     if (dim % 2 !== 0 || dim < 4) {
       throw new RangeError(`embedding dim must be even and >= 4, got ${dim}`);
@@ -394,17 +400,26 @@ function _sameShape(a: SymbolicShape, b: SymbolicShape, what: string): void {
   }
 }
 
-/** Every parameter of a configuration, in walk order, and the forward FLOPs per image. */
-export function describeUNet(config: UNetConfig): { params: ParamSpec[]; flopsPerImage: number } {
+/**
+ * Every parameter a network function meets, in walk order, and its forward FLOPs per image:
+ * `forward` runs the network on a batch of one with the shape-only ops.
+ */
+export function describeNetwork(
+  forward: (ops: ShapeOps) => SymbolicShape,
+): { params: ParamSpec[]; flopsPerImage: number } {
   const ops = new ShapeOps();
-  const out = unetForward(
-    ops,
-    [1, config.channels, config.imageSize, config.imageSize],
-    [1],
-    config,
-  );
-  _sameShape(out, [1, config.channels, config.imageSize, config.imageSize], "U-Net output");
+  forward(ops);
   return { params: ops.params, flopsPerImage: ops.flops };
+}
+
+/** Every parameter of a U-Net configuration, in walk order, and the forward FLOPs per image. */
+export function describeUNet(config: UNetConfig): { params: ParamSpec[]; flopsPerImage: number } {
+  const image = [1, config.channels, config.imageSize, config.imageSize];
+  return describeNetwork((ops) => {
+    const out = unetForward(ops, image, [1], config);
+    _sameShape(out, image, "U-Net output");
+    return out;
+  });
 }
 
 /** Number of scalars in the parameters. */

@@ -4,7 +4,7 @@
  *
  * Only operators that onnxruntime-web runs on both its WebAssembly and WebGPU execution
  * providers are used: Conv, Gemm, InstanceNormalization, Reshape, Mul, Add, Sigmoid, Concat,
- * Resize, Transpose, MatMul, Softmax, Sin, Cos. GroupNormalization is not among them, so it is
+ * Resize, Transpose, MatMul, Softmax, Sin, Cos, GlobalAveragePool, Identity. GroupNormalization is not among them, so it is
  * lowered: reshape `[n, c, h, w]` to `[n, groups, c/groups * h * w]`, instance-normalise each
  * group, reshape back, then scale and shift per channel. Opset 17, NCHW throughout.
  *
@@ -50,6 +50,14 @@ export class OnnxGraphBuilder implements NetworkOps<OnnxValue> {
   /** Parameter names the walk never read (a config/weights mismatch if non-empty). */
   unusedParameters(): string[] {
     return Object.keys(this.#params).filter((name) => !this.#used.has(name));
+  }
+
+  /** Copies `value` to a graph value with a fixed public name (a graph output). */
+  identity(value: OnnxValue, name: string): OnnxValue {
+    this.nodes.push(
+      create(NodeProtoSchema, { opType: "Identity", input: [value.name], output: [name], name }),
+    );
+    return { name, shape: value.shape };
   }
 
   #fresh(hint: string): string {
@@ -257,6 +265,12 @@ export class OnnxGraphBuilder implements NetworkOps<OnnxValue> {
       name: this.#node("Reshape", [mixed, this.#int64("shape", [0, c, h, w])], "unflat"),
       shape: q.shape,
     };
+  }
+
+  globalMeanPool(x: OnnxValue): OnnxValue {
+    const pooled = this.#node("GlobalAveragePool", [x.name], "pool"); // [n, c, 1, 1]
+    const output = this.#node("Reshape", [pooled, this.#int64("shape", [0, -1])], "pooled");
+    return { name: output, shape: [x.shape[0], x.shape[1]] };
   }
 
   timestepEmbedding(t: OnnxValue, dim: number): OnnxValue {

@@ -1,0 +1,91 @@
+import assert from "node:assert/strict";
+import * as tf from "@tensorflow/tfjs";
+import { loadOnnxModel } from "../serve/onnx.ts";
+import { initBackend } from "../train/backend.ts";
+import {
+  classifierForward,
+  classifierGraph,
+  describeClassifier,
+  MNIST_CLASSIFIER,
+} from "../train/classifier.ts";
+import type { NamedTensors } from "../train/checkpoint.ts";
+import { classify, evalTable, evaluate, loadClassifier, parseSamplers } from "../train/eval.ts";
+import { onnxModelBytes } from "../train/export.ts";
+import { initParameters, PRESETS } from "../train/network.ts";
+import { TfjsOps } from "../train/tfjs_ops.ts";
+import { createRng } from "../lib/rng.ts";
+import { randomOnnxModel } from "./_models.ts";
+
+function randomClassifier(): { weights: NamedTensors; bytes: Uint8Array } {
+  const weights: NamedTensors = {};
+  for (const [name, tensor] of initParameters(describeClassifier(MNIST_CLASSIFIER).params, 4)) {
+    weights[name] = tensor;
+  }
+  const bytes = onnxModelBytes(classifierGraph(weights, MNIST_CLASSIFIER), {
+    inputs: [{ name: "x", dims: ["N", 1, 28, 28] }],
+    outputs: [{ name: "features", dims: ["N", 128] }, { name: "logits", dims: ["N", 10] }],
+  }, { name: "classifier", docString: "test", metadata: [] });
+  return { weights, bytes };
+}
+
+Deno.test("the classifier's ONNX export gives the same features as tfjs", async () => {
+  await initBackend("cpu");
+  const { weights, bytes } = randomClassifier();
+  const session = await loadClassifier(bytes, "wasm");
+  const x = createRng(2).normal(3 * 784);
+  const got = await classify(session, x, 3);
+  const vars = new Map(Object.entries(weights).map(([k, v]) => [k, tf.tensor(v.data, v.shape)]));
+  const reference = tf.tidy(() =>
+    classifierForward(new TfjsOps(vars), tf.tensor4d(x, [3, 28, 28, 1]), MNIST_CLASSIFIER).features
+  );
+  const expected = (await reference.data()) as Float32Array;
+  tf.dispose([reference, ...vars.values()]);
+  const scale = Math.max(...expected.map(Math.abs));
+  // float32 in two summation orders over four convolutions: 1e-5 of the scale.
+  expected.forEach((v, i) =>
+    assert.ok(Math.abs(v - got.features[i]) <= 1e-5 * scale, `feature ${i}`)
+  );
+  assert.equal(got.dim, 128);
+  await session.session.release();
+});
+
+Deno.test("evaluate() runs every part end to end on a small random model", async () => {
+  // T = 20 keeps the bound's 20 network calls and the samplers quick.
+  const bytes = randomOnnxModel(PRESETS.mnist, 1, {
+    schedule: { kind: "linear", timesteps: 20, betaStart: 1e-4, betaEnd: 0.2 },
+  });
+  const model = await loadOnnxModel(bytes, "wasm");
+  const classifier = await loadClassifier(randomClassifier().bytes, "wasm");
+  const lines: string[] = [];
+  const result = await evaluate({
+    model,
+    classifier,
+    samples: 12,
+    samplers: parseSamplers("ddpm:20,ddim:4"),
+    nllImages: 3,
+    batch: 6,
+    seed: 0,
+    log: (line) => lines.push(line),
+  });
+  assert.equal(result.samplers.length, 2);
+  for (const row of result.samplers) {
+    assert.equal(row.classHistogram.reduce((a, b) => a + b, 0), 12);
+    assert.ok(
+      Number.isFinite(row.frechet) && row.frechet >= -1e-9,
+      `Fréchet distance ${row.frechet}`,
+    );
+  }
+  assert.ok(result.nll && result.nll.bitsPerDim > 0 && result.nll.images === 3);
+  assert.ok(Number.isFinite(result.realFloor));
+  assert.match(evalTable(result, 12), /\| ddim \| 4 \|/);
+  await model.session.release();
+  await classifier.session.release();
+});
+
+Deno.test("sampler settings parse, and bad ones are named", () => {
+  assert.deepEqual(parseSamplers("ddpm:1000, ddim:50"), [{ sampler: "ddpm", steps: 1000 }, {
+    sampler: "ddim",
+    steps: 50,
+  }]);
+  assert.throws(() => parseSamplers("euler:10"), /look like ddim:50 or ddpm:1000, got "euler:10"/);
+});

@@ -1,0 +1,324 @@
+/**
+ * `deno task eval`: how good an exported model is, measured on onnxruntime-web (exactly what
+ * the server runs).
+ *
+ * 1. Likelihood: the variational bound in bits/dim on held-out digits (every term, as the
+ *    paper's evaluation; the decoder is discrete, so no dequantisation noise is added).
+ * 2. Sample quality: the Fréchet distance between generated and held-out digits in the
+ *    feature space of the project's MNIST classifier, beside the same distance between real
+ *    training digits and the held-out ones (the floor, at the same sample sizes), and the
+ *    class histogram of the generated digits.
+ * 3. Sampler comparison: the distance and the wall time per image for each sampler.
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { featureStatistics, frechetDistance } from "../lib/frechet.ts";
+import { variationalBound } from "../lib/likelihood.ts";
+import { createRng } from "../lib/rng.ts";
+import { sample, type SamplerKind } from "../lib/samplers.ts";
+import { makeSchedule, type ScheduleKind } from "../lib/schedule.ts";
+import * as ortWasm from "onnxruntime-web";
+import {
+  type ExecutionProvider,
+  loadOnnxModel,
+  onnxDenoiser,
+  type OnnxModel,
+} from "../serve/onnx.ts";
+import { type Dataset, loadMnist } from "./data.ts";
+
+/** One sampler setting to evaluate, written `ddim:50` or `ddpm:1000`. */
+export interface SamplerSetting {
+  sampler: SamplerKind;
+  steps: number;
+}
+
+/** Parses `"ddpm:1000,ddim:50"`, naming any bad entry. */
+export function parseSamplers(text: string): SamplerSetting[] {
+  return text.split(",").map((entry) => {
+    const [sampler, steps] = entry.trim().split(":");
+    const n = Number(steps);
+    if ((sampler !== "ddpm" && sampler !== "ddim") || !Number.isInteger(n) || n < 1) {
+      throw new RangeError(`sampler settings look like ddim:50 or ddpm:1000, got "${entry}"`);
+    }
+    return { sampler, steps: n };
+  });
+}
+
+/** An ONNX session and the ort module it came from (the classifier has no model card). */
+export type Session = Pick<OnnxModel, "ort" | "session">;
+
+/** Loads the evaluation classifier exported by `train/classifier.ts`. */
+export async function loadClassifier(
+  bytes: Uint8Array,
+  provider: ExecutionProvider,
+): Promise<Session> {
+  const ort: typeof ortWasm = provider === "webgpu"
+    ? await import("onnxruntime-web/webgpu")
+    : ortWasm;
+  ort.env.wasm.numThreads = 1;
+  return {
+    ort,
+    session: await ort.InferenceSession.create(bytes, { executionProviders: [provider] }),
+  };
+}
+
+/** The classifier's features and predicted classes for images in [-1, 1], NCHW `[n, 1, 28, 28]`. */
+export async function classify(
+  classifier: Session,
+  images: Float32Array,
+  count: number,
+  batch = 250,
+): Promise<{ features: Float32Array; classes: Int32Array; dim: number }> {
+  const { ort, session } = classifier;
+  const per = 28 * 28;
+  const chunks: Float32Array[] = [];
+  const classes = new Int32Array(count);
+  let dim = 0;
+  for (let start = 0; start < count; start += batch) {
+    const n = Math.min(batch, count - start);
+    const x = new ort.Tensor("float32", images.subarray(start * per, (start + n) * per), [
+      n,
+      1,
+      28,
+      28,
+    ]);
+    const out = await session.run({ x });
+    const features = out.features.data as Float32Array;
+    const logits = out.logits.data as Float32Array;
+    dim = features.length / n;
+    chunks.push(features.slice());
+    const k = logits.length / n;
+    for (let i = 0; i < n; i++) {
+      let best = 0;
+      for (let j = 1; j < k; j++) if (logits[i * k + j] > logits[i * k + best]) best = j;
+      classes[start + i] = best;
+    }
+    out.features.dispose();
+    out.logits.dispose();
+  }
+  const features = new Float32Array(count * dim);
+  let offset = 0;
+  for (const c of chunks) {
+    features.set(c, offset);
+    offset += c.length;
+  }
+  return { features, classes, dim };
+}
+
+/** `k` distinct indices of `0..n-1`, by a seeded partial Fisher-Yates shuffle. */
+function _choose(n: number, k: number, seed: number): number[] {
+  const rng = createRng(seed);
+  const order = Array.from({ length: n }, (_, i) => i);
+  for (let i = 0; i < k; i++) {
+    const j = i + rng.integers(1, n - i)[0];
+    [order[i], order[j]] = [order[j], order[i]];
+  }
+  return order.slice(0, k);
+}
+
+function _images(dataset: Dataset, indices: number[]): Float32Array {
+  const per = dataset.channels * dataset.imageSize * dataset.imageSize;
+  const out = new Float32Array(indices.length * per);
+  indices.forEach((index, i) => out.set(dataset.image(index), i * per));
+  return out;
+}
+
+/** Options of {@linkcode evaluate}. */
+export interface EvalOptions {
+  model: OnnxModel;
+  classifier: Session;
+  /** Generated images per sampler setting. */
+  samples: number;
+  samplers: SamplerSetting[];
+  /** Held-out images for the likelihood (0 to skip). */
+  nllImages: number;
+  batch: number;
+  seed: number;
+  log?: (line: string) => void;
+}
+
+/** One row of the sampler table. */
+export interface SamplerResult extends SamplerSetting {
+  frechet: number;
+  msPerImage: number;
+  classHistogram: number[];
+}
+
+/** Everything `deno task eval` reports. */
+export interface EvalResult {
+  nll?: { bitsPerDim: number; standardError: number; images: number };
+  realFloor: number;
+  heldOutImages: number;
+  samplers: SamplerResult[];
+}
+
+/** Runs the evaluation (see the module doc). */
+export async function evaluate(options: EvalOptions): Promise<EvalResult> {
+  const { model, classifier, samples, batch, seed } = options;
+  const log = options.log ?? console.log;
+  const card = model.card;
+  if (card.imageSize !== 28 || card.channels !== 1) {
+    throw new RangeError(
+      `the evaluation classifier reads 1x28x28 digits, the model makes ${card.channels}x${card.imageSize}x${card.imageSize}`,
+    );
+  }
+  const schedule = makeSchedule({ ...card.schedule, kind: card.schedule.kind as ScheduleKind });
+  const denoiser = onnxDenoiser(model, { maxBatch: batch });
+  const { train, heldOut } = await loadMnist({ seed: 0 }); // the trainer's split (seed 0, 10%)
+  const heldOutIndices = Array.from({ length: heldOut.length }, (_, i) => i);
+  const real = await classify(classifier, _images(heldOut, heldOutIndices), heldOut.length);
+  const realStats = featureStatistics(real.features, real.dim);
+
+  // The floor: real training digits against the held-out ones, at the generated sample size.
+  const floorIndices = _choose(train.length, Math.min(samples, train.length), seed);
+  const floorFeatures = await classify(
+    classifier,
+    _images(train, floorIndices),
+    floorIndices.length,
+  );
+  const floorStats = featureStatistics(floorFeatures.features, floorFeatures.dim);
+  const realFloor = frechetDistance(
+    floorStats.mean,
+    floorStats.covariance,
+    realStats.mean,
+    realStats.covariance,
+    real.dim,
+  );
+  log(
+    `real floor: Fréchet distance ${
+      realFloor.toFixed(3)
+    } (${floorIndices.length} training vs ${heldOut.length} held-out digits)`,
+  );
+
+  let nll: EvalResult["nll"];
+  if (options.nllImages > 0) {
+    const count = Math.min(options.nllImages, heldOut.length);
+    const x0 = _images(heldOut, heldOutIndices.slice(0, count));
+    const started = performance.now();
+    const bound = await variationalBound(denoiser, {
+      schedule,
+      x0,
+      shape: [count, 1, 28, 28],
+      seed,
+      prediction: card.prediction as "eps",
+      variance: card.variance,
+      onProgress: (done, total) => {
+        if (done % 100 === 0) log(`likelihood: ${done}/${total} timesteps`);
+      },
+    });
+    let sq = 0;
+    for (const v of bound.bitsPerDim) sq += (v - bound.meanBitsPerDim) ** 2;
+    const standardError = Math.sqrt(sq / (count - 1) / count);
+    nll = { bitsPerDim: bound.meanBitsPerDim, standardError, images: count };
+    log(
+      `NLL <= ${bound.meanBitsPerDim.toFixed(3)} +- ${
+        standardError.toFixed(3)
+      } bits/dim on ${count} held-out digits (${
+        ((performance.now() - started) / 1000).toFixed(0)
+      } s)`,
+    );
+  }
+
+  const results: SamplerResult[] = [];
+  for (const setting of options.samplers) {
+    const images = new Float32Array(samples * 784);
+    const started = performance.now();
+    for (let start = 0; start < samples; start += batch) {
+      const n = Math.min(batch, samples - start);
+      const out = await sample(denoiser, {
+        schedule,
+        shape: [n, 1, 28, 28],
+        sampler: setting.sampler,
+        steps: setting.steps,
+        prediction: card.prediction as "eps",
+        variance: card.variance,
+        seed: seed + 1000 + start,
+      });
+      images.set(out, start * 784);
+    }
+    const msPerImage = (performance.now() - started) / samples;
+    const generated = await classify(classifier, images, samples);
+    const stats = featureStatistics(generated.features, generated.dim);
+    const frechet = frechetDistance(
+      stats.mean,
+      stats.covariance,
+      realStats.mean,
+      realStats.covariance,
+      real.dim,
+    );
+    const classHistogram = new Array(10).fill(0);
+    for (const c of generated.classes) classHistogram[c]++;
+    results.push({ ...setting, frechet, msPerImage, classHistogram });
+    log(
+      `${setting.sampler}:${setting.steps}: Fréchet distance ${frechet.toFixed(3)}, ${
+        msPerImage.toFixed(0)
+      } ms/image, classes [${classHistogram.join(", ")}]`,
+    );
+  }
+  return { nll, realFloor, heldOutImages: heldOut.length, samplers: results };
+}
+
+/** The results as the README's Markdown table. */
+export function evalTable(result: EvalResult, samples: number): string {
+  const lines = [
+    `| sampler | steps | Fréchet distance (${samples} samples) | ms/image | digits 0-9 (counts) |`,
+    "| --- | --- | --- | --- | --- |",
+    ...result.samplers.map((r) =>
+      `| ${r.sampler} | ${r.steps} | ${r.frechet.toFixed(2)} | ${r.msPerImage.toFixed(0)} | ${
+        r.classHistogram.join(" ")
+      } |`
+    ),
+    `| real digits (floor) | - | ${result.realFloor.toFixed(2)} | - | - |`,
+  ];
+  if (result.nll) {
+    lines.push(
+      "",
+      `NLL <= ${result.nll.bitsPerDim.toFixed(3)} +- ${
+        result.nll.standardError.toFixed(3)
+      } bits/dim (${result.nll.images} held-out digits)`,
+    );
+  }
+  return lines.join("\n");
+}
+
+if (import.meta.main) {
+  const { values } = parseArgs({
+    args: Deno.args,
+    options: {
+      model: { type: "string", default: "weights/mnist.onnx" },
+      classifier: { type: "string", default: "weights/mnist-classifier.onnx" },
+      samples: { type: "string", default: "5000" },
+      samplers: { type: "string", default: "ddpm:1000,ddpm:100,ddim:10,ddim:20,ddim:50,ddim:100" },
+      "nll-images": { type: "string", default: "100" },
+      batch: { type: "string", default: "100" },
+      seed: { type: "string", default: "0" },
+      provider: { type: "string", default: "wasm" },
+      json: { type: "string" },
+    },
+  });
+  const provider = values.provider as ExecutionProvider;
+  const model = await loadOnnxModel(await Deno.readFile(values.model), provider, values.model);
+  const classifier = await loadClassifier(await Deno.readFile(values.classifier), provider);
+  const samples = Number(values.samples);
+  const result = await evaluate({
+    model,
+    classifier,
+    samples,
+    samplers: parseSamplers(values.samplers),
+    nllImages: Number(values["nll-images"]),
+    batch: Number(values.batch),
+    seed: Number(values.seed),
+  });
+  console.log(
+    `\n${values.model} (${model.card.trainingSteps} training steps), provider ${provider}\n`,
+  );
+  console.log(evalTable(result, samples));
+  if (values.json) {
+    await Deno.writeTextFile(
+      values.json,
+      JSON.stringify({ settings: values, ...result }, null, 2) + "\n",
+    );
+  }
+}
