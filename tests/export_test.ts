@@ -4,58 +4,10 @@ import { createRng } from "../lib/rng.ts";
 import { loadOnnxModel, onnxDenoiser, readModelCard } from "../serve/onnx.ts";
 import { findWebGpuAdapter, initBackend } from "../train/backend.ts";
 import { type Checkpoint, type NamedTensors, saveCheckpoint } from "../train/checkpoint.ts";
-import { buildOnnxModel, exportCheckpoint, type ModelCard } from "../train/export.ts";
-import { describeUNet, initParameters, PRESETS, type UNetConfig } from "../train/network.ts";
+import { buildOnnxModel, exportCheckpoint } from "../train/export.ts";
+import { PRESETS, type UNetConfig } from "../train/network.ts";
 import { tfjsDenoiser } from "../train/tfjs_ops.ts";
-
-/**
- * Weights with every tensor non-trivial: the initialiser's zero-initialised output layers
- * would make the network's output 0 and hide any mismatch, so every tensor gets random
- * values here (norm scales around 1, everything else the fan-avg scale or 0.1).
- */
-function randomWeights(config: UNetConfig, seed: number): NamedTensors {
-  const specs = describeUNet(config).params;
-  const initial = initParameters(specs, seed);
-  const rng = createRng(seed);
-  const out: NamedTensors = {};
-  for (const spec of specs) {
-    const { shape, data } = initial.get(spec.name) as { shape: number[]; data: Float32Array };
-    const noise = rng.normal(data.length);
-    if (spec.init.kind === "fanAvgUniform") {
-      out[spec.name] = { shape, data };
-    } else if (spec.name.endsWith(".w")) {
-      // A zero-initialised kernel: the scale of an ordinary one, 1 / sqrt(fan-in).
-      const fanIn = shape.slice(0, -1).reduce((a, b) => a * b, 1);
-      out[spec.name] = { shape, data: noise.map((z) => z / Math.sqrt(fanIn)) };
-    } else {
-      // Biases around 0, norm scales around 1.
-      out[spec.name] = { shape, data: data.map((v, i) => v + 0.1 * noise[i]) };
-    }
-  }
-  return out;
-}
-
-function card(config: UNetConfig): ModelCard {
-  return {
-    format: "onnx",
-    opset: 17,
-    exporter: { name: "test", version: "0" },
-    inputs: { x: "x", t: "t" },
-    output: "out",
-    schedule: { kind: "linear", timesteps: 1000, betaStart: 1e-4, betaEnd: 0.02 },
-    prediction: "eps",
-    variance: "fixedlarge",
-    imageSize: config.imageSize,
-    channels: config.channels,
-    dataScaling: "[-1, 1]",
-    dataset: "test",
-    trainingSteps: 0,
-    parameters: 0,
-    weights: "ema",
-    config,
-    createdAt: "2026-01-01T00:00:00Z",
-  };
-}
+import { card, randomWeights } from "./_models.ts";
 
 async function compare(
   config: UNetConfig,

@@ -1,0 +1,73 @@
+/**
+ * Small exported models for tests: random (non-trivial) weights for any U-Net preset, a
+ * model card, and the ONNX bytes built from both with the real exporter.
+ *
+ * @module
+ */
+
+import { createRng } from "../lib/rng.ts";
+import type { NamedTensors } from "../train/checkpoint.ts";
+import { buildOnnxModel, type ModelCard } from "../train/export.ts";
+import { describeUNet, initParameters, type UNetConfig } from "../train/network.ts";
+
+/**
+ * Weights with every tensor non-trivial: the initialiser's zero-initialised output layers
+ * would make the network's output 0 and hide any mismatch, so every tensor gets random
+ * values here (norm scales around 1, everything else the fan-avg scale or 0.1).
+ */
+export function randomWeights(config: UNetConfig, seed: number): NamedTensors {
+  const specs = describeUNet(config).params;
+  const initial = initParameters(specs, seed);
+  const rng = createRng(seed);
+  const out: NamedTensors = {};
+  for (const spec of specs) {
+    const { shape, data } = initial.get(spec.name) as { shape: number[]; data: Float32Array };
+    const noise = rng.normal(data.length);
+    if (spec.init.kind === "fanAvgUniform") {
+      out[spec.name] = { shape, data };
+    } else if (spec.name.endsWith(".w")) {
+      // A zero-initialised kernel: the scale of an ordinary one, 1 / sqrt(fan-in).
+      const fanIn = shape.slice(0, -1).reduce((a, b) => a * b, 1);
+      out[spec.name] = { shape, data: noise.map((z) => z / Math.sqrt(fanIn)) };
+    } else {
+      // Biases around 0, norm scales around 1.
+      out[spec.name] = { shape, data: data.map((v, i) => v + 0.1 * noise[i]) };
+    }
+  }
+  return out;
+}
+
+/** A model card for `config` with the paper's schedule, eps prediction and fixedlarge variance. */
+export function card(config: UNetConfig): ModelCard {
+  return {
+    format: "onnx",
+    opset: 17,
+    exporter: { name: "test", version: "0" },
+    inputs: { x: "x", t: "t" },
+    output: "out",
+    schedule: { kind: "linear", timesteps: 1000, betaStart: 1e-4, betaEnd: 0.02 },
+    prediction: "eps",
+    variance: "fixedlarge",
+    imageSize: config.imageSize,
+    channels: config.channels,
+    dataScaling: "[-1, 1]",
+    dataset: "test",
+    trainingSteps: 0,
+    parameters: 0,
+    weights: "ema",
+    config,
+    createdAt: "2026-01-01T00:00:00Z",
+  };
+}
+
+/**
+ * The ONNX bytes of `config` with random weights from `seed`; `overrides` change card fields
+ * (another schedule or prediction, say).
+ */
+export function randomOnnxModel(
+  config: UNetConfig,
+  seed = 1,
+  overrides: Partial<ModelCard> = {},
+): Uint8Array {
+  return buildOnnxModel(randomWeights(config, seed), config, { ...card(config), ...overrides });
+}
