@@ -64,7 +64,8 @@ export async function loadOnnxModel(
 
 /**
  * The model as a `Denoiser`: NCHW `x` and timesteps `t` in, the model's prediction out.
- * Batches larger than `maxBatch` run as several calls.
+ * Batches larger than `maxBatch` run as several calls. Calls on one session run one at a time,
+ * in the order they were made, so several requests may share a model safely.
  */
 export function onnxDenoiser(model: OnnxModel, options: { maxBatch?: number } = {}): Denoiser {
   const maxBatch = options.maxBatch ?? 64;
@@ -87,11 +88,26 @@ export function onnxDenoiser(model: OnnxModel, options: { maxBatch?: number } = 
         ]),
         t: new ort.Tensor("float32", t.subarray(start, start + count), [count]),
       };
-      const result = await session.run(feeds);
+      const result = await _exclusive(session, () => session.run(feeds));
       const data = result.out.data as Float32Array;
       out.set(data, start * per);
       result.out.dispose();
     }
     return out;
   };
+}
+
+/** The last queued `run` of each session, so the next one waits for it. */
+const _sessionTails = new WeakMap<object, Promise<unknown>>();
+
+/**
+ * Runs `fn` after every earlier call made for `session` has settled. onnxruntime-web does not
+ * promise that `run` is re-entrant (the WebGPU provider shares one command queue), and
+ * interleaved sampling jobs would otherwise overlap their calls.
+ */
+function _exclusive<T>(session: object, fn: () => Promise<T>): Promise<T> {
+  const previous = _sessionTails.get(session) ?? Promise.resolve();
+  const result = previous.then(fn, fn);
+  _sessionTails.set(session, result.catch(() => {}));
+  return result;
 }

@@ -1,0 +1,105 @@
+/**
+ * Which onnxruntime-web execution provider the server runs on: WebGPU when the machine has a
+ * hardware adapter, WebAssembly otherwise. A software adapter (Mesa's llvmpipe, SwiftShader, a
+ * fallback adapter) counts as none: it computes correctly but far slower than WebAssembly.
+ *
+ * This is a small probe of its own rather than the trainer's `train/backend.ts`, which imports
+ * TensorFlow.js; the server must not load tfjs.
+ *
+ * @module
+ */
+
+import type { ExecutionProvider } from "./onnx.ts";
+
+/** What `--provider` and `DDPM_PROVIDER` accept. */
+export type ProviderChoice = "auto" | ExecutionProvider;
+/** Every choice, for validation and help text. */
+export const PROVIDER_CHOICES: readonly ProviderChoice[] = ["auto", "wasm", "webgpu"];
+
+/** A WebGPU adapter as the runtime describes it. */
+export interface GpuAdapterSummary {
+  /** The adapter's description, device or vendor, whichever the runtime fills in. */
+  readonly name: string;
+  /** A CPU implementation of WebGPU: correct, slow. */
+  readonly software: boolean;
+}
+
+/** The provider the server uses and why; `GET /v1/models` reports it. */
+export interface ProviderInfo {
+  readonly name: ExecutionProvider;
+  /** What was asked for. */
+  readonly requested: ProviderChoice;
+  /** The WebGPU adapter found, or null when there is none (or none was looked for). */
+  readonly adapter: GpuAdapterSummary | null;
+  /** One line for a person. */
+  readonly reason: string;
+}
+
+const SOFTWARE_ADAPTER = /llvmpipe|lavapipe|swiftshader|softpipe|software/i;
+
+/** Asks the runtime for a WebGPU adapter; null when WebGPU or an adapter is missing. */
+export async function probeWebGpu(): Promise<GpuAdapterSummary | null> {
+  const gpu = (globalThis.navigator as Navigator | undefined)?.gpu;
+  if (!gpu) return null;
+  const adapter = await gpu.requestAdapter().catch(() => null);
+  if (!adapter) return null;
+  const info = adapter.info;
+  // `isFallbackAdapter` is the standard flag; some runtimes only name llvmpipe.
+  const fallback = (info as GPUAdapterInfo & { isFallbackAdapter?: boolean }).isFallbackAdapter;
+  const text = [info.vendor, info.architecture, info.device, info.description].join(" ");
+  return {
+    name: info.description || info.device || info.vendor || "an unnamed adapter",
+    software: fallback === true || SOFTWARE_ADAPTER.test(text),
+  };
+}
+
+/**
+ * Chooses the execution provider. `auto` takes WebGPU only on a hardware adapter; `webgpu`
+ * insists (a software adapter is accepted when asked for by name, so it can be tested);
+ * `wasm` never probes. `probe` is injectable for tests.
+ *
+ * @example
+ * ```ts
+ * import { chooseProvider } from "./provider.ts";
+ * const info = await chooseProvider("auto", () => Promise.resolve(null));
+ * console.assert(info.name === "wasm");
+ * ```
+ */
+export async function chooseProvider(
+  requested: ProviderChoice,
+  probe: () => Promise<GpuAdapterSummary | null> = probeWebGpu,
+): Promise<ProviderInfo> {
+  if (!PROVIDER_CHOICES.includes(requested)) {
+    throw new RangeError(
+      `provider must be one of ${PROVIDER_CHOICES.join(", ")}, got ${requested}`,
+    );
+  }
+  switch (requested) {
+    case "wasm":
+      return { name: "wasm", requested, adapter: null, reason: "WebAssembly, as asked" };
+    case "webgpu": {
+      const adapter = await probe();
+      if (!adapter) {
+        throw new Error(
+          "--provider webgpu: no WebGPU adapter found; use --provider wasm or auto",
+        );
+      }
+      const note = adapter.software ? " (a software adapter: slower than WebAssembly)" : "";
+      return { name: "webgpu", requested, adapter, reason: `WebGPU on ${adapter.name}${note}` };
+    }
+    case "auto": {
+      const adapter = await probe();
+      if (adapter && !adapter.software) {
+        return { name: "webgpu", requested, adapter, reason: `WebGPU on ${adapter.name}` };
+      }
+      const reason = adapter
+        ? `WebAssembly: the only WebGPU adapter, ${adapter.name}, is a software one`
+        : "WebAssembly: no WebGPU adapter";
+      return { name: "wasm", requested, adapter, reason };
+    }
+    default: {
+      const unknown: never = requested;
+      throw new RangeError(`unknown provider ${unknown}`);
+    }
+  }
+}

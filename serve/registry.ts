@@ -1,0 +1,165 @@
+/**
+ * The models a server answers for, each with everything sampling needs read from its model
+ * card: the schedule, what the network predicts, the reverse variance, the image shape and
+ * how pixels map to model space. Nothing about sampling is a constant of the server.
+ *
+ * @module
+ */
+
+import type { Prediction, VarianceType } from "../lib/parameterization.ts";
+import type { Denoiser } from "../lib/samplers.ts";
+import { makeSchedule, type Schedule } from "../lib/schedule.ts";
+import type { ModelCard } from "../train/export.ts";
+import { type ExecutionProvider, loadOnnxModel, onnxDenoiser } from "./onnx.ts";
+import type { ProviderInfo } from "./provider.ts";
+import { ModelCardSchema } from "./schemas.ts";
+
+/** One model, ready to sample from. */
+export interface ServedModel {
+  /** The name clients use (`model` in requests): the file name without `.onnx`. */
+  readonly name: string;
+  readonly card: ModelCard;
+  /** Built from the card's schedule. */
+  readonly schedule: Schedule;
+  /** `[c, h, w]` of one image. */
+  readonly imageShape: readonly [number, number, number];
+  /** The float interval that 8-bit 0..255 maps onto, from the card's `dataScaling`. */
+  readonly range: readonly [number, number];
+  readonly prediction: Prediction;
+  readonly variance: VarianceType;
+  readonly denoiser: Denoiser;
+  /** Frees the session, if there is one. */
+  close(): Promise<void>;
+}
+
+/** A server's models and the execution provider they run on. */
+export interface ModelRegistry {
+  readonly provider: ProviderInfo;
+  /** In a fixed order; the first is the default. */
+  readonly models: readonly ServedModel[];
+}
+
+/** A model file's name and bytes, however they were read. */
+export interface ModelSource {
+  readonly name: string;
+  readonly bytes: Uint8Array;
+}
+
+/**
+ * A model from its card and a denoiser (an onnxruntime session, or any function in tests).
+ * Throws a `TypeError` naming the model and the field when the card cannot be sampled from.
+ *
+ * @example
+ * ```ts
+ * import { servedModel } from "./registry.ts";
+ * const card = {
+ *   format: "onnx", schedule: { kind: "linear", timesteps: 1000, betaStart: 1e-4, betaEnd: 0.02 },
+ *   prediction: "eps", variance: "fixedlarge", imageSize: 8, channels: 1,
+ *   dataScaling: "[-1, 1]", dataset: "test",
+ * };
+ * const model = servedModel("zero", card, (x) => new Float32Array(x.length));
+ * console.assert(model.imageShape.join() === "1,8,8");
+ * ```
+ */
+export function servedModel(
+  name: string,
+  card: unknown,
+  denoiser: Denoiser,
+  close: () => Promise<void> = () => Promise.resolve(),
+): ServedModel {
+  const parsed = ModelCardSchema.safeParse(card);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new TypeError(
+      `model ${name}: its card cannot be sampled from: ${
+        issue.path.join(".") || "card"
+      }: ${issue.message}`,
+    );
+  }
+  const checked = parsed.data;
+  const { kind, timesteps, betaStart, betaEnd } = checked.schedule;
+  return {
+    name,
+    card: card as ModelCard,
+    schedule: makeSchedule({ kind, timesteps, betaStart, betaEnd }),
+    imageShape: [checked.channels, checked.imageSize, checked.imageSize],
+    range: dataRange(checked.dataScaling, name),
+    prediction: checked.prediction,
+    variance: checked.variance,
+    denoiser,
+    close,
+  };
+}
+
+/**
+ * The `[low, high]` interval named in a card's `dataScaling` text, such as
+ * `"x = pixel / 127.5 - 1 (8-bit pixels to [-1, 1])"`.
+ */
+export function dataRange(dataScaling: string, name = "model"): [number, number] {
+  const match = /\[\s*(-?\d+(?:\.\d+)?)\s*,\s*(-?\d+(?:\.\d+)?)\s*\]/.exec(dataScaling);
+  const low = match ? Number(match[1]) : NaN;
+  const high = match ? Number(match[2]) : NaN;
+  if (!(low < high)) {
+    throw new TypeError(
+      `model ${name}: dataScaling must name the pixel range as [low, high], got "${dataScaling}"`,
+    );
+  }
+  return [low, high];
+}
+
+/** Options of {@linkcode loadRegistry}. */
+export interface LoadOptions {
+  /** Images per network call; larger batches are split. Default 64. */
+  readonly maxBatch?: number;
+}
+
+/**
+ * Creates one onnxruntime session per model on the chosen provider. When `auto` picked WebGPU
+ * and a session fails to start there, every model falls back to WebAssembly and the provider
+ * says why.
+ */
+export async function loadRegistry(
+  sources: readonly ModelSource[],
+  provider: ProviderInfo,
+  options: LoadOptions = {},
+): Promise<ModelRegistry> {
+  if (sources.length === 0) throw new RangeError("loadRegistry needs at least one model");
+  const names = new Set<string>();
+  for (const { name } of sources) {
+    if (names.has(name)) throw new RangeError(`two models are named ${name}`);
+    names.add(name);
+  }
+  try {
+    return { provider, models: await _loadAll(sources, provider.name, options) };
+  } catch (error) {
+    if (provider.name !== "webgpu" || provider.requested !== "auto") throw error;
+    const reason = `WebAssembly: WebGPU failed to start a session (${(error as Error).message})`;
+    const fallback: ProviderInfo = { ...provider, name: "wasm", reason };
+    return { provider: fallback, models: await _loadAll(sources, "wasm", options) };
+  }
+}
+
+async function _loadAll(
+  sources: readonly ModelSource[],
+  provider: ExecutionProvider,
+  options: LoadOptions,
+): Promise<ServedModel[]> {
+  const models: ServedModel[] = [];
+  try {
+    for (const { name, bytes } of sources) {
+      const model = await loadOnnxModel(bytes, provider, name);
+      const close = () => model.session.release();
+      try {
+        const denoiser = onnxDenoiser(model, { maxBatch: options.maxBatch ?? 64 });
+        models.push(servedModel(name, model.card, denoiser, close));
+      } catch (error) {
+        await close();
+        throw error;
+      }
+    }
+  } catch (error) {
+    await Promise.all(models.map((m) => m.close()));
+    throw error;
+  }
+  return models;
+}

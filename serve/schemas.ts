@@ -1,0 +1,315 @@
+/**
+ * The API's contract in zod: request bodies (built from the server's {@linkcode Limits}, so
+ * the OpenAPI document states the real maxima), JSON responses and the model card. The
+ * OpenAPI document at `/openapi.json` is generated from these.
+ *
+ * Image endpoints take JSON with base64 PNGs or `multipart/form-data` with PNG files; the
+ * multipart schema is derived from the JSON one ({@linkcode formSchema}), so the two cannot
+ * disagree.
+ *
+ * @module
+ */
+
+import { z } from "@hono/zod-openapi";
+import { PREDICTIONS, VARIANCE_TYPES } from "../lib/parameterization.ts";
+import { SAMPLERS } from "../lib/samplers.ts";
+import { SCHEDULE_KINDS, TIMESTEP_SPACINGS } from "../lib/schedule.ts";
+import type { Limits } from "./limits.ts";
+
+/** Every error response: `{ error, detail }`. */
+export const ErrorSchema = z
+  .object({
+    error: z.string().openapi({ example: "invalid_request" }),
+    detail: z.string().openapi({ example: "n: Too big: expected number to be <=64" }),
+  })
+  .openapi("Error");
+
+/**
+ * The fields of an exported model card (`train/export.ts`, `ModelCard`) that sampling depends
+ * on, checked when a model is loaded; other fields pass through untouched.
+ */
+export const ModelCardSchema = z
+  .looseObject({
+    format: z.literal("onnx"),
+    schedule: z.object({
+      kind: z.enum(SCHEDULE_KINDS),
+      timesteps: z.number().int().min(2).max(100_000),
+      betaStart: z.number().gt(0).lt(1),
+      betaEnd: z.number().gt(0).lt(1),
+    }),
+    prediction: z.enum(PREDICTIONS),
+    variance: z.enum(VARIANCE_TYPES),
+    imageSize: z.number().int().min(1).max(4096),
+    channels: z.union([z.literal(1), z.literal(3)]),
+    dataScaling: z.string().openapi({ example: "x = pixel / 127.5 - 1 (8-bit pixels to [-1, 1])" }),
+    dataset: z.string(),
+  })
+  .openapi("ModelCard");
+
+const Seed = z
+  .number()
+  .int()
+  .min(0)
+  .max(Number.MAX_SAFE_INTEGER)
+  .optional()
+  .openapi({ description: "Seed of every random draw; one is picked and returned when absent." });
+const ModelName = z
+  .string()
+  .min(1)
+  .optional()
+  .openapi({ description: "A name from GET /v1/models; default the first model." });
+const Resize = z.boolean().default(true).openapi({
+  description:
+    "Convert an image of another size or channel count to the model's (area/bilinear resize, " +
+    "BT.601 grey or grey-to-RGB) and report it; false refuses such an image with 422.",
+});
+const Base64Png = z.string().min(1).openapi({
+  description: "A PNG, base64-encoded; a `data:image/png;base64,` prefix is allowed.",
+});
+
+/**
+ * The request schemas of a server, one set per {@linkcode Limits}. The type is the schemas'
+ * own inferred one: the routes' handler types are derived from it field by field.
+ */
+export type RequestSchemas = ReturnType<typeof _requestSchemas>;
+
+/** The request schemas of a server with the given limits. */
+export function requestSchemas(limits: Limits): RequestSchemas {
+  return _requestSchemas(limits);
+}
+
+function _requestSchemas(limits: Limits) {
+  const sampling = {
+    model: ModelName,
+    n: z.number().int().min(1).max(limits.maxImages).default(16).openapi({
+      description: "Number of images.",
+    }),
+    sampler: z.enum(SAMPLERS).default("ddim").openapi({
+      description: "`ddpm`: ancestral sampling, respaced when steps < T. `ddim`: Song et al.",
+    }),
+    steps: z.number().int().min(1).max(limits.maxSteps).optional().openapi({
+      description:
+        "Network evaluations, at most the model's T. Default 50 for ddim and T for ddpm.",
+    }),
+    eta: z.number().min(0).max(1).optional().openapi({
+      description: "DDIM noise scale: 0 deterministic (default), 1 DDPM-like. ddim only.",
+    }),
+    spacing: z.enum(TIMESTEP_SPACINGS).default("leading").openapi({
+      description: "Which timesteps a shortened run visits.",
+    }),
+    seed: Seed,
+    columns: z.number().int().min(1).max(limits.maxImages).optional().openapi({
+      description: "Tiles per row of the grid; default the squarest grid.",
+    }),
+    every: z.number().int().min(1).max(limits.maxSteps).optional().openapi({
+      description:
+        "Keep every k-th step for the animation or the stream; default ceil(steps / 50).",
+    }),
+  };
+  const SampleRequest = z
+    .strictObject({
+      ...sampling,
+      format: z.enum(["png", "json", "apng"]).default("png").openapi({
+        description: "`png`: a grid. `json`: 8-bit pixels per image. `apng`: the trajectory.",
+      }),
+    })
+    .openapi("SampleRequest");
+  const StreamRequest = z.strictObject(sampling).openapi("StreamRequest");
+
+  const noise = {
+    model: ModelName,
+    timesteps: z.array(z.number().int().min(0)).min(1).max(limits.maxFrames).optional().openapi({
+      description: "0-based timesteps of the frames, each below T.",
+    }),
+    count: z.number().int().min(1).max(limits.maxFrames).optional().openapi({
+      description: "Instead of timesteps: this many, spread evenly over [0, T - 1]. Default 10.",
+    }),
+    seed: Seed,
+    reconstruct: z.boolean().default(false).openapi({
+      description: "Also return the model's estimate of x_0 from every frame (a second row).",
+    }),
+    resize: Resize,
+    format: z.enum(["png", "json"]).default("png"),
+  };
+  const NoiseJson = z.strictObject({ ...noise, image: Base64Png }).openapi("NoiseRequest");
+  const NoiseForm = formSchema(noise, ["image"]).openapi("NoiseUpload");
+
+  const interpolation = {
+    model: ModelName,
+    t: z.number().int().min(0).optional().openapi({
+      description: "0-based timestep to encode to and decode from; default T / 2 (paper: 500).",
+    }),
+    lambdas: z.array(z.number().min(0).max(1)).min(1).max(limits.maxFrames).optional().openapi({
+      description: "Mixing weights; 0 is image a.",
+    }),
+    count: z.number().int().min(2).max(limits.maxFrames).optional().openapi({
+      description: "Instead of lambdas: this many, evenly from 0 to 1. Default 11.",
+    }),
+    mixing: z.enum(["linear", "spherical"]).default("linear"),
+    sampler: z.enum(SAMPLERS).default("ddpm").openapi({
+      description: "Decoder; the paper's is ddpm.",
+    }),
+    steps: z.number().int().min(1).max(limits.maxSteps).optional().openapi({
+      description: "Decoder steps in 1..t+1, spread from t down to 0; default min(t + 1, 50).",
+    }),
+    eta: z.number().min(0).max(1).optional(),
+    seed: Seed,
+    resize: Resize,
+    format: z.enum(["png", "json"]).default("png"),
+  };
+  const InterpolateJson = z
+    .strictObject({ ...interpolation, a: Base64Png, b: Base64Png })
+    .openapi("InterpolateRequest");
+  const InterpolateForm = formSchema(interpolation, ["a", "b"]).openapi("InterpolateUpload");
+
+  const ScheduleQuery = z.object({
+    model: z.string().min(1).optional().openapi({
+      param: { name: "model", in: "query" },
+      description: "A name from GET /v1/models; default the first model.",
+    }),
+  });
+
+  return {
+    SampleRequest,
+    StreamRequest,
+    NoiseJson,
+    NoiseForm,
+    InterpolateJson,
+    InterpolateForm,
+    ScheduleQuery,
+  };
+}
+
+/**
+ * The multipart form of a JSON request: the named file fields become PNG uploads, and every
+ * other field is sent as text that holds its JSON value (`12`, `true`, `[0, 250, 999]`); lists
+ * of numbers may also be written `0,250,999` and plain words such as `png` may go unquoted.
+ */
+export function formSchema<S extends z.ZodRawShape>(
+  fields: S,
+  files: readonly string[],
+): z.ZodObject {
+  const shape: Record<string, z.ZodType> = {};
+  for (const [name, schema] of Object.entries(fields)) {
+    shape[name] = z.preprocess(_fieldText, schema);
+  }
+  for (const name of files) {
+    shape[name] = z.file().openapi({ type: "string", format: "binary", description: "A PNG." });
+  }
+  return z.strictObject(shape);
+}
+
+/**
+ * A form field's value: its text read as JSON when it is JSON, a comma-separated list of
+ * numbers as an array, else the text itself.
+ */
+function _fieldText(value: unknown): unknown {
+  if (typeof value !== "string") return value;
+  if (/^\s*-?[\d.]+(\s*,\s*-?[\d.]+)+\s*$/.test(value)) return value.split(",").map(Number);
+  try {
+    return JSON.parse(value);
+  } catch {
+    return value;
+  }
+}
+
+/** One 8-bit image in JSON. */
+export const ImageJsonSchema = z
+  .object({
+    width: z.number().int(),
+    height: z.number().int(),
+    channels: z.number().int().openapi({ description: "1 grey, 3 RGB." }),
+    pixels: z.array(z.number().int()).openapi({
+      description: "8-bit values, row by row, channels interleaved (HWC).",
+    }),
+  })
+  .openapi("Image");
+
+/** `POST /v1/samples` with `format: "json"`. */
+export const SampleJsonSchema = z
+  .object({
+    model: z.string(),
+    seed: z.number().int(),
+    sampler: z.enum(SAMPLERS),
+    steps: z.number().int(),
+    eta: z.number(),
+    shape: z.array(z.number().int()).openapi({ description: "NCHW [n, c, h, w]." }),
+    images: z.array(ImageJsonSchema),
+  })
+  .openapi("Samples");
+
+/** `POST /v1/noise` with `format: "json"`. */
+export const NoiseJsonSchema = z
+  .object({
+    model: z.string(),
+    seed: z.number().int(),
+    timesteps: z.array(z.number().int()),
+    conversion: z.string().nullable().openapi({
+      description: "How the upload was converted to the model's size and channels, if it was.",
+    }),
+    frames: z.array(ImageJsonSchema).openapi({ description: "x_t ~ q(x_t | x_0), one per t." }),
+    reconstructions: z.array(ImageJsonSchema).optional().openapi({
+      description: "The model's x_0 estimate from each frame, when asked for.",
+    }),
+  })
+  .openapi("NoisePreview");
+
+/** `POST /v1/interpolate` with `format: "json"`. */
+export const InterpolateJsonSchema = z
+  .object({
+    model: z.string(),
+    seed: z.number().int(),
+    t: z.number().int(),
+    lambdas: z.array(z.number()),
+    mixing: z.enum(["linear", "spherical"]),
+    sampler: z.enum(SAMPLERS),
+    steps: z.number().int(),
+    conversion: z.object({ a: z.string().nullable(), b: z.string().nullable() }),
+    images: z.array(ImageJsonSchema),
+  })
+  .openapi("Interpolation");
+
+/** `GET /v1/models`. */
+export const ModelsSchema = z
+  .object({
+    provider: z.object({
+      name: z.enum(["wasm", "webgpu"]),
+      requested: z.enum(["auto", "wasm", "webgpu"]),
+      adapter: z.object({ name: z.string(), software: z.boolean() }).nullable(),
+      reason: z.string(),
+    }),
+    models: z.array(z.object({
+      name: z.string(),
+      default: z.boolean(),
+      card: ModelCardSchema,
+    })),
+  })
+  .openapi("Models");
+
+/** `GET /v1/schedule`. */
+export const ScheduleSchema = z
+  .object({
+    model: z.string(),
+    kind: z.string(),
+    timesteps: z.number().int(),
+    betas: z.array(z.number()),
+    alphasCumprod: z.array(z.number()),
+    posteriorVariance: z.array(z.number()),
+    snr: z.array(z.number()).openapi({ description: "abar / (1 - abar)." }),
+  })
+  .openapi("Schedule");
+
+/** `GET /healthz`. */
+export const HealthSchema = z
+  .object({
+    status: z.literal("ok"),
+    models: z.number().int(),
+    provider: z.enum(["wasm", "webgpu"]),
+    queue: z.object({
+      running: z.number().int(),
+      waiting: z.number().int(),
+      concurrency: z.number().int(),
+      queueSize: z.number().int(),
+    }),
+  })
+  .openapi("Health");
