@@ -1,6 +1,7 @@
 /**
  * Small exported models for tests: random (non-trivial) weights for any U-Net preset, a
- * model card, and the ONNX bytes built from both with the real exporter.
+ * model card, the ONNX bytes built from both with the real exporter, and a server registry
+ * of such models.
  *
  * @module
  */
@@ -8,7 +9,9 @@
 import { createRng } from "../lib/rng.ts";
 import type { NamedTensors } from "../train/checkpoint.ts";
 import { buildOnnxModel, type ModelCard } from "../train/export.ts";
-import { describeUNet, initParameters, type UNetConfig } from "../train/network.ts";
+import { describeUNet, initParameters, PRESETS, type UNetConfig } from "../train/network.ts";
+import { chooseProvider } from "../serve/provider.ts";
+import { loadRegistry, type ModelRegistry } from "../serve/registry.ts";
 
 /**
  * Weights with every tensor non-trivial: the initialiser's zero-initialised output layers
@@ -70,4 +73,23 @@ export function randomOnnxModel(
   overrides: Partial<ModelCard> = {},
 ): Uint8Array {
   return buildOnnxModel(randomWeights(config, seed), config, { ...card(config), ...overrides });
+}
+
+/**
+ * A registry of small exported models on WebAssembly: `tiny` (the tiny preset with the
+ * paper's schedule, eps prediction) and, with `variant`, `tiny-v` (a cosine schedule with
+ * T = 100 and v prediction), to show that each model samples with its own card.
+ */
+export async function tinyRegistry(options: { variant?: boolean } = {}): Promise<ModelRegistry> {
+  const sources = [{ name: "tiny", bytes: randomOnnxModel(PRESETS.tiny, 1) }];
+  if (options.variant) {
+    sources.push({
+      name: "tiny-v",
+      bytes: randomOnnxModel(PRESETS.tiny, 2, {
+        schedule: { kind: "cosine", timesteps: 100, betaStart: 1e-4, betaEnd: 0.02 },
+        prediction: "v",
+      }),
+    });
+  }
+  return await loadRegistry(sources, await chooseProvider("wasm"));
 }

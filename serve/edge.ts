@@ -1,0 +1,23 @@
+/**
+ * The edge entry, for Deno Deploy: no files written, models fetched by URL, WebAssembly only
+ * (edge isolates have no GPU).
+ *
+ * The models are `DDPM_MODEL_URLS` (comma-separated URLs, or paths relative to this file), or
+ * `../weights/model.onnx` next to the deployed code when that is unset.
+ *
+ *   deno deploy --entrypoint serve/edge.ts
+ *
+ * @module
+ */
+
+import { createApp } from "./app.ts";
+import { chooseProvider } from "./provider.ts";
+import { loadRegistry } from "./registry.ts";
+import { fetchModelSources } from "./sources.ts";
+
+const listed = Deno.env.get("DDPM_MODEL_URLS") ?? "../weights/model.onnx";
+const urls = listed.split(",").map((entry) => new URL(entry.trim(), import.meta.url));
+const registry = await loadRegistry(await fetchModelSources(urls), await chooseProvider("wasm"));
+const { app } = createApp({ registry });
+
+Deno.serve(app.fetch);

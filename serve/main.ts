@@ -1,0 +1,99 @@
+/**
+ * `deno task serve`: serves the models in `weights/` (or `--weights <folder or .onnx file>`)
+ * on port 8000 (or `--port`, or `PORT`), on WebGPU when the machine has a hardware adapter
+ * and WebAssembly otherwise (`--provider`, or `DDPM_PROVIDER`).
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { createApp } from "./app.ts";
+import { chooseProvider, PROVIDER_CHOICES, type ProviderChoice } from "./provider.ts";
+import { loadRegistry } from "./registry.ts";
+import { NoModelError, readModelSources } from "./sources.ts";
+
+const USAGE = `Usage: deno task serve [options]
+
+  --weights <path>    a folder of .onnx models or one .onnx file (default weights/)
+  --port <n>          port to listen on; 0 picks a free one (default $PORT or 8000)
+  --hostname <name>   interface to listen on (default 0.0.0.0)
+  --provider <p>      auto | wasm | webgpu (default $DDPM_PROVIDER or auto: WebGPU on a
+                      hardware adapter, WebAssembly otherwise)
+  --max-batch <n>     images per network call; larger batches are split (default 64)
+  --help              this text`;
+
+async function main(args: string[]): Promise<number> {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args,
+      options: {
+        weights: { type: "string", default: "weights/" },
+        port: { type: "string", default: Deno.env.get("PORT") ?? "8000" },
+        hostname: { type: "string", default: "0.0.0.0" },
+        provider: { type: "string", default: Deno.env.get("DDPM_PROVIDER") ?? "auto" },
+        "max-batch": { type: "string", default: "64" },
+        help: { type: "boolean", default: false },
+      },
+    }));
+  } catch (error) {
+    console.error(`error: ${(error as Error).message}\n\n${USAGE}`);
+    return 2;
+  }
+  if (values.help) {
+    console.log(USAGE);
+    return 0;
+  }
+  const port = Number(values.port);
+  const maxBatch = Number(values["max-batch"]);
+  const provider = values.provider as ProviderChoice;
+  if (!Number.isInteger(port) || port < 0 || port > 65535) {
+    console.error(`error: --port must be an integer in 0..65535, got ${values.port}`);
+    return 2;
+  }
+  if (!Number.isInteger(maxBatch) || maxBatch < 1) {
+    console.error(`error: --max-batch must be a positive integer, got ${values["max-batch"]}`);
+    return 2;
+  }
+  if (!PROVIDER_CHOICES.includes(provider)) {
+    console.error(
+      `error: --provider must be one of ${PROVIDER_CHOICES.join(", ")}, got ${values.provider}`,
+    );
+    return 2;
+  }
+
+  let registry;
+  try {
+    const sources = await readModelSources(values.weights, {
+      onSkip: (file, reason) => console.error(`note: skipping ${file}: ${reason}`),
+    });
+    registry = await loadRegistry(sources, await chooseProvider(provider), { maxBatch });
+  } catch (error) {
+    console.error(`error: ${(error as Error).message}`);
+    return error instanceof NoModelError ? 1 : 2;
+  }
+
+  const { app } = createApp({ registry });
+  const names = registry.models.map((m) => m.name).join(", ");
+  const server = Deno.serve({
+    port,
+    hostname: values.hostname,
+    onListen: ({ hostname, port }) => {
+      console.log(`serving ${names} on ${registry.provider.reason}`);
+      console.log(`listening on http://${hostname}:${port}/ (playground at /, API at /docs)`);
+    },
+  }, app.fetch);
+  const stop = () => server.shutdown();
+  for (const signal of ["SIGINT", "SIGTERM"] as const) {
+    try {
+      Deno.addSignalListener(signal, stop);
+    } catch {
+      // Windows has no SIGTERM; Ctrl-C still ends the process there.
+    }
+  }
+  await server.finished;
+  await Promise.all(registry.models.map((m) => m.close()));
+  return 0;
+}
+
+if (import.meta.main) Deno.exit(await main(Deno.args));

@@ -1,0 +1,102 @@
+import assert from "node:assert/strict";
+import { decodePng } from "../lib/png.ts";
+import { PRESETS } from "../train/network.ts";
+import { randomOnnxModel } from "./_models.ts";
+import { denoRun, ROOT, SERVE_FLAGS, stop, waitForServer } from "./serve_helpers.ts";
+
+Deno.test("deno task serve with no model says how to make one, without a stack trace", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const output = await new Deno.Command(Deno.execPath(), {
+      args: ["run", ...SERVE_FLAGS, "serve/main.ts", "--weights", dir],
+      cwd: ROOT,
+      env: { NO_COLOR: "1" },
+    }).output();
+    const stderr = new TextDecoder().decode(output.stderr);
+    assert.equal(output.code, 1, stderr);
+    assert.match(stderr, /^error: no model in .* \(no \.onnx file\)/);
+    assert.match(stderr, /deno task export --ckpt runs\/mnist-mnist --out weights\/mnist\.onnx/);
+    assert.ok(!/\n\s+at /.test(stderr), `a stack trace:\n${stderr}`);
+    const badFlag = await new Deno.Command(Deno.execPath(), {
+      args: ["run", ...SERVE_FLAGS, "serve/main.ts", "--provider", "cuda"],
+      cwd: ROOT,
+      env: { NO_COLOR: "1" },
+    }).output();
+    assert.equal(badFlag.code, 2);
+    assert.match(
+      new TextDecoder().decode(badFlag.stderr),
+      /--provider must be one of auto, wasm, webgpu/,
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("the real server: --weights, --port 0, then HTTP on a free port", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.writeFile(`${dir}/tiny.onnx`, randomOnnxModel(PRESETS.tiny));
+    const child = denoRun("serve/main.ts", [
+      "--weights",
+      dir,
+      "--port",
+      "0",
+      "--hostname",
+      "127.0.0.1",
+      "--provider",
+      "wasm",
+    ]);
+    const started = await waitForServer(
+      child,
+      "stdout",
+      /listening on (http:\/\/127\.0\.0\.1:\d+)\//,
+    );
+    const base = started.base;
+    try {
+      const health = await (await fetch(`${base}/healthz`)).json();
+      assert.deepEqual([health.status, health.models, health.provider], ["ok", 1, "wasm"]);
+      const response = await fetch(`${base}/v1/samples`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ n: 4, steps: 3, seed: 2 }),
+      });
+      assert.equal(response.status, 200);
+      assert.equal(response.headers.get("x-seed"), "2");
+      const grid = decodePng(new Uint8Array(await response.arrayBuffer()));
+      assert.deepEqual([grid.width, grid.height], [22, 22]);
+      const page = await fetch(`${base}/`);
+      assert.match(await page.text(), /ddpm-toolkit playground/);
+      const missing = await fetch(`${base}/v1/nothing`);
+      assert.equal(missing.status, 404);
+      await missing.body?.cancel();
+    } finally {
+      const status = await stop(child, started);
+      assert.equal(status.code, 0, "SIGTERM shuts the server down cleanly");
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("the edge entry fetches its models by URL and serves them on WebAssembly", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.writeFile(`${dir}/edge-tiny.onnx`, randomOnnxModel(PRESETS.tiny));
+    const child = denoRun("serve/edge.ts", [], {
+      DDPM_MODEL_URLS: `file://${dir}/edge-tiny.onnx`,
+      // Deno.serve's address without a port option, as Deno Deploy sets it.
+      DENO_SERVE_ADDRESS: "tcp:127.0.0.1:0",
+    });
+    // Deno.serve's own announcement goes to stderr.
+    const started = await waitForServer(child, "stderr", /Listening on (http:\/\/[^/\s]+)\//);
+    try {
+      const models = await (await fetch(`${started.base}/v1/models`)).json();
+      assert.equal(models.provider.name, "wasm");
+      assert.deepEqual(models.models.map((m: { name: string }) => m.name), ["edge-tiny"]);
+    } finally {
+      await stop(child, started);
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
