@@ -99,6 +99,10 @@ export class TfjsOps implements NetworkOps<tf.Tensor> {
     return tf.reshape(mixed, [n, h, w, c]);
   }
 
+  globalMeanPool(x: tf.Tensor): tf.Tensor {
+    return tf.mean(x, [1, 2]); // NHWC
+  }
+
   timestepEmbedding(t: tf.Tensor, dim: number): tf.Tensor {
     // Official get_timestep_embedding: frequencies exp(-ln(10000) i / (half - 1)).
     const half = dim / 2;
