@@ -118,6 +118,21 @@ function _choose(n: number, k: number, seed: number): number[] {
   return order.slice(0, k);
 }
 
+/** The Fréchet distance of `images` to the statistics `target`, and each image's class. */
+async function distanceTo(
+  target: ReturnType<typeof featureStatistics>,
+  classifier: Session,
+  images: Float32Array,
+  count: number,
+): Promise<{ frechet: number; classes: Int32Array }> {
+  const { features, classes, dim } = await classify(classifier, images, count);
+  const stats = featureStatistics(features, dim);
+  return {
+    frechet: frechetDistance(stats.mean, stats.covariance, target.mean, target.covariance, dim),
+    classes,
+  };
+}
+
 function _images(dataset: Dataset, indices: number[]): Float32Array {
   const per = dataset.channels * dataset.imageSize * dataset.imageSize;
   const out = new Float32Array(indices.length * per);
@@ -173,18 +188,11 @@ export async function evaluate(options: EvalOptions): Promise<EvalResult> {
 
   // The floor: real training digits against the held-out ones, at the generated sample size.
   const floorIndices = _choose(train.length, Math.min(samples, train.length), seed);
-  const floorFeatures = await classify(
+  const { frechet: realFloor } = await distanceTo(
+    realStats,
     classifier,
     _images(train, floorIndices),
     floorIndices.length,
-  );
-  const floorStats = featureStatistics(floorFeatures.features, floorFeatures.dim);
-  const realFloor = frechetDistance(
-    floorStats.mean,
-    floorStats.covariance,
-    realStats.mean,
-    realStats.covariance,
-    real.dim,
   );
   log(
     `real floor: Fréchet distance ${
@@ -239,15 +247,8 @@ export async function evaluate(options: EvalOptions): Promise<EvalResult> {
       images.set(out, start * 784);
     }
     const msPerImage = (performance.now() - started) / samples;
-    const generated = await classify(classifier, images, samples);
-    const stats = featureStatistics(generated.features, generated.dim);
-    const frechet = frechetDistance(
-      stats.mean,
-      stats.covariance,
-      realStats.mean,
-      realStats.covariance,
-      real.dim,
-    );
+    const generated = await distanceTo(realStats, classifier, images, samples);
+    const frechet = generated.frechet;
     const classHistogram = new Array(10).fill(0);
     for (const c of generated.classes) classHistogram[c]++;
     results.push({ ...setting, frechet, msPerImage, classHistogram });
