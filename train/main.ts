@@ -52,6 +52,10 @@ const FLAGS: Record<string, { default?: string; help: string; boolean?: true }> 
   "sample-steps": { default: "20", help: "DDIM steps for the sample grids" },
   "log-every": { default: "10", help: "metrics line every N steps" },
   "eval-every": { default: "500", help: "held-out loss every N steps; 0 never" },
+  "on-nan": {
+    default: "stop",
+    help: "a NaN or infinite loss: stop (keep the last checkpoint) or skip the batch",
+  },
   "dry-run": { boolean: true, help: "build the network, print its summary and exit" },
   help: { boolean: true, help: "show this help" },
 };
@@ -158,6 +162,7 @@ export function parseTrainArgs(args: string[]): {
       sampleSteps: integer("sample-steps", 1),
       logEvery: integer("log-every", 1),
       evalEvery: integer("eval-every", 0),
+      onNonFinite: oneOf("on-nan", ["stop", "skip"] as const),
     },
     backend: oneOf("backend", BACKEND_CHOICES),
     dryRun: Boolean(values["dry-run"]),
@@ -260,12 +265,18 @@ if (import.meta.main) {
     console.log("\nstopping after this step and saving a checkpoint (Ctrl-C again to quit now)");
     stop.abort();
   });
-  const result = await runTraining({
-    ...parsed.options,
-    backend,
-    signal: stop.signal,
-    report: progressReporter(),
-  });
+  let result;
+  try {
+    result = await runTraining({
+      ...parsed.options,
+      backend,
+      signal: stop.signal,
+      report: progressReporter(),
+    });
+  } catch (error) {
+    console.error(`\nerror: ${(error as Error).message}`);
+    Deno.exit(1);
+  }
   console.log(
     `\n${result.interrupted ? "interrupted" : "finished"} at step ${result.step}; ` +
       `smoothed loss ${result.lossSmoothed.toFixed(4)}; checkpoint ${result.checkpoint}`,

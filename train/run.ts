@@ -35,7 +35,7 @@ import {
   loadDataset,
 } from "./data.ts";
 import { type UNetConfig, validateConfig } from "./network.ts";
-import { type OptimizerOptions, Trainer } from "./trainer.ts";
+import { NonFiniteLossError, type OptimizerOptions, Trainer } from "./trainer.ts";
 
 /** Everything a run needs; `main.ts` fills it from flags, with the defaults listed there. */
 export interface RunOptions {
@@ -79,6 +79,11 @@ export interface RunOptions {
   report?: (event: RunEvent) => void;
   /** Stops the run after the current step, with a checkpoint (Ctrl-C). */
   signal?: AbortSignal;
+  /**
+   * What a NaN or infinite loss does: `stop` (default) ends the run with an error, keeping the
+   * last checkpoint; `skip` drops that batch and goes on, up to 10 in a row.
+   */
+  onNonFinite?: "stop" | "skip";
 }
 
 /** What a run tells its caller as it goes. */
@@ -117,6 +122,7 @@ interface SavedState {
 }
 
 const LOSS_SMOOTHING = 0.98;
+const MAX_SKIPPED_IN_A_ROW = 10;
 
 /** Trains until `steps` (or the signal), writing checkpoints, metrics and sample grids. */
 export async function runTraining(options: RunOptions): Promise<RunResult> {
@@ -131,6 +137,8 @@ export async function runTraining(options: RunOptions): Promise<RunResult> {
   _positiveInteger("checkpointEvery", checkpointEvery);
   _positiveInteger("keep", keep);
   _positiveInteger("logEvery", logEvery);
+
+  await _prepareRunDirectory(options.out, report);
 
   // 1. Start fresh or from the newest good checkpoint.
   const resumeFrom = options.resume ? await latestCheckpoint(options.out) : null;
@@ -185,12 +193,14 @@ export async function runTraining(options: RunOptions): Promise<RunResult> {
     })
     : Trainer.create(setup, seed);
 
-  await Deno.mkdir(join(options.out, "samples"), { recursive: true });
-  const metricsFile = await Deno.open(join(options.out, "metrics.jsonl"), {
-    append: true,
-    create: true,
-  });
+  const metricsPath = join(options.out, "metrics.jsonl");
   const encoder = new TextEncoder();
+  // A process killed mid-line leaves a partial record: end it so the next one starts clean.
+  const previous = await Deno.readFile(metricsPath).catch(() => new Uint8Array(0));
+  const metricsFile = await Deno.open(metricsPath, { append: true, create: true });
+  if (previous.length > 0 && previous[previous.length - 1] !== 0x0a) {
+    await metricsFile.write(encoder.encode("\n"));
+  }
   const heldOutBatch = _fixedBatch(heldOut, Math.min(options.batch, heldOut.length));
   report({
     kind: "notice",
@@ -207,6 +217,7 @@ export async function runTraining(options: RunOptions): Promise<RunResult> {
   const started = performance.now();
   const startStep = trainer.step;
   let interrupted = false;
+  let skippedInARow = 0;
 
   const writeCheckpoint = async () => {
     const path = checkpointPath(options.out, trainer.step);
@@ -216,10 +227,21 @@ export async function runTraining(options: RunOptions): Promise<RunResult> {
       lossSmoothed,
       wallSeconds: wallSeconds + (performance.now() - started) / 1000,
     };
-    await saveCheckpoint(
-      path,
-      await _toCheckpoint(trainer, scheduleOptions, seed, state, options, train.name),
-    );
+    const ckpt = await _toCheckpoint(trainer, scheduleOptions, seed, state, options, train.name);
+    try {
+      await saveCheckpoint(path, ckpt);
+    } catch (error) {
+      // saveCheckpoint leaves nothing behind on failure (a full disk, say): the older
+      // checkpoints are intact.
+      const newest = lastCheckpoint
+        ? `the newest complete checkpoint is ${lastCheckpoint}`
+        : "no checkpoint was written";
+      throw new Error(
+        `could not write the checkpoint of step ${trainer.step} to ${path} (${
+          (error as Error).message
+        }); ${newest}`,
+      );
+    }
     await pruneCheckpoints(options.out, keep);
     lastCheckpoint = path;
     lastSaved = trainer.step;
@@ -240,7 +262,20 @@ export async function runTraining(options: RunOptions): Promise<RunResult> {
         config.imageSize,
         config.imageSize,
       ] as const;
-      const result = await trainer.trainStep(batch.x, shape, rng);
+      let result;
+      try {
+        result = await trainer.trainStep(batch.x, shape, rng);
+        skippedInARow = 0;
+      } catch (error) {
+        if (!(error instanceof NonFiniteLossError) || options.onNonFinite !== "skip") throw error;
+        if (++skippedInARow > MAX_SKIPPED_IN_A_ROW) {
+          throw new Error(
+            `${MAX_SKIPPED_IN_A_ROW} batches in a row gave a non-finite loss: ${error.message}`,
+          );
+        }
+        report({ kind: "notice", message: `skipped a batch: ${error.message}` });
+        continue;
+      }
       lossSmoothed = Number.isNaN(lossSmoothed)
         ? result.loss
         : LOSS_SMOOTHING * lossSmoothed + (1 - LOSS_SMOOTHING) * result.loss;
@@ -296,6 +331,32 @@ export async function runTraining(options: RunOptions): Promise<RunResult> {
     trainer.dispose();
   }
   return { step: trainer.step, interrupted, checkpoint: lastCheckpoint, lossSmoothed };
+}
+
+/**
+ * Makes sure the run directory can be written before any training time is spent, and removes
+ * temporary files that a killed process left behind (a run directory has one writer).
+ */
+async function _prepareRunDirectory(out: string, report: (event: RunEvent) => void): Promise<void> {
+  try {
+    await Deno.mkdir(join(out, "samples"), { recursive: true });
+    const probe = join(out, `.write-probe-${Deno.pid}`);
+    await Deno.writeFile(probe, new Uint8Array(1 << 20)); // 1 MiB: fails early on a full disk
+    await Deno.remove(probe);
+  } catch (error) {
+    throw new Error(`cannot write to the run directory ${out}: ${(error as Error).message}`);
+  }
+  for (const dir of [out, join(out, "samples")]) {
+    for await (const entry of Deno.readDir(dir)) {
+      if (entry.isFile && /\.tmp(-|$)/.test(entry.name)) {
+        await Deno.remove(join(dir, entry.name));
+        report({
+          kind: "notice",
+          message: `removed ${join(dir, entry.name)}, left by an interrupted write`,
+        });
+      }
+    }
+  }
 }
 
 /** A grid of EMA samples with DDIM, the same noise every time so grids compare across steps. */

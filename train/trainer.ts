@@ -61,6 +61,20 @@ export interface StepResult {
   readonly lr: number;
 }
 
+/**
+ * A step whose loss or gradient norm is NaN or infinite. Thrown before anything is updated:
+ * the weights, the EMA and Adam's moments are those of the previous step.
+ */
+export class NonFiniteLossError extends Error {
+  constructor(readonly step: number, readonly loss: number, readonly gradNorm: number) {
+    super(
+      `step ${step}: the loss is ${loss} and the gradient norm ${gradNorm}; the weights were not ` +
+        "updated (a corrupt batch, or a learning rate too high: try a lower --lr)",
+    );
+    this.name = "NonFiniteLossError";
+  }
+}
+
 /** Learning rate at 0-based step `step`: linear warm-up over `warmupSteps`, then constant. */
 export function learningRate(step: number, lr: number, warmupSteps: number): number {
   return warmupSteps > 0 ? lr * Math.min(1, (step + 1) / warmupSteps) : lr;
@@ -162,7 +176,9 @@ export class Trainer {
    * 1. draw t uniformly from `0..T-1` and eps ~ N(0, I) per example (from `rng`);
    * 2. `x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps` (eq. 4);
    * 3. loss = mean squared error between the network's output and the target (eq. 14);
-   * 4. clip the gradients to global norm `gradClip`, then an Adam step at the warm-up rate;
+   * 4. if the loss or the gradient norm is not finite, throw `NonFiniteLossError` and change
+   *    nothing; otherwise clip the gradients to global norm `gradClip` and take an Adam step
+   *    at the warm-up rate;
    * 5. update the EMA of the weights.
    */
   async trainStep(
@@ -180,46 +196,44 @@ export class Trainer {
     const stepSize = (lr * Math.sqrt(1 - beta2 ** k)) / (1 - beta1 ** k); // Adam bias correction
     const decay = emaDecayAt(this.step, emaDecay);
 
-    const [lossT, normT] = tf.tidy(() => {
+    // Phase 1: loss, gradients and their global norm. The update waits until both numbers are
+    // known to be finite, so a bad batch never reaches the weights.
+    const forward = tf.tidy(() => {
       const { xt, target, tT } = this.#noisyInputs(x0, shape, t, noise);
-      const names = [...this.#params.keys()];
-      const vars = names.map((name) => this.#params.get(name) as tf.Variable);
+      const vars = [...this.#params.values()] as tf.Variable[];
       const { value, grads } = tf.variableGrads(() => {
         const out = unetApply(this.#params, this.config, xt, tT, { training: true, dropoutSeed });
         return tf.mean(tf.squaredDifference(out, target)) as tf.Scalar;
       }, vars);
-      const gradOf = (i: number) => grads[vars[i].name];
-      const norm = tf.sqrt(_sumPairwise(vars.map((_, i) => tf.sum(tf.square(gradOf(i))))));
-      // clip_by_global_norm: g * clip / max(norm, clip).
-      const clipScale = tf.div(gradClip, tf.maximum(norm, gradClip));
-      names.forEach((name, i) => {
-        const g = tf.mul(gradOf(i), clipScale);
-        const m = this.#m.get(name) as tf.Variable;
-        const v = this.#v.get(name) as tf.Variable;
-        m.assign(tf.add(tf.mul(m, beta1), tf.mul(g, 1 - beta1)));
-        v.assign(tf.add(tf.mul(v, beta2), tf.mul(tf.square(g), 1 - beta2)));
-        const p = vars[i];
-        p.assign(tf.sub(p, tf.mul(stepSize, tf.div(m, tf.add(tf.sqrt(v), epsilon)))));
-        const e = this.#ema.get(name) as tf.Variable;
-        e.assign(tf.add(tf.mul(e, decay), tf.mul(p, 1 - decay)));
-      });
-      return [value, norm];
+      const ordered = vars.map((v) => grads[v.name]);
+      const norm = tf.sqrt(_sumPairwise(ordered.map((g) => tf.sum(tf.square(g)))));
+      return { value, norm, grads: ordered };
     });
     try {
-      const [loss] = await lossT.data();
-      const [gradNorm] = await normT.data();
+      const [loss] = await forward.value.data();
+      const [gradNorm] = await forward.norm.data();
       if (!Number.isFinite(loss) || !Number.isFinite(gradNorm)) {
-        throw new Error(
-          `training diverged at step ${k}: loss ${loss}, gradient norm ${gradNorm}; ` +
-            "the weights of this step are not trustworthy, resume from the last checkpoint " +
-            "with a lower --lr",
-        );
+        throw new NonFiniteLossError(k, loss, gradNorm);
       }
+      // Phase 2: clip to the global norm (g * clip / max(norm, clip)), Adam, then the EMA.
+      tf.tidy(() => {
+        const clipScale = tf.div(gradClip, tf.maximum(forward.norm, gradClip));
+        [...this.#params.keys()].forEach((name, i) => {
+          const g = tf.mul(forward.grads[i], clipScale);
+          const m = this.#m.get(name) as tf.Variable;
+          const v = this.#v.get(name) as tf.Variable;
+          m.assign(tf.add(tf.mul(m, beta1), tf.mul(g, 1 - beta1)));
+          v.assign(tf.add(tf.mul(v, beta2), tf.mul(tf.square(g), 1 - beta2)));
+          const p = this.#params.get(name) as tf.Variable;
+          p.assign(tf.sub(p, tf.mul(stepSize, tf.div(m, tf.add(tf.sqrt(v), epsilon)))));
+          const e = this.#ema.get(name) as tf.Variable;
+          e.assign(tf.add(tf.mul(e, decay), tf.mul(p, 1 - decay)));
+        });
+      });
       this.step = k;
       return { loss, gradNorm, lr };
     } finally {
-      lossT.dispose();
-      normT.dispose();
+      tf.dispose([forward.value, forward.norm, ...forward.grads]);
     }
   }
 
