@@ -3,9 +3,13 @@
  * source and a clock) with no listening: `serve/main.ts` and `serve/edge.ts` hand it to
  * `Deno.serve`, and the tests call `app.request()`.
  *
- * Every client mistake gets a 4xx with `{ error, detail }`; a 500 is a bug. Work that runs the
- * network goes through a bounded {@linkcode JobQueue} (429 and `Retry-After` when full), under
- * a per-request time limit (503), and stops when the client goes away.
+ * Every client mistake gets a 4xx with `{ error, detail, requestId }`; a 500 is a bug. Work
+ * that runs the network goes through a bounded {@linkcode JobQueue} (429 and `Retry-After` when
+ * full), under a per-request time limit (503), and stops when the client goes away.
+ *
+ * Every response carries an `X-Request-Id` (the client's own when it sent a sane one), which
+ * the error body and the log lines repeat, so a user's report can be matched to the log. CORS
+ * is off unless origins are given ({@linkcode AppDependencies.corsOrigins}).
  *
  * @module
  */
@@ -15,6 +19,7 @@ import { swaggerUI } from "@hono/swagger-ui";
 import type { Context } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { HTTPException } from "hono/http-exception";
+import { requestId, type RequestIdVariables } from "hono/request-id";
 import { streamSSE } from "hono/streaming";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import denoJson from "../deno.json" with { type: "json" };
@@ -22,7 +27,8 @@ import type { HwcImage } from "../lib/image.ts";
 import { encodeApng } from "../lib/png.ts";
 import type { SamplerKind } from "../lib/samplers.ts";
 import { spacedTimesteps, type TimestepSpacing } from "../lib/schedule.ts";
-import { HttpError } from "./errors.ts";
+import { corsMiddleware } from "./cors.ts";
+import { type ErrorBody, HttpError } from "./errors.ts";
 import {
   fromBase64,
   gridImage,
@@ -59,13 +65,59 @@ export interface AppDependencies {
   readonly randomSeed?: () => number;
   /** Milliseconds, for the queue's job-time estimate. Default `performance.now`. */
   readonly now?: () => number;
-  /** Where bugs (500s) are reported. Default `console.error`. */
-  readonly logError?: (error: unknown, request: Request) => void;
+  /** Where bugs (500s) are reported, with the request's id. Default `console.error`. */
+  readonly logError?: (error: unknown, request: Request, requestId: string) => void;
+  /**
+   * Called once per request when its response (or a stream's first byte) is ready: the
+   * access log. Default none; `serve/main.ts` prints one line each.
+   */
+  readonly logRequest?: (entry: AccessLogEntry) => void;
+  /**
+   * Origins whose pages may call the API from a browser: `["*"]` for any, a list of origins
+   * (`https://app.example.com`), or none (the default: CORS off, same-origin use only).
+   */
+  readonly corsOrigins?: readonly string[];
 }
+
+/** One line of the access log. */
+export interface AccessLogEntry {
+  /** The id in the response's `X-Request-Id` header and in its error body. */
+  readonly requestId: string;
+  readonly method: string;
+  /** The path, percent-encoded as in the request line, without the query. */
+  readonly path: string;
+  readonly status: number;
+  /** Milliseconds until the response was ready (for a stream: until it started). */
+  readonly ms: number;
+}
+
+/**
+ * `<ISO time> <request id> <method> <path> <status> <ms> ms`. The id and method cannot hold
+ * spaces or line breaks (the id is checked, Deno checks methods) and the path is
+ * percent-encoded, so a line is one record.
+ *
+ * @example
+ * ```ts
+ * import { formatAccessLine } from "./app.ts";
+ * const entry = { requestId: "abc-1", method: "GET", path: "/healthz", status: 200, ms: 0.42 };
+ * const line = formatAccessLine(entry, new Date(Date.UTC(2026, 0, 1)));
+ * console.assert(line === "2026-01-01T00:00:00.000Z abc-1 GET /healthz 200 0.4 ms");
+ * ```
+ */
+export function formatAccessLine(entry: AccessLogEntry, date: Date = new Date()): string {
+  const { requestId, method, path, status, ms } = entry;
+  return `${date.toISOString()} ${requestId} ${method} ${path} ${status} ${ms.toFixed(1)} ms`;
+}
+
+/** Hono's environment of the app: the request id each request is given. */
+export type AppEnv = { Variables: RequestIdVariables };
+
+/** Longest client-sent `X-Request-Id` honoured; a longer one is replaced by a fresh UUID. */
+export const MAX_REQUEST_ID_LENGTH = 128;
 
 /** The app with a view of its queue, for health checks and tests. */
 export interface DdpmApp {
-  readonly app: OpenAPIHono;
+  readonly app: OpenAPIHono<AppEnv>;
   /** Running and waiting jobs now. */
   readonly queue: JobQueue;
   readonly limits: Limits;
@@ -77,7 +129,8 @@ const OPENAPI_CONFIG = {
     title: "ddpm-toolkit",
     version: denoJson.version,
     description: "Sampling, noising previews and interpolation with DDPM models exported to " +
-      "ONNX, on onnxruntime-web. Errors are JSON `{ error, detail }`.",
+      "ONNX, on onnxruntime-web. Errors are JSON `{ error, detail, requestId }`; every " +
+      "response has an `X-Request-Id`.",
   },
 };
 
@@ -96,18 +149,26 @@ export function createApp(dependencies: AppDependencies): DdpmApp {
   const limits = resolveLimits(dependencies.limits);
   const randomSeed = dependencies.randomSeed ??
     (() => crypto.getRandomValues(new Uint32Array(1))[0]);
+  const now = dependencies.now ?? (() => performance.now());
   const logError = dependencies.logError ??
-    ((error: unknown, request: Request) =>
-      console.error(`500 on ${request.method} ${new URL(request.url).pathname}:`, error));
+    ((error: unknown, request: Request, id: string) =>
+      console.error(
+        `${new Date().toISOString()} ${id} 500 on ${request.method} ${
+          new URL(request.url).pathname
+        }:`,
+        error,
+      ));
+  const logRequest = dependencies.logRequest;
+  const cors = corsMiddleware(dependencies.corsOrigins ?? []);
   if (registry.models.length === 0) throw new RangeError("the registry has no model");
   const queue = new JobQueue({
     concurrency: limits.concurrency,
     queueSize: limits.queueSize,
-    now: dependencies.now,
+    now,
   });
   const schemas = requestSchemas(limits);
 
-  const app = new OpenAPIHono({
+  const app = new OpenAPIHono<AppEnv>({
     defaultHook: (result) => {
       if (!result.success) {
         const detail = result.error.issues
@@ -118,10 +179,31 @@ export function createApp(dependencies: AppDependencies): DdpmApp {
     },
   });
 
-  // 1. Errors: every thrown HttpError becomes its status; Hono's own 4xx keep theirs.
+  // 1. Every response: an id (the client's when it is at most 128 word characters, `-` or
+  // `=`, so it cannot forge log lines), no content sniffing, the access log, and CORS.
+  app.use(requestId({ limitLength: MAX_REQUEST_ID_LENGTH }));
+  app.use(async (c, next) => {
+    const started = now();
+    c.header("X-Content-Type-Options", "nosniff");
+    await next();
+    logRequest?.({
+      requestId: c.get("requestId"),
+      method: c.req.method,
+      // The URL's own form, percent-encoded; Hono's `c.req.path` is decoded (`%0A` is a
+      // line break there).
+      path: new URL(c.req.url).pathname,
+      status: c.res.status,
+      ms: now() - started,
+    });
+  });
+  if (cors) app.use(cors);
+
+  // 2. Errors: every thrown HttpError becomes its status; Hono's own 4xx keep theirs. The body
+  // is `{ error, detail, requestId }` and never a stack trace.
   app.onError((error, c) => {
+    const id = c.get("requestId");
     if (error instanceof HttpError) {
-      return c.json(error.body(), error.status as ContentfulStatusCode, error.headers);
+      return c.json(error.body(id), error.status as ContentfulStatusCode, error.headers);
     }
     if (error instanceof HTTPException && error.status === 415) {
       const type = c.req.header("content-type") ?? "none";
@@ -129,22 +211,24 @@ export function createApp(dependencies: AppDependencies): DdpmApp {
         error: "unsupported_media_type",
         detail: `Content-Type ${type} is not accepted: send application/json ` +
           "(or multipart/form-data with PNG files to /v1/noise and /v1/interpolate)",
+        requestId: id,
       }, 415);
     }
     if (error instanceof HTTPException && error.status < 500) {
-      return c.json({ error: "bad_request", detail: error.message }, error.status);
+      return c.json({ error: "bad_request", detail: error.message, requestId: id }, error.status);
     }
-    logError(error, c.req.raw);
-    return c.json({ error: "internal", detail: "an unexpected error (a bug); it was logged" }, 500);
+    logError(error, c.req.raw, id);
+    return c.json(_internalError(id), 500);
   });
   app.notFound((c) =>
     c.json({
       error: "not_found",
       detail: `no route for ${c.req.method} ${c.req.path}; see /docs for the API`,
+      requestId: c.get("requestId"),
     }, 404)
   );
 
-  // 2. Bodies: a declared type and a bounded size, before anything reads them.
+  // 3. Bodies: a declared type and a bounded size, before anything reads them.
   app.use("/v1/*", async (c, next) => {
     if (c.req.method === "POST" && !c.req.header("content-type")) {
       throw new HttpError(
@@ -196,7 +280,7 @@ export function createApp(dependencies: AppDependencies): DdpmApp {
     }
   }
 
-  // 3. Routes.
+  // 4. Routes.
   app.get("/", (c) => c.html(playgroundHtml));
 
   app.openapi(
@@ -450,12 +534,11 @@ export function createApp(dependencies: AppDependencies): DdpmApp {
         } catch (error) {
           if (disconnect.signal.aborted) return; // nobody is listening
           const failure = _jobError(error, signal, queue);
-          if (!(failure instanceof HttpError)) logError(failure, c.req.raw);
+          const id = c.get("requestId");
+          if (!(failure instanceof HttpError)) logError(failure, c.req.raw, id);
           await send(
             "error",
-            failure instanceof HttpError
-              ? failure.body()
-              : { error: "internal", detail: "an unexpected error (a bug); it was logged" },
+            failure instanceof HttpError ? failure.body(id) : _internalError(id),
           );
         } finally {
           slot.release();
@@ -674,7 +757,7 @@ export function createApp(dependencies: AppDependencies): DdpmApp {
     },
   );
 
-  // 4. The contract and its reference pages.
+  // 5. The contract and its reference pages.
   app.doc("/openapi.json", OPENAPI_CONFIG);
   app.get("/docs", (c) => {
     const document = app.getOpenAPIDocument(OPENAPI_CONFIG);
@@ -704,6 +787,15 @@ const _jobErrors = {
   429: _error("The job queue is full; `Retry-After` says when to try again."),
   503: _error("The job ran past the per-request time limit."),
 };
+
+/** The body of a 500: the id to quote, and nothing of the error itself. */
+function _internalError(requestId: string): ErrorBody {
+  return {
+    error: "internal",
+    detail: "an unexpected error (a bug); it was logged with the request id",
+    requestId,
+  };
+}
 
 function _clientGone(): DOMException {
   return new DOMException("the client disconnected", "AbortError");

@@ -3,14 +3,16 @@
  * (edge isolates have no GPU).
  *
  * The models are `DDPM_MODEL_URLS` (comma-separated URLs, or paths relative to this file), or
- * `../weights/model.onnx` next to the deployed code when that is unset.
+ * `../weights/model.onnx` next to the deployed code when that is unset. CORS origins come from
+ * `DDPM_CORS_ORIGINS` as in `serve/main.ts`; each request is logged with its id.
  *
  *   deno deploy --entrypoint serve/edge.ts
  *
  * @module
  */
 
-import { createApp } from "./app.ts";
+import { createApp, formatAccessLine } from "./app.ts";
+import { parseCorsOrigins } from "./cors.ts";
 import { chooseProvider } from "./provider.ts";
 import { loadRegistry } from "./registry.ts";
 import { fetchModelSources } from "./sources.ts";
@@ -18,6 +20,10 @@ import { fetchModelSources } from "./sources.ts";
 const listed = Deno.env.get("DDPM_MODEL_URLS") ?? "../weights/model.onnx";
 const urls = listed.split(",").map((entry) => new URL(entry.trim(), import.meta.url));
 const registry = await loadRegistry(await fetchModelSources(urls), await chooseProvider("wasm"));
-const { app } = createApp({ registry });
+const { app } = createApp({
+  registry,
+  corsOrigins: parseCorsOrigins(Deno.env.get("DDPM_CORS_ORIGINS") ?? ""),
+  logRequest: (entry) => console.log(formatAccessLine(entry)),
+});
 
 Deno.serve(app.fetch);

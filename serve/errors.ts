@@ -1,7 +1,7 @@
 /**
- * Errors the HTTP layer turns into a status and a JSON body `{ error, detail }`. Code below
- * the routes throws these for client mistakes; anything else that escapes is a bug and
- * becomes a 500.
+ * Errors the HTTP layer turns into a status and a JSON body `{ error, detail, requestId }`.
+ * Code below the routes throws these for client mistakes; anything else that escapes is a bug
+ * and becomes a 500.
  *
  * @module
  */
@@ -12,6 +12,8 @@ export interface ErrorBody {
   readonly error: string;
   /** A sentence for a person: what was wrong and what is allowed. */
   readonly detail: string;
+  /** The request's id, also in the `X-Request-Id` header and the server's log line. */
+  readonly requestId: string;
 }
 
 /** A client mistake (4xx) or a refusal to take on work (429, 503), with its response body. */
@@ -32,8 +34,8 @@ export class HttpError extends Error {
     this.name = "HttpError";
   }
 
-  /** The JSON body of the response. */
-  body(): ErrorBody {
-    return { error: this.error, detail: this.detail };
+  /** The JSON body of the response to the request with id `requestId`. */
+  body(requestId: string): ErrorBody {
+    return { error: this.error, detail: this.detail, requestId };
   }
 }

@@ -1,13 +1,16 @@
 /**
  * `deno task serve`: serves the models in `weights/` (or `--weights <folder or .onnx file>`)
  * on port 8000 (or `--port`, or `PORT`), on WebGPU when the machine has a hardware adapter
- * and WebAssembly otherwise (`--provider`, or `DDPM_PROVIDER`).
+ * and WebAssembly otherwise (`--provider`, or `DDPM_PROVIDER`). Prints one line per request
+ * with its id (`--quiet` turns that off); CORS is off unless `--cors` (or
+ * `DDPM_CORS_ORIGINS`) names origins.
  *
  * @module
  */
 
 import { parseArgs } from "node:util";
-import { createApp } from "./app.ts";
+import { createApp, formatAccessLine } from "./app.ts";
+import { parseCorsOrigins } from "./cors.ts";
 import { chooseProvider, PROVIDER_CHOICES, type ProviderChoice } from "./provider.ts";
 import { loadRegistry } from "./registry.ts";
 import { NoModelError, readModelSources } from "./sources.ts";
@@ -20,6 +23,10 @@ const USAGE = `Usage: deno task serve [options]
   --provider <p>      auto | wasm | webgpu (default $DDPM_PROVIDER or auto: WebGPU on a
                       hardware adapter, WebAssembly otherwise)
   --max-batch <n>     images per network call; larger batches are split (default 64)
+  --cors <origins>    origins whose pages may call the API from a browser: * for any, or a
+                      comma-separated list such as https://app.example.com (default
+                      $DDPM_CORS_ORIGINS or none: CORS off)
+  --quiet             no log line per request (errors are still logged)
   --help              this text`;
 
 async function main(args: string[]): Promise<number> {
@@ -33,6 +40,8 @@ async function main(args: string[]): Promise<number> {
         hostname: { type: "string", default: "0.0.0.0" },
         provider: { type: "string", default: Deno.env.get("DDPM_PROVIDER") ?? "auto" },
         "max-batch": { type: "string", default: "64" },
+        cors: { type: "string", default: Deno.env.get("DDPM_CORS_ORIGINS") ?? "" },
+        quiet: { type: "boolean", default: false },
         help: { type: "boolean", default: false },
       },
     }));
@@ -61,6 +70,13 @@ async function main(args: string[]): Promise<number> {
     );
     return 2;
   }
+  let corsOrigins;
+  try {
+    corsOrigins = parseCorsOrigins(values.cors);
+  } catch (error) {
+    console.error(`error: --cors: ${(error as Error).message}`);
+    return 2;
+  }
 
   let registry;
   try {
@@ -73,7 +89,11 @@ async function main(args: string[]): Promise<number> {
     return error instanceof NoModelError ? 1 : 2;
   }
 
-  const { app } = createApp({ registry });
+  const { app } = createApp({
+    registry,
+    corsOrigins,
+    logRequest: values.quiet ? undefined : (entry) => console.log(formatAccessLine(entry)),
+  });
   const names = registry.models.map((m) => m.name).join(", ");
   const server = Deno.serve({
     port,

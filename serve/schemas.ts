@@ -16,11 +16,15 @@ import { SAMPLERS } from "../lib/samplers.ts";
 import { SCHEDULE_KINDS, TIMESTEP_SPACINGS } from "../lib/schedule.ts";
 import type { Limits } from "./limits.ts";
 
-/** Every error response: `{ error, detail }`. */
+/** Every error response: `{ error, detail, requestId }`. */
 export const ErrorSchema = z
   .object({
     error: z.string().openapi({ example: "invalid_request" }),
     detail: z.string().openapi({ example: "n: Too big: expected number to be <=64" }),
+    requestId: z.string().openapi({
+      description: "The request's id, as in the X-Request-Id header and the server's log.",
+      example: "0f8fad5b-d9cb-469f-a165-70867728950e",
+    }),
   })
   .openapi("Error");
 

@@ -12,7 +12,7 @@ const registry = await tinyRegistry({ variant: true });
 const { app, limits } = createApp({ registry });
 const digit = randomImage(8, 8, 1, 7);
 
-/** A JSON error response: its status, and `{ error, detail }` with nothing else. */
+/** A JSON error response: its status, and `{ error, detail, requestId }` with nothing else. */
 async function assertError(
   response: Response,
   status: number,
@@ -22,7 +22,8 @@ async function assertError(
   const body = await response.json();
   assert.equal(response.status, status, JSON.stringify(body));
   assert.match(response.headers.get("content-type") ?? "", /^application\/json/);
-  assert.deepEqual(Object.keys(body).sort(), ["detail", "error"]);
+  assert.deepEqual(Object.keys(body).sort(), ["detail", "error", "requestId"]);
+  assert.equal(body.requestId, response.headers.get("x-request-id"));
   assert.equal(body.error, error);
   if (detail) assert.match(body.detail, detail);
 }

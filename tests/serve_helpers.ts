@@ -147,13 +147,21 @@ export async function waitForServer(
   }
 }
 
-/** Stops a server started here (by its own pid) and drains what it printed. */
+/**
+ * Stops a server started here (by its own pid) and drains what it printed; `output` is what
+ * the announcing stream printed after the announcement (the access log, for `serve/main.ts`).
+ */
 export async function stop(
   child: Deno.ChildProcess,
   started: Started,
-): Promise<Deno.CommandStatus> {
+): Promise<Deno.CommandStatus & { readonly output: string }> {
   child.kill("SIGTERM");
-  while (!(await started.reader.read()).done);
+  let output = "";
+  for (;;) {
+    const { done, value } = await started.reader.read();
+    if (done) break;
+    output += value;
+  }
   await started.other.cancel();
-  return await child.status;
+  return { ...(await child.status), output };
 }

@@ -27,6 +27,16 @@ Deno.test("deno task serve with no model says how to make one, without a stack t
       new TextDecoder().decode(badFlag.stderr),
       /--provider must be one of auto, wasm, webgpu/,
     );
+    const badCors = await new Deno.Command(Deno.execPath(), {
+      args: ["run", ...SERVE_FLAGS, "serve/main.ts", "--cors", "https://a.example/"],
+      cwd: ROOT,
+      env: { NO_COLOR: "1" },
+    }).output();
+    assert.equal(badCors.code, 2);
+    assert.match(
+      new TextDecoder().decode(badCors.stderr),
+      /^error: --cors: CORS origins: "https:\/\/a\.example\/" is not an origin/,
+    );
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
@@ -45,6 +55,8 @@ Deno.test("the real server: --weights, --port 0, then HTTP on a free port", asyn
       "127.0.0.1",
       "--provider",
       "wasm",
+      "--cors",
+      "https://a.example",
     ]);
     const started = await waitForServer(
       child,
@@ -52,26 +64,45 @@ Deno.test("the real server: --weights, --port 0, then HTTP on a free port", asyn
       /listening on (http:\/\/127\.0\.0\.1:\d+)\//,
     );
     const base = started.base;
+    const requestIds: string[] = [];
     try {
       const health = await (await fetch(`${base}/healthz`)).json();
       assert.deepEqual([health.status, health.models, health.provider], ["ok", 1, "wasm"]);
       const response = await fetch(`${base}/v1/samples`, {
         method: "POST",
-        headers: { "content-type": "application/json" },
+        headers: {
+          "content-type": "application/json",
+          "x-request-id": "main-test-1",
+          origin: "https://a.example",
+        },
         body: JSON.stringify({ n: 4, steps: 3, seed: 2 }),
       });
       assert.equal(response.status, 200);
       assert.equal(response.headers.get("x-seed"), "2");
+      assert.equal(response.headers.get("x-request-id"), "main-test-1");
+      assert.equal(response.headers.get("access-control-allow-origin"), "https://a.example");
       const grid = decodePng(new Uint8Array(await response.arrayBuffer()));
       assert.deepEqual([grid.width, grid.height], [22, 22]);
       const page = await fetch(`${base}/`);
       assert.match(await page.text(), /ddpm-toolkit playground/);
       const missing = await fetch(`${base}/v1/nothing`);
       assert.equal(missing.status, 404);
-      await missing.body?.cancel();
+      const missingId: string = (await missing.json()).requestId;
+      assert.equal(missingId, missing.headers.get("x-request-id"));
+      requestIds.push(missingId);
     } finally {
       const status = await stop(child, started);
       assert.equal(status.code, 0, "SIGTERM shuts the server down cleanly");
+      // The access log: one line per request, with the id the client was given.
+      for (
+        const [id, request, code] of [
+          ["main-test-1", "POST /v1/samples", 200],
+          [requestIds[0], "GET /v1/nothing", 404],
+        ]
+      ) {
+        const line = new RegExp(`^\\S+Z ${id} ${request} ${code} [\\d.]+ ms$`, "m");
+        assert.match(status.output, line);
+      }
     }
   } finally {
     await Deno.remove(dir, { recursive: true });

@@ -158,6 +158,7 @@ Deno.test("a job past the time limit gets 503 (or an error event) and frees its 
     data: {
       error: "timeout",
       detail: "the job ran past its 60 ms limit; ask for fewer images or steps",
+      requestId: stream.headers.get("x-request-id"),
     },
   });
   assert.equal(queue.stats().running, 0);
