@@ -109,6 +109,105 @@ Deno.test("a request aborted mid-job stops the network too", async () => {
   assert.ok(calls() < 20, `the network ran ${calls()} times`);
 });
 
+Deno.test("a request aborted while it waits in the queue leaves the queue", async () => {
+  const gate = Promise.withResolvers<void>();
+  const model = servedModel("held", card(PRESETS.tiny), async (x) => {
+    await gate.promise;
+    return new Float32Array(x.length);
+  });
+  const { app, queue } = createApp({
+    registry: { provider: wasm, models: [model] },
+    limits: { concurrency: 1, queueSize: 1 },
+  });
+  const body = { n: 1, steps: 2 };
+  const running = postJson(app, "/v1/samples", body);
+  const controller = new AbortController();
+  const waiting = postJson(app, "/v1/samples", body, { signal: controller.signal });
+  await until(() => queue.stats().running === 1 && queue.stats().waiting === 1);
+  controller.abort();
+  const aborted = await waiting;
+  assert.equal(aborted.status, 499);
+  assert.equal(queue.stats().waiting, 0, "the waiting place is free");
+  // So another job can wait again instead of getting 429.
+  const next = postJson(app, "/v1/samples", body);
+  await until(() => queue.stats().waiting === 1);
+  gate.resolve();
+  assert.deepEqual([(await running).status, (await next).status], [200, 200]);
+  assert.deepEqual(queue.stats(), { running: 0, waiting: 0, concurrency: 1, queueSize: 1 });
+});
+
+Deno.test("a job that times out while it waits in the queue gets 503 and leaves the queue", async () => {
+  const gate = Promise.withResolvers<void>();
+  const model = servedModel("held", card(PRESETS.tiny), async (x) => {
+    await gate.promise;
+    return new Float32Array(x.length);
+  });
+  const { app, queue } = createApp({
+    registry: { provider: wasm, models: [model] },
+    limits: { concurrency: 1, queueSize: 2, timeoutMs: 80 },
+  });
+  const running = postJson(app, "/v1/samples", { n: 1, steps: 2 });
+  await until(() => queue.stats().running === 1);
+  for (const path of ["/v1/samples", "/v1/samples/stream"]) {
+    const waited = await postJson(app, path, { n: 1, steps: 2 });
+    if (path === "/v1/samples") {
+      assert.equal(waited.status, 503);
+      assert.equal((await waited.json()).error, "timeout");
+    } else {
+      const events = [];
+      for await (const event of readEvents(waited)) events.push(event);
+      assert.deepEqual(events.map((e) => [e.event, e.data.error]), [["error", "timeout"]]);
+    }
+    assert.equal(queue.stats().waiting, 0, `${path}: the waiting place is free`);
+  }
+  gate.resolve();
+  assert.equal((await running).status, 503, "the running job ran past its limit too");
+  assert.deepEqual(queue.stats(), { running: 0, waiting: 0, concurrency: 1, queueSize: 2 });
+});
+
+Deno.test("over a socket, a client that hangs up frees the slot: plain and streamed requests", async () => {
+  const { registry, calls } = slowRegistry(5);
+  const { app, queue } = createApp({ registry, limits: { concurrency: 1, queueSize: 0 } });
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, app.fetch);
+  const base = `http://127.0.0.1:${server.addr.port}`;
+  const post = (path: string, body: unknown, signal?: AbortSignal) =>
+    fetch(`${base}${path}`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify(body),
+      signal,
+    });
+  try {
+    // 1. A plain request: the client gives up (aborts) while the network runs.
+    const controller = new AbortController();
+    const plain = post("/v1/samples", { n: 1, steps: 1000 }, controller.signal);
+    await until(() => calls() >= 3);
+    controller.abort();
+    await assert.rejects(plain, (error: Error) => error.name === "AbortError");
+    await until(() => queue.stats().running === 0);
+    const afterPlain = calls();
+    assert.ok(afterPlain < 100, `the network ran ${afterPlain} times; 1000 steps were asked for`);
+    // 2. A stream: the client reads two events, then cancels the body.
+    const stream = await post("/v1/samples/stream", { n: 1, steps: 1000, every: 1 });
+    assert.equal(stream.status, 200);
+    let seen = 0;
+    for await (const event of readEvents(stream)) {
+      if (event.event === "step" && ++seen === 2) break;
+    }
+    await until(() => queue.stats().running === 0);
+    const afterStream = calls();
+    assert.ok(afterStream - afterPlain < 100, `the stream ran ${afterStream - afterPlain} steps`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.equal(calls(), afterStream, "no network call after the slot was freed");
+    // 3. The one slot is free again.
+    const next = await post("/v1/samples", { n: 1, steps: 2 });
+    assert.equal(next.status, 200);
+    await next.body?.cancel();
+  } finally {
+    await server.shutdown();
+  }
+});
+
 Deno.test("a full queue answers 429 with Retry-After; queued jobs then run in turn", async () => {
   const gate = Promise.withResolvers<void>();
   let calls = 0;
