@@ -263,6 +263,25 @@ Deno.test("a job past the time limit gets 503 (or an error event) and frees its 
   assert.equal(queue.stats().running, 0);
 });
 
+Deno.test("on the exported ONNX network a job lets the event loop run: its time limit stops it", async () => {
+  // onnxruntime-web on WebAssembly settles `run` through microtasks alone; unless the
+  // denoiser yields, the deadline's timer (and every other request) waits for the whole job.
+  const registry = await tinyRegistry();
+  const { app, queue } = createApp({ registry, limits: { timeoutMs: 100 } });
+  let ticks = 0;
+  const ticker = setInterval(() => ticks++, 5);
+  try {
+    const response = await postJson(app, "/v1/samples", { n: 4, steps: 1000, seed: 3 });
+    assert.equal(response.status, 503, "the 100 ms limit stopped a 1000-step job");
+    assert.equal((await response.json()).error, "timeout");
+    assert.ok(ticks >= 2, `a 5 ms interval fired ${ticks} times during the job`);
+    assert.equal(queue.stats().running, 0);
+  } finally {
+    clearInterval(ticker);
+    await Promise.all(registry.models.map((m) => m.close()));
+  }
+});
+
 Deno.test("a stream request with bad input gets a JSON 4xx, not a stream", async () => {
   const { registry } = slowRegistry(0);
   const { app } = createApp({ registry });
