@@ -3,7 +3,7 @@
  * (edge isolates have no GPU).
  *
  * The models are `DDPM_MODEL_URLS` (comma-separated URLs, or paths relative to this file), or
- * `../weights/model.onnx` next to the deployed code when that is unset. CORS origins come from
+ * `../weights/mnist.onnx` (the shipped model) next to the deployed code when that is unset. CORS origins come from
  * `DDPM_CORS_ORIGINS` as in `serve/main.ts`; each request is logged with its id.
  *
  *   deno deploy --entrypoint serve/edge.ts
@@ -17,7 +17,7 @@ import { chooseProvider } from "./provider.ts";
 import { loadRegistry } from "./registry.ts";
 import { fetchModelSources } from "./sources.ts";
 
-const listed = Deno.env.get("DDPM_MODEL_URLS") ?? "../weights/model.onnx";
+const listed = Deno.env.get("DDPM_MODEL_URLS") ?? "../weights/mnist.onnx";
 const urls = listed.split(",").map((entry) => new URL(entry.trim(), import.meta.url));
 const registry = await loadRegistry(await fetchModelSources(urls), await chooseProvider("wasm"));
 const { app } = createApp({
