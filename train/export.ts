@@ -51,6 +51,10 @@ export interface ModelCard {
   weights: "ema" | "raw";
   config: UNetConfig;
   trainingWallSeconds?: number;
+  /** Smoothed training loss (`L_simple`) at the last step. */
+  trainingLoss?: number;
+  /** What trained it: the tfjs backend and adapter, as the trainer reported them. */
+  trainedOn?: string;
   createdAt: string;
 }
 
@@ -172,8 +176,8 @@ export function cardMetadata(card: ModelCard): { key: string; value: string }[] 
 /** The card of a checkpoint's network. */
 export function modelCard(ckpt: Checkpoint, weights: "ema" | "raw"): ModelCard {
   const config = ckpt.config as unknown as UNetConfig;
-  const metadata = ckpt.metadata as { dataset?: string; classNames?: string[] };
-  const state = ckpt.trainingState as { wallSeconds?: number };
+  const metadata = ckpt.metadata as { dataset?: string; classNames?: string[]; backend?: string };
+  const state = ckpt.trainingState as { wallSeconds?: number; lossSmoothed?: number };
   return {
     format: "onnx",
     opset: OPSET,
@@ -196,6 +200,8 @@ export function modelCard(ckpt: Checkpoint, weights: "ema" | "raw"): ModelCard {
     weights,
     config,
     ...(state.wallSeconds !== undefined ? { trainingWallSeconds: state.wallSeconds } : {}),
+    ...(Number.isFinite(state.lossSmoothed) ? { trainingLoss: state.lossSmoothed } : {}),
+    ...(metadata.backend ? { trainedOn: metadata.backend } : {}),
     createdAt: new Date().toISOString(),
   };
 }
