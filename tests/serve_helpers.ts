@@ -148,6 +148,33 @@ export async function waitForServer(
 }
 
 /**
+ * `serve/main.ts` as `deno task serve` runs it, on the models in `weights`, on a free port of
+ * 127.0.0.1 with WebAssembly, started and announced; `extra` adds flags.
+ */
+export async function startMainServer(
+  weights: string,
+  extra: string[] = [],
+): Promise<{ child: Deno.ChildProcess; started: Started }> {
+  const child = denoRun("serve/main.ts", [
+    "--weights",
+    weights,
+    "--port",
+    "0",
+    "--hostname",
+    "127.0.0.1",
+    "--provider",
+    "wasm",
+    ...extra,
+  ]);
+  const started = await waitForServer(
+    child,
+    "stdout",
+    /listening on (http:\/\/127\.0\.0\.1:\d+)\//,
+  );
+  return { child, started };
+}
+
+/**
  * Stops a server started here (by its own pid) and drains what it printed; `output` is what
  * the announcing stream printed after the announcement (the access log, for `serve/main.ts`).
  */

@@ -2,7 +2,14 @@ import assert from "node:assert/strict";
 import { decodePng } from "../lib/png.ts";
 import { PRESETS } from "../train/network.ts";
 import { randomOnnxModel } from "./_models.ts";
-import { denoRun, ROOT, SERVE_FLAGS, stop, waitForServer } from "./serve_helpers.ts";
+import {
+  denoRun,
+  ROOT,
+  SERVE_FLAGS,
+  startMainServer,
+  stop,
+  waitForServer,
+} from "./serve_helpers.ts";
 
 Deno.test("deno task serve with no model says how to make one, without a stack trace", async () => {
   const dir = await Deno.makeTempDir();
@@ -46,23 +53,7 @@ Deno.test("the real server: --weights, --port 0, then HTTP on a free port", asyn
   const dir = await Deno.makeTempDir();
   try {
     await Deno.writeFile(`${dir}/tiny.onnx`, randomOnnxModel(PRESETS.tiny));
-    const child = denoRun("serve/main.ts", [
-      "--weights",
-      dir,
-      "--port",
-      "0",
-      "--hostname",
-      "127.0.0.1",
-      "--provider",
-      "wasm",
-      "--cors",
-      "https://a.example",
-    ]);
-    const started = await waitForServer(
-      child,
-      "stdout",
-      /listening on (http:\/\/127\.0\.0\.1:\d+)\//,
-    );
+    const { child, started } = await startMainServer(dir, ["--cors", "https://a.example"]);
     const base = started.base;
     const requestIds: string[] = [];
     try {

@@ -3,7 +3,7 @@ import { decodePng } from "../lib/png.ts";
 import { fromBase64 } from "../serve/images.ts";
 import { PRESETS } from "../train/network.ts";
 import { randomOnnxModel } from "./_models.ts";
-import { denoRun, stop, waitForServer } from "./serve_helpers.ts";
+import { startMainServer, stop } from "./serve_helpers.ts";
 
 const CHROMIUM = Deno.env.get("CHROMIUM") ?? "/usr/bin/chromium";
 
@@ -70,17 +70,7 @@ Deno.test("the playground in headless Chromium: generate, stream, noise and inte
   // The page is served by serve/main.ts as `deno task serve` runs it, on a test-exported model.
   const weights = await Deno.makeTempDir({ prefix: "ddpm-weights-" });
   await Deno.writeFile(`${weights}/tiny.onnx`, randomOnnxModel(PRESETS.tiny));
-  const server = denoRun("serve/main.ts", [
-    "--weights",
-    weights,
-    "--port",
-    "0",
-    "--hostname",
-    "127.0.0.1",
-    "--provider",
-    "wasm",
-  ]);
-  const started = await waitForServer(server, "stdout", /listening on (http:\/\/\S+:\d+)\//);
+  const { child: server, started } = await startMainServer(weights);
   const profile = await Deno.makeTempDir({ prefix: "ddpm-chromium-" });
   const artefacts = await Deno.makeTempDir({ prefix: "ddpm-playground-" });
   const browser = new Deno.Command(CHROMIUM, {
