@@ -13,7 +13,7 @@ import { parseArgs } from "node:util";
 import { createRng } from "../lib/rng.ts";
 import { makeSchedule } from "../lib/schedule.ts";
 import { type BackendChoice, findWebGpuAdapter, initBackend } from "../train/backend.ts";
-import { loadMnist } from "../train/data.ts";
+import { imagesAt, loadMnist } from "../train/data.ts";
 import { describeUNet, PRESETS } from "../train/network.ts";
 import { Trainer } from "../train/trainer.ts";
 
@@ -31,9 +31,7 @@ if (!preset) throw new RangeError(`--preset must be one of ${Object.keys(PRESETS
 const batch = Number(values.batch), steps = Number(values.steps);
 const { flopsPerImage } = describeUNet(preset);
 const { train } = await loadMnist({ imageSize: preset.imageSize, channels: preset.channels as 1 });
-const per = preset.channels * preset.imageSize * preset.imageSize;
-const x = new Float32Array(batch * per);
-for (let i = 0; i < batch; i++) x.set(train.image(i), i * per);
+const x = imagesAt(train, Array.from({ length: batch }, (_, i) => i));
 const shape = [batch, preset.channels, preset.imageSize, preset.imageSize] as const;
 
 /**

@@ -344,6 +344,14 @@ export function defaultFlip(dataset: Dataset): boolean {
   return dataset.name.startsWith("folder:");
 }
 
+/** The images at `indices` as one NCHW batch `[indices.length, c, h, w]`. */
+export function imagesAt(dataset: Dataset, indices: readonly number[]): Float32Array {
+  const per = dataset.channels * dataset.imageSize * dataset.imageSize;
+  const out = new Float32Array(indices.length * per);
+  indices.forEach((index, i) => out.set(dataset.image(index), i * per));
+  return out;
+}
+
 /** One batch of training examples. */
 export interface Batch {
   /** Images, NCHW float32 `[n, c, h, w]` in [-1, 1]. */

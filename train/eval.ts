@@ -26,7 +26,7 @@ import {
   onnxDenoiser,
   type OnnxModel,
 } from "../serve/onnx.ts";
-import { type Dataset, loadMnist } from "./data.ts";
+import { imagesAt, loadMnist } from "./data.ts";
 
 /** One sampler setting to evaluate, written `ddim:50` or `ddpm:1000`. */
 export interface SamplerSetting {
@@ -133,13 +133,6 @@ async function distanceTo(
   };
 }
 
-function _images(dataset: Dataset, indices: number[]): Float32Array {
-  const per = dataset.channels * dataset.imageSize * dataset.imageSize;
-  const out = new Float32Array(indices.length * per);
-  indices.forEach((index, i) => out.set(dataset.image(index), i * per));
-  return out;
-}
-
 /** Options of {@linkcode evaluate}. */
 export interface EvalOptions {
   model: OnnxModel;
@@ -183,7 +176,7 @@ export async function evaluate(options: EvalOptions): Promise<EvalResult> {
   const denoiser = onnxDenoiser(model, { maxBatch: batch });
   const { train, heldOut } = await loadMnist({ seed: 0 }); // the trainer's split (seed 0, 10%)
   const heldOutIndices = Array.from({ length: heldOut.length }, (_, i) => i);
-  const real = await classify(classifier, _images(heldOut, heldOutIndices), heldOut.length);
+  const real = await classify(classifier, imagesAt(heldOut, heldOutIndices), heldOut.length);
   const realStats = featureStatistics(real.features, real.dim);
 
   // The floor: real training digits against the held-out ones, at the generated sample size.
@@ -191,7 +184,7 @@ export async function evaluate(options: EvalOptions): Promise<EvalResult> {
   const { frechet: realFloor } = await distanceTo(
     realStats,
     classifier,
-    _images(train, floorIndices),
+    imagesAt(train, floorIndices),
     floorIndices.length,
   );
   log(
@@ -203,7 +196,7 @@ export async function evaluate(options: EvalOptions): Promise<EvalResult> {
   let nll: EvalResult["nll"];
   if (options.nllImages > 0) {
     const count = Math.min(options.nllImages, heldOut.length);
-    const x0 = _images(heldOut, heldOutIndices.slice(0, count));
+    const x0 = imagesAt(heldOut, heldOutIndices.slice(0, count));
     const started = performance.now();
     const bound = await variationalBound(denoiser, {
       schedule,

@@ -32,6 +32,7 @@ import {
   type BatchSamplerState,
   type DataSplit,
   defaultFlip,
+  imagesAt,
   loadDataset,
 } from "./data.ts";
 import { type UNetConfig, validateConfig } from "./network.ts";
@@ -201,7 +202,11 @@ export async function runTraining(options: RunOptions): Promise<RunResult> {
   if (previous.length > 0 && previous[previous.length - 1] !== 0x0a) {
     await metricsFile.write(encoder.encode("\n"));
   }
-  const heldOutBatch = _fixedBatch(heldOut, Math.min(options.batch, heldOut.length));
+  const heldOutCount = Math.min(options.batch, heldOut.length);
+  const heldOutBatch = {
+    x: imagesAt(heldOut, Array.from({ length: heldOutCount }, (_, i) => i)),
+    shape: [heldOutCount, heldOut.channels, heldOut.imageSize, heldOut.imageSize] as const,
+  };
   report({
     kind: "notice",
     message:
@@ -439,16 +444,6 @@ function _fullSchedule(options: ScheduleOptions = {}): Required<ScheduleOptions>
     betaStart: options.betaStart ?? 1e-4,
     betaEnd: options.betaEnd ?? 0.02,
   };
-}
-
-function _fixedBatch(
-  dataset: DataSplit["heldOut"],
-  n: number,
-): { x: Float32Array; shape: readonly [number, number, number, number] } {
-  const per = dataset.channels * dataset.imageSize * dataset.imageSize;
-  const x = new Float32Array(n * per);
-  for (let i = 0; i < n; i++) x.set(dataset.image(i), i * per);
-  return { x, shape: [n, dataset.channels, dataset.imageSize, dataset.imageSize] };
 }
 
 function _positiveInteger(name: string, value: number): void {
