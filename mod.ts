@@ -27,6 +27,7 @@ export * from "./lib/rng.ts";
 export * from "./lib/forward.ts";
 export * from "./lib/parameterization.ts";
 export * from "./lib/samplers.ts";
+export * from "./lib/guidance.ts";
 export * from "./lib/interpolate.ts";
 export * from "./lib/likelihood.ts";
 export * from "./lib/analytic.ts";

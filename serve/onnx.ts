@@ -11,7 +11,7 @@
 import { fromBinary } from "@bufbuild/protobuf";
 import { ModelProtoSchema } from "onnx-buf";
 import * as ortWasm from "onnxruntime-web";
-import type { Denoiser } from "../lib/samplers.ts";
+import type { ConditionalDenoiser } from "../lib/guidance.ts";
 import type { ModelCard } from "../train/export.ts";
 
 /** Execution providers this toolkit uses. */
@@ -62,24 +62,38 @@ export async function loadOnnxModel(
   return { session, provider, card, ort };
 }
 
+/** The number of classes of a conditional model (its card's class names), 0 if unconditional. */
+export function classCount(card: ModelCard): number {
+  return card.config.numClasses ?? 0;
+}
+
 /**
- * The model as a `Denoiser`: NCHW `x` and timesteps `t` in, the model's prediction out.
- * Batches larger than `maxBatch` run as several calls. Calls on one session run one at a time,
- * in the order they were made, so several requests may share a model safely.
+ * The model as a `ConditionalDenoiser`: NCHW `x`, timesteps `t` and, for a conditional model,
+ * class indices in, the model's prediction out (labels left out mean "no class"; an
+ * unconditional model ignores them). Batches larger than `maxBatch` run as several calls.
+ * Calls on one session run one at a time, in the order they were made, so several requests
+ * may share a model safely.
  */
-export function onnxDenoiser(model: OnnxModel, options: { maxBatch?: number } = {}): Denoiser {
+export function onnxDenoiser(
+  model: OnnxModel,
+  options: { maxBatch?: number } = {},
+): ConditionalDenoiser {
   const maxBatch = options.maxBatch ?? 64;
   if (!Number.isInteger(maxBatch) || maxBatch < 1) {
     throw new RangeError(`maxBatch must be a positive integer, got ${maxBatch}`);
   }
   const { ort, session } = model;
-  return async (x, t, shape) => {
+  const numClasses = classCount(model.card);
+  return async (x, t, shape, labels) => {
     const [n, c, h, w] = shape;
     const per = c * h * w;
+    if (labels && labels.length !== n) {
+      throw new RangeError(`the batch has ${n} images but ${labels.length} labels`);
+    }
     const out = new Float32Array(x.length);
     for (let start = 0; start < n; start += maxBatch) {
       const count = Math.min(maxBatch, n - start);
-      const feeds = {
+      const feeds: Record<string, ortWasm.Tensor> = {
         x: new ort.Tensor("float32", x.subarray(start * per, (start + count) * per), [
           count,
           c,
@@ -88,6 +102,13 @@ export function onnxDenoiser(model: OnnxModel, options: { maxBatch?: number } = 
         ]),
         t: new ort.Tensor("float32", t.subarray(start, start + count), [count]),
       };
+      if (numClasses > 0) {
+        const y = BigInt64Array.from(
+          { length: count },
+          (_, i) => BigInt(labels?.[start + i] ?? numClasses),
+        );
+        feeds.y = new ort.Tensor("int64", y, [count]);
+      }
       const result = await _exclusive(session, () => session.run(feeds));
       const data = result.out.data as Float32Array;
       out.set(data, start * per);

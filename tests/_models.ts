@@ -40,13 +40,23 @@ export function randomWeights(config: UNetConfig, seed: number): NamedTensors {
   return out;
 }
 
-/** A model card for `config` with the paper's schedule, eps prediction and fixedlarge variance. */
+/** The tiny preset conditional on three classes (for guidance and label tests). */
+export const TINY_CONDITIONAL: UNetConfig = { ...PRESETS.tiny, numClasses: 3 };
+
+/** Class names of {@linkcode TINY_CONDITIONAL}. */
+export const TINY_CLASSES = ["circle", "square", "cross"];
+
+/**
+ * A model card for `config` with the paper's schedule, eps prediction and fixedlarge variance;
+ * a conditional config gets the class names `c0`, `c1`, ... (or `TINY_CLASSES` for three).
+ */
 export function card(config: UNetConfig): ModelCard {
+  const numClasses = config.numClasses ?? 0;
   return {
     format: "onnx",
     opset: 17,
     exporter: { name: "test", version: "0" },
-    inputs: { x: "x", t: "t" },
+    inputs: { x: "x", t: "t", ...(numClasses > 0 ? { y: "y" } : {}) },
     output: "out",
     schedule: { kind: "linear", timesteps: 1000, betaStart: 1e-4, betaEnd: 0.02 },
     prediction: "eps",
@@ -55,6 +65,13 @@ export function card(config: UNetConfig): ModelCard {
     channels: config.channels,
     dataScaling: "[-1, 1]",
     dataset: "test",
+    ...(numClasses > 0
+      ? {
+        classNames: numClasses === 3
+          ? [...TINY_CLASSES]
+          : Array.from({ length: numClasses }, (_, k) => `c${k}`),
+      }
+      : {}),
     trainingSteps: 0,
     parameters: 0,
     weights: "ema",
@@ -77,11 +94,17 @@ export function randomOnnxModel(
 
 /**
  * A registry of small exported models on WebAssembly: `tiny` (the tiny preset with the
- * paper's schedule, eps prediction) and, with `variant`, `tiny-v` (a cosine schedule with
- * T = 100 and v prediction), to show that each model samples with its own card.
+ * paper's schedule, eps prediction); with `variant`, `tiny-v` (a cosine schedule with T = 100
+ * and v prediction), to show that each model samples with its own card; with `conditional`,
+ * `tiny-cond` (`TINY_CONDITIONAL`, classes circle, square, cross).
  */
-export async function tinyRegistry(options: { variant?: boolean } = {}): Promise<ModelRegistry> {
+export async function tinyRegistry(
+  options: { variant?: boolean; conditional?: boolean } = {},
+): Promise<ModelRegistry> {
   const sources = [{ name: "tiny", bytes: randomOnnxModel(PRESETS.tiny, 1) }];
+  if (options.conditional) {
+    sources.push({ name: "tiny-cond", bytes: randomOnnxModel(TINY_CONDITIONAL, 3) });
+  }
   if (options.variant) {
     sources.push({
       name: "tiny-v",

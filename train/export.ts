@@ -19,6 +19,7 @@ import { type Checkpoint, loadCheckpoint, type NamedTensors } from "./checkpoint
 import {
   countParameters,
   describeUNet,
+  isConditional,
   type UNetConfig,
   unetForward,
   validateConfig,
@@ -33,7 +34,8 @@ export interface ModelCard {
   format: "onnx";
   opset: number;
   exporter: { name: string; version: string };
-  inputs: { x: string; t: string };
+  /** The graph inputs; `y` only for a class-conditional network. */
+  inputs: { x: string; t: string; y?: string };
   output: string;
   schedule: { kind: string; timesteps: number; betaStart: number; betaEnd: number };
   prediction: string;
@@ -44,7 +46,13 @@ export interface ModelCard {
   /** How 8-bit pixels map to the model's inputs and outputs. */
   dataScaling: string;
   dataset: string;
+  /**
+   * A class-conditional network's classes, index by index; input `y` takes their indices, or
+   * `classNames.length` for "no class" (what classifier-free guidance mixes against).
+   */
   classNames?: string[];
+  /** The checkpoint this model was fine-tuned from, when it did not start from random weights. */
+  initializedFrom?: { path: string; step: number };
   trainingSteps: number;
   parameters: number;
   /** "ema" (the default, what the paper samples from) or "raw" (the live weights). */
@@ -63,6 +71,8 @@ export interface GraphIO {
   name: string;
   dims: (number | "N")[];
   doc?: string;
+  /** Element type. Default float32. */
+  type?: "float32" | "int64";
 }
 
 /** Serialises a built graph as an opset-17 float32 model with the given metadata. */
@@ -71,14 +81,14 @@ export function onnxModelBytes(
   io: { inputs: GraphIO[]; outputs: GraphIO[] },
   meta: { name: string; docString: string; metadata: { key: string; value: string }[] },
 ): Uint8Array {
-  const valueInfo = ({ name, dims, doc }: GraphIO) => ({
+  const valueInfo = ({ name, dims, doc, type }: GraphIO) => ({
     name,
     docString: doc ?? "",
     type: {
       value: {
         case: "tensorType" as const,
         value: {
-          elemType: TensorProto_DataType.FLOAT,
+          elemType: type === "int64" ? TensorProto_DataType.INT64 : TensorProto_DataType.FLOAT,
           shape: {
             dim: dims.map((d) =>
               d === "N"
@@ -125,11 +135,20 @@ export function buildOnnxModel(
   }
   const builder = new OnnxGraphBuilder(params);
   const { imageSize: s, channels: c } = config;
+  const conditional = isConditional(config);
+  if (conditional && card.classNames?.length !== config.numClasses) {
+    throw new RangeError(
+      `the network has ${config.numClasses} classes, the card names ${
+        card.classNames?.length ?? 0
+      }`,
+    );
+  }
   const out = unetForward(
     builder,
     { name: "x", shape: [-1, c, s, s] },
     { name: "t", shape: [-1] },
     config,
+    conditional ? { name: "y", shape: [-1] } : undefined,
   );
   const unused = builder.unusedParameters();
   if (unused.length > 0) {
@@ -137,11 +156,13 @@ export function buildOnnxModel(
   }
   builder.identity(out, "out");
   return onnxModelBytes(builder, {
-    inputs: [{ name: "x", dims: ["N", c, s, s], doc: card.inputs.x }, {
-      name: "t",
-      dims: ["N"],
-      doc: card.inputs.t,
-    }],
+    inputs: [
+      { name: "x", dims: ["N", c, s, s], doc: card.inputs.x },
+      { name: "t", dims: ["N"], doc: card.inputs.t },
+      ...(conditional
+        ? [{ name: "y", dims: ["N"], doc: card.inputs.y, type: "int64" } satisfies GraphIO]
+        : []),
+    ],
     outputs: [{ name: "out", dims: ["N", c, s, s], doc: card.output }],
   }, {
     name: "ddpm_unet",
@@ -168,6 +189,7 @@ export function cardMetadata(card: ModelCard): { key: string; value: string }[] 
     { key: "ddpm.image", value: `${card.channels}x${card.imageSize}x${card.imageSize}` },
     { key: "ddpm.dataScaling", value: card.dataScaling },
     { key: "ddpm.dataset", value: card.dataset },
+    ...(card.classNames ? [{ key: "ddpm.classNames", value: card.classNames.join(",") }] : []),
     { key: "ddpm.trainingSteps", value: String(card.trainingSteps) },
     { key: "ddpm.parameters", value: String(card.parameters) },
   ];
@@ -176,7 +198,13 @@ export function cardMetadata(card: ModelCard): { key: string; value: string }[] 
 /** The card of a checkpoint's network. */
 export function modelCard(ckpt: Checkpoint, weights: "ema" | "raw"): ModelCard {
   const config = ckpt.config as unknown as UNetConfig;
-  const metadata = ckpt.metadata as { dataset?: string; classNames?: string[]; backend?: string };
+  const metadata = ckpt.metadata as {
+    dataset?: string;
+    classNames?: string[];
+    backend?: string;
+    initializedFrom?: { path: string; step: number };
+  };
+  const numClasses = config.numClasses ?? 0;
   const state = ckpt.trainingState as { wallSeconds?: number; lossSmoothed?: number };
   return {
     format: "onnx",
@@ -185,6 +213,11 @@ export function modelCard(ckpt: Checkpoint, weights: "ema" | "raw"): ModelCard {
     inputs: {
       x: "float32 [N, C, H, W]: x_t, images scaled to [-1, 1]",
       t: "float32 [N]: 0-based timestep of each image",
+      ...(numClasses > 0
+        ? {
+          y: `int64 [N]: class of each image, 0..${numClasses - 1}, or ${numClasses} for no class`,
+        }
+        : {}),
     },
     output: `float32 [N, C, H, W]: the predicted ${ckpt.prediction}`,
     schedule: ckpt.schedule,
@@ -194,7 +227,8 @@ export function modelCard(ckpt: Checkpoint, weights: "ema" | "raw"): ModelCard {
     channels: config.channels,
     dataScaling: "x = pixel / 127.5 - 1 (8-bit pixels to [-1, 1])",
     dataset: metadata.dataset ?? "unknown",
-    ...(metadata.classNames ? { classNames: metadata.classNames } : {}),
+    ...(numClasses > 0 && metadata.classNames ? { classNames: metadata.classNames } : {}),
+    ...(metadata.initializedFrom ? { initializedFrom: metadata.initializedFrom } : {}),
     trainingSteps: ckpt.step,
     parameters: countParameters(describeUNet(config).params),
     weights,

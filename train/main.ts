@@ -35,6 +35,17 @@ const FLAGS: Record<string, { default?: string; help: string; boolean?: true }> 
   seed: { default: "0", help: "seed of the initial weights, the data order and every noise draw" },
   out: { help: "run directory (default runs/<preset>-<dataset>)" },
   resume: { boolean: true, help: "continue from the newest good checkpoint in --out" },
+  conditional: {
+    boolean: true,
+    help: "class-conditional network on the dataset's labels (classifier-free guidance)",
+  },
+  "label-dropout": {
+    default: "0.1",
+    help: 'conditional: probability of training a label as "no class"',
+  },
+  "init-from": {
+    help: "start a new run from this checkpoint's weights (fine-tuning; fresh optimizer)",
+  },
   prediction: { default: "eps", help: `network output: ${PREDICTIONS.join(", ")}` },
   schedule: { default: "linear", help: `noise schedule: ${SCHEDULE_KINDS.join(", ")}` },
   timesteps: { default: "1000", help: "diffusion steps T" },
@@ -148,6 +159,9 @@ export function parseTrainArgs(args: string[]): {
       ),
       out: given("out") ? text("out") : `runs/${presetName}-${datasetTag}`,
       resume: Boolean(values.resume),
+      conditional: Boolean(values.conditional),
+      labelDropout: number("label-dropout", (v) => v >= 0 && v <= 1, "in [0, 1]"),
+      ...(given("init-from") ? { initFrom: text("init-from") } : {}),
       prediction: oneOf("prediction", PREDICTIONS) as Prediction,
       schedule: {
         kind: oneOf("schedule", SCHEDULE_KINDS) as ScheduleKind,

@@ -43,6 +43,12 @@ export interface UNetConfig {
   dropout: number;
   /** GroupNorm groups; must divide every channel count. */
   groups: number;
+  /**
+   * Classes of a class-conditional network (absent or 0: unconditional). The class embedding
+   * has one more row, index `numClasses`, for "no class": classifier-free guidance trains one
+   * network for both (Ho & Salimans 2022).
+   */
+  numClasses?: number;
 }
 
 /** Named configurations. */
@@ -133,6 +139,8 @@ export interface NetworkOps<T> {
   timestepEmbedding(t: T, dim: number): T;
   /** Mean over all positions: `[n, c, h, w] -> [n, c]` (the evaluation classifier's pooling). */
   globalMeanPool(x: T): T;
+  /** Row lookup `[n]` integer indices -> `[n, dim]` in the table `<name>.w` `[rows, dim]`. */
+  embedding(indices: T, name: string, rows: number, dim: number): T;
 }
 
 /** Checks a configuration, naming the bad field and what it allows. */
@@ -147,6 +155,9 @@ export function validateConfig(config: UNetConfig): void {
   positive("ch", config.ch);
   positive("numResBlocks", config.numResBlocks);
   positive("groups", config.groups);
+  if (config.numClasses !== undefined && config.numClasses !== 0) {
+    positive("numClasses", config.numClasses);
+  }
   if (config.chMult.length < 1) throw new RangeError("chMult must list at least one level");
   config.chMult.forEach((m, i) => positive(`chMult[${i}]`, m));
   if (!(config.dropout >= 0 && config.dropout < 1)) {
@@ -170,19 +181,42 @@ export function validateConfig(config: UNetConfig): void {
   }
 }
 
+/** True when the config describes a class-conditional network. */
+export function isConditional(config: UNetConfig): boolean {
+  return (config.numClasses ?? 0) > 0;
+}
+
 /**
  * The U-Net's forward pass: `x` `[n, channels, s, s]` and timesteps `t` `[n]` to a map of the
- * input's shape. Steps follow the official model function.
+ * input's shape. Steps follow the official model function. A conditional network also takes
+ * class indices `y` `[n]` in `0..numClasses`, where `numClasses` itself means "no class".
  */
-export function unetForward<T>(ops: NetworkOps<T>, x: T, t: T, config: UNetConfig): T {
+export function unetForward<T>(
+  ops: NetworkOps<T>,
+  x: T,
+  t: T,
+  config: UNetConfig,
+  y?: T,
+): T {
   validateConfig(config);
   const { ch, chMult, numResBlocks, attnResolutions, dropout, groups } = config;
   const tembDim = ch * 4;
+  const numClasses = config.numClasses ?? 0;
+  if (numClasses > 0 && y === undefined) {
+    throw new RangeError(`the network is conditional on ${numClasses} classes and needs labels y`);
+  }
+  if (numClasses === 0 && y !== undefined) {
+    throw new RangeError("the network is unconditional; it takes no labels y");
+  }
 
-  // 1. Timestep embedding through a two-layer MLP.
+  // 1. Timestep embedding through a two-layer MLP, plus the class embedding when conditional
+  //    (added after the MLP, as guided-diffusion's `label_emb`).
   let temb = ops.timestepEmbedding(t, ch);
   temb = ops.dense(temb, "temb.dense0", tembDim);
   temb = ops.dense(ops.silu(temb), "temb.dense1", tembDim);
+  if (numClasses > 0) {
+    temb = ops.add(temb, ops.embedding(y as T, "class_emb", numClasses + 1, tembDim));
+  }
 
   const resBlock = (h: T, name: string, inCh: number, outCh: number): T => {
     let y = ops.conv2d(ops.silu(ops.groupNorm(h, `${name}.norm1`, groups)), `${name}.conv1`, {
@@ -386,6 +420,13 @@ export class ShapeOps implements NetworkOps<SymbolicShape> {
     return [x[0], x[1]];
   }
 
+  embedding(indices: SymbolicShape, name: string, rows: number, dim: number): SymbolicShape {
+    // Zeros: a conditional network starts as an unconditional one, so fine-tuning an
+    // unconditional checkpoint begins from exactly its function.
+    this.#param(`${name}.w`, [rows, dim], { kind: "zeros" });
+    return [indices[0], dim];
+  }
+
   timestepEmbedding(t: SymbolicShape, dim: number): SymbolicShape {
     if (dim % 2 !== 0 || dim < 4) {
       throw new RangeError(`embedding dim must be even and >= 4, got ${dim}`);
@@ -416,7 +457,7 @@ export function describeNetwork(
 export function describeUNet(config: UNetConfig): { params: ParamSpec[]; flopsPerImage: number } {
   const image = [1, config.channels, config.imageSize, config.imageSize];
   return describeNetwork((ops) => {
-    const out = unetForward(ops, image, [1], config);
+    const out = unetForward(ops, image, [1], config, isConditional(config) ? [1] : undefined);
     _sameShape(out, image, "U-Net output");
     return out;
   });

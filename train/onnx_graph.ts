@@ -4,7 +4,8 @@
  *
  * Only operators that onnxruntime-web runs on both its WebAssembly and WebGPU execution
  * providers are used: Conv, Gemm, InstanceNormalization, Reshape, Mul, Add, Sigmoid, Concat,
- * Resize, Transpose, MatMul, Softmax, Sin, Cos, GlobalAveragePool, Identity. GroupNormalization is not among them, so it is
+ * Resize, Transpose, MatMul, Softmax, Sin, Cos, GlobalAveragePool, Gather, Identity.
+ * GroupNormalization is not among them, so it is
  * lowered: reshape `[n, c, h, w]` to `[n, groups, c/groups * h * w]`, instance-normalise each
  * group, reshape back, then scale and shift per channel. Opset 17, NCHW throughout.
  *
@@ -271,6 +272,22 @@ export class OnnxGraphBuilder implements NetworkOps<OnnxValue> {
     const pooled = this.#node("GlobalAveragePool", [x.name], "pool"); // [n, c, 1, 1]
     const output = this.#node("Reshape", [pooled, this.#int64("shape", [0, -1])], "pooled");
     return { name: output, shape: [x.shape[0], x.shape[1]] };
+  }
+
+  embedding(indices: OnnxValue, name: string, rows: number, dim: number): OnnxValue {
+    const table = this.#param(`${name}.w`);
+    if (table.shape[0] !== rows || table.shape[1] !== dim) {
+      throw new RangeError(
+        `${name}.w has shape [${table.shape}], the network needs [${rows},${dim}]`,
+      );
+    }
+    const output = this.#node(
+      "Gather",
+      [this.constant(`${name}.w`, table.shape, table.data), indices.name],
+      name,
+      [_int("axis", 0)],
+    );
+    return { name: output, shape: [indices.shape[0], dim] };
   }
 
   timestepEmbedding(t: OnnxValue, dim: number): OnnxValue {

@@ -35,7 +35,7 @@ import {
   imagesAt,
   loadDataset,
 } from "./data.ts";
-import { type UNetConfig, validateConfig } from "./network.ts";
+import { isConditional, type UNetConfig, validateConfig } from "./network.ts";
 import { NonFiniteLossError, type OptimizerOptions, Trainer } from "./trainer.ts";
 
 /** Everything a run needs; `main.ts` fills it from flags, with the defaults listed there. */
@@ -54,6 +54,19 @@ export interface RunOptions {
   out: string;
   /** Continue from the newest good checkpoint in `out`. */
   resume?: boolean;
+  /**
+   * Train a class-conditional network on the dataset's labels (`numClasses` set from its class
+   * names), for classifier-free guidance. Ignored when resuming: the checkpoint's config rules.
+   */
+  conditional?: boolean;
+  /** Conditional networks: probability of dropping a label to "no class". Default 0.1. */
+  labelDropout?: number;
+  /**
+   * Start a new run from the weights (and EMA) of this checkpoint instead of random ones:
+   * fine-tuning, for example an unconditional model into a conditional one. Optimizer moments,
+   * the step count and the learning-rate warm-up start afresh.
+   */
+  initFrom?: string;
   schedule?: ScheduleOptions;
   prediction?: Prediction;
   optimizer?: OptimizerOptions;
@@ -120,6 +133,7 @@ interface SavedState {
   sampler: BatchSamplerState;
   lossSmoothed: number;
   wallSeconds: number;
+  labelDropout?: number;
 }
 
 const LOSS_SMOOTHING = 0.98;
@@ -147,7 +161,10 @@ export async function runTraining(options: RunOptions): Promise<RunResult> {
     throw new Error(`--resume: no complete checkpoint in ${options.out}`);
   }
   const ckpt = resumeFrom ? await loadCheckpoint(resumeFrom) : null;
-  const config = ckpt ? (ckpt.config as unknown as UNetConfig) : options.config;
+  if (ckpt && options.initFrom) {
+    throw new RangeError("--init-from starts a new run; it cannot be combined with --resume");
+  }
+  let config = ckpt ? (ckpt.config as unknown as UNetConfig) : options.config;
   validateConfig(config);
   const scheduleOptions = ckpt
     ? { ...ckpt.schedule, kind: ckpt.schedule.kind as ScheduleKind }
@@ -157,7 +174,6 @@ export async function runTraining(options: RunOptions): Promise<RunResult> {
   const seed = ckpt?.seed ?? options.seed;
   // Saved settings continue the run; flags given on resume (a lower --lr) take precedence.
   const optimizer = ckpt ? { ..._adamOf(ckpt), ...options.optimizer } : options.optimizer;
-  const setup = { config, schedule, prediction, optimizer };
 
   // 2. Data: the training split batched from the run's generator, the held-out split kept aside.
   const data = options.data ??
@@ -174,8 +190,26 @@ export async function runTraining(options: RunOptions): Promise<RunResult> {
         `the network expects ${config.channels}x${config.imageSize}x${config.imageSize}`,
     );
   }
+  if (!ckpt && options.conditional) {
+    const classes = train.classNames?.length ?? 0;
+    if (classes < 2) {
+      throw new RangeError(
+        `a conditional network needs a dataset with at least 2 classes; ${train.name} has ${classes}` +
+          " (an image folder takes its classes from its sub-folders)",
+      );
+    }
+    config = { ...config, numClasses: classes };
+  }
+  const classNames = isConditional(config) ? train.classNames : undefined;
+  if (ckpt && isConditional(config) && classNames?.length !== config.numClasses) {
+    throw new RangeError(
+      `the checkpoint's network has ${config.numClasses} classes, dataset ${train.name} has ` +
+        `${classNames?.length ?? 0}`,
+    );
+  }
   const flip = options.flip ?? defaultFlip(train);
   const saved = ckpt?.trainingState as SavedState | undefined;
+  const labelDropout = saved?.labelDropout ?? options.labelDropout ?? 0.1;
   const rng = saved ? restoreRng(saved.rng) : createRng(seed);
   const sampler = new BatchSampler(train, {
     batchSize: options.batch,
@@ -184,6 +218,8 @@ export async function runTraining(options: RunOptions): Promise<RunResult> {
     dropLast: true,
   });
   if (saved) sampler.restore(saved.sampler);
+  const setup = { config, schedule, prediction, optimizer, labelDropout };
+  const warmStart = options.initFrom ? await loadCheckpoint(options.initFrom) : null;
   const trainer = ckpt
     ? Trainer.restore(setup, {
       step: ckpt.step,
@@ -192,7 +228,7 @@ export async function runTraining(options: RunOptions): Promise<RunResult> {
       m: ckpt.optimizer.m,
       v: ckpt.optimizer.v,
     })
-    : Trainer.create(setup, seed);
+    : Trainer.create(setup, seed, warmStart ?? undefined);
 
   const metricsPath = join(options.out, "metrics.jsonl");
   const encoder = new TextEncoder();
@@ -205,12 +241,17 @@ export async function runTraining(options: RunOptions): Promise<RunResult> {
   const heldOutCount = Math.min(options.batch, heldOut.length);
   const heldOutBatch = {
     x: imagesAt(heldOut, Array.from({ length: heldOutCount }, (_, i) => i)),
+    labels: Int32Array.from({ length: heldOutCount }, (_, i) => heldOut.label(i)),
     shape: [heldOutCount, heldOut.channels, heldOut.imageSize, heldOut.imageSize] as const,
   };
   report({
     kind: "notice",
-    message:
-      (resumeFrom ? `resuming from ${resumeFrom} at step ${trainer.step}` : "starting a new run") +
+    message: (resumeFrom
+      ? `resuming from ${resumeFrom} at step ${trainer.step}`
+      : warmStart
+      ? `starting a new run from the weights of ${options.initFrom} (step ${warmStart.step})`
+      : "starting a new run") +
+      (classNames ? `; conditional on ${classNames.length} classes` : "") +
       `; ${train.length} training and ${heldOut.length} held-out images of ${train.name}` +
       `, batch ${options.batch}${flip ? ", random flips" : ""}`,
   });
@@ -230,11 +271,20 @@ export async function runTraining(options: RunOptions): Promise<RunResult> {
       rng: rng.getState(),
       sampler: sampler.getState(),
       lossSmoothed,
+      labelDropout,
       wallSeconds: wallSeconds + (performance.now() - started) / 1000,
     };
-    const ckpt = await _toCheckpoint(trainer, scheduleOptions, seed, state, options, train.name);
+    const saving = await _toCheckpoint(trainer, scheduleOptions, seed, state, options, {
+      dataset: train.name,
+      ...(classNames ? { classNames: [...classNames] } : {}),
+      ...(warmStart
+        ? { initializedFrom: { path: options.initFrom, step: warmStart.step } }
+        : ckpt?.metadata.initializedFrom
+        ? { initializedFrom: ckpt.metadata.initializedFrom }
+        : {}),
+    });
     try {
-      await saveCheckpoint(path, ckpt);
+      await saveCheckpoint(path, saving);
     } catch (error) {
       // saveCheckpoint leaves nothing behind on failure (a full disk, say): the older
       // checkpoints are intact.
@@ -269,7 +319,7 @@ export async function runTraining(options: RunOptions): Promise<RunResult> {
       ] as const;
       let result;
       try {
-        result = await trainer.trainStep(batch.x, shape, rng);
+        result = await trainer.trainStep(batch.x, shape, rng, batch.labels);
         skippedInARow = 0;
       } catch (error) {
         if (!(error instanceof NonFiniteLossError) || options.onNonFinite !== "skip") throw error;
@@ -305,6 +355,7 @@ export async function runTraining(options: RunOptions): Promise<RunResult> {
             heldOutBatch.shape,
             createRng(seed + 2),
             "ema",
+            heldOutBatch.labels,
           );
         }
         await metricsFile.write(encoder.encode(JSON.stringify(record) + "\n"));
@@ -373,7 +424,11 @@ async function _writeSamples(
 ): Promise<string> {
   const { channels, imageSize } = trainer.config;
   const shape = [options.sampleCount ?? 16, channels, imageSize, imageSize] as const;
-  const images = await sample(trainer.emaDenoiser(), {
+  // A conditional network draws its classes in turn (0, 1, 2, ...), without guidance.
+  const numClasses = trainer.config.numClasses ?? 0;
+  const labels = Int32Array.from({ length: shape[0] }, (_, i) => i % Math.max(numClasses, 1));
+  const model = trainer.emaDenoiser();
+  const images = await sample((x, t, s) => model(x, t, s, labels), {
     schedule: trainer.schedule,
     shape,
     sampler: "ddim",
@@ -394,7 +449,7 @@ async function _toCheckpoint(
   seed: number,
   state: SavedState,
   options: RunOptions,
-  datasetName: string,
+  metadata: Record<string, unknown>,
 ): Promise<Checkpoint> {
   const tensors = await trainer.state();
   const o = trainer.options;
@@ -417,7 +472,7 @@ async function _toCheckpoint(
     },
     trainingState: { ...state, optimizerOptions: { ...o } },
     metadata: {
-      dataset: datasetName,
+      ...metadata,
       batch: options.batch,
       backend: options.backend?.summary ?? "unknown",
       savedAt: new Date().toISOString(),

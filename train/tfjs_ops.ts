@@ -9,8 +9,14 @@
 
 import * as tf from "@tensorflow/tfjs";
 import { nchwToHwc } from "../lib/image.ts";
-import type { Denoiser } from "../lib/samplers.ts";
-import { type ConvOptions, type NetworkOps, type UNetConfig, unetForward } from "./network.ts";
+import type { ConditionalDenoiser } from "../lib/guidance.ts";
+import {
+  type ConvOptions,
+  isConditional,
+  type NetworkOps,
+  type UNetConfig,
+  unetForward,
+} from "./network.ts";
 
 /** Parameters by path name, in the canonical layouts of `network.ts`. */
 export type ParamTensors = ReadonlyMap<string, tf.Tensor>;
@@ -103,6 +109,16 @@ export class TfjsOps implements NetworkOps<tf.Tensor> {
     return tf.mean(x, [1, 2]); // NHWC
   }
 
+  embedding(indices: tf.Tensor, name: string, rows: number): tf.Tensor {
+    // A one-hot matrix product rather than a gather: its gradient is a matMul, which every
+    // backend has (the WebAssembly backend lacks the scatter that gather's gradient needs).
+    const oneHot = tf.oneHot(tf.cast(indices, "int32") as tf.Tensor1D, rows);
+    return tf.matMul(
+      tf.cast(oneHot, "float32") as tf.Tensor2D,
+      this.#param(`${name}.w`) as tf.Tensor2D,
+    );
+  }
+
   timestepEmbedding(t: tf.Tensor, dim: number): tf.Tensor {
     // Official get_timestep_embedding: frequencies exp(-ln(10000) i / (half - 1)).
     const half = dim / 2;
@@ -181,8 +197,9 @@ function _upsampleNearest2x(x: tf.Tensor): tf.Tensor {
 }
 
 /**
- * The U-Net on NHWC tensors: `x` `[n, s, s, channels]`, `t` `[n]` float timesteps. Not wrapped
- * in `tf.tidy`; the caller owns the intermediates (training needs them for gradients).
+ * The U-Net on NHWC tensors: `x` `[n, s, s, channels]`, `t` `[n]` float timesteps and, for a
+ * conditional network, `y` `[n]` int32 class indices. Not wrapped in `tf.tidy`; the caller
+ * owns the intermediates (training needs them for gradients).
  */
 export function unetApply(
   params: ParamTensors,
@@ -190,20 +207,25 @@ export function unetApply(
   x: tf.Tensor,
   t: tf.Tensor,
   options: TfjsOpsOptions = {},
+  y?: tf.Tensor,
 ): tf.Tensor {
-  return unetForward(new TfjsOps(params, options), x, t, config);
+  return unetForward(new TfjsOps(params, options), x, t, config, y);
 }
 
 /**
- * The network as a `Denoiser` for the samplers (NCHW in and out, evaluation mode). Reads
- * back with `await data()`, the only read that works on every backend.
+ * The network as a `ConditionalDenoiser` for the samplers (NCHW in and out, evaluation mode);
+ * an unconditional network ignores the labels. Reads back with `await data()`, the only read
+ * that works on every backend.
  */
-export function tfjsDenoiser(params: ParamTensors, config: UNetConfig): Denoiser {
-  return async (x, t, shape) => {
+export function tfjsDenoiser(params: ParamTensors, config: UNetConfig): ConditionalDenoiser {
+  return async (x, t, shape, labels) => {
     const [n, c, h, w] = shape;
     const out = tf.tidy(() => {
       const input = tf.tensor4d(nchwToHwc(x, shape), [n, h, w, c]);
-      const nhwc = unetApply(params, config, input, tf.tensor1d(t));
+      const y = isConditional(config)
+        ? tf.tensor1d(labels ?? new Int32Array(n).fill(config.numClasses as number), "int32")
+        : undefined;
+      const nhwc = unetApply(params, config, input, tf.tensor1d(t), {}, y);
       return tf.transpose(nhwc, [0, 3, 1, 2]); // NHWC -> NCHW
     });
     try {

@@ -12,7 +12,7 @@ import * as tf from "@tensorflow/tfjs";
 import { nchwToHwc } from "../lib/image.ts";
 import type { Prediction } from "../lib/parameterization.ts";
 import type { Rng } from "../lib/rng.ts";
-import type { Denoiser } from "../lib/samplers.ts";
+import type { ConditionalDenoiser } from "../lib/guidance.ts";
 import type { Schedule } from "../lib/schedule.ts";
 import type { NamedTensors } from "./checkpoint.ts";
 import { describeUNet, initParameters, type UNetConfig } from "./network.ts";
@@ -40,6 +40,11 @@ export interface TrainerSetup {
   schedule: Schedule;
   prediction?: Prediction;
   optimizer?: OptimizerOptions;
+  /**
+   * Conditional networks: the probability that a label is replaced by "no class" in training,
+   * so one network learns both predictions classifier-free guidance needs. Default 0.1.
+   */
+  labelDropout?: number;
 }
 
 /** The learnable state, as plain arrays. */
@@ -94,6 +99,8 @@ export class Trainer {
   readonly schedule: Schedule;
   readonly prediction: Prediction;
   readonly options: Required<OptimizerOptions>;
+  /** Probability of training a labelled example as "no class" (conditional networks). */
+  readonly labelDropout: number;
   /** Optimizer steps taken. */
   step: number;
   readonly #params: Map<string, tf.Variable>;
@@ -118,6 +125,10 @@ export class Trainer {
       epsilon: o.epsilon ?? 1e-8,
     };
     _checkOptions(this.options);
+    this.labelDropout = setup.labelDropout ?? 0.1;
+    if (!(this.labelDropout >= 0 && this.labelDropout <= 1)) {
+      throw new RangeError(`labelDropout must be in [0, 1], got ${this.labelDropout}`);
+    }
     this.step = state.step;
     const names = describeUNet(setup.config).params.map((p) => p.name);
     const load = (group: NamedTensors, what: string, trainable: boolean) => {
@@ -144,16 +155,39 @@ export class Trainer {
     this.#sqrtOneMinusAbar = Float32Array.from(setup.schedule.sqrtOneMinusAlphasCumprod);
   }
 
-  /** A fresh run: weights from the seeded initialiser, EMA equal to them, zero moments. */
-  static create(setup: TrainerSetup, seed: number): Trainer {
+  /**
+   * A fresh run: weights from the seeded initialiser, EMA equal to them, zero moments. With
+   * `warmStart` (another run's weights), every parameter found there starts from its value
+   * instead; parameters it lacks (a new class embedding) keep their initial value, and a
+   * tensor of another shape, or one this network lacks, is an error.
+   */
+  static create(
+    setup: TrainerSetup,
+    seed: number,
+    warmStart?: { params: NamedTensors; ema: NamedTensors },
+  ): Trainer {
     const specs = describeUNet(setup.config).params;
     const initial = initParameters(specs, seed);
-    const params: NamedTensors = {}, zeros: NamedTensors = {};
+    const params: NamedTensors = {}, ema: NamedTensors = {}, zeros: NamedTensors = {};
     for (const [name, { shape, data }] of initial) {
-      params[name] = { shape, data };
+      params[name] = warmStart?.params[name] ?? { shape, data };
+      ema[name] = warmStart?.ema[name] ?? { shape, data };
       zeros[name] = { shape, data: new Float32Array(data.length) };
+      for (const group of [params, ema]) {
+        if (group[name].shape.join(",") !== shape.join(",")) {
+          throw new RangeError(
+            `warm start: ${name} has shape [${group[name].shape}], this network needs [${shape}]`,
+          );
+        }
+      }
     }
-    return new Trainer(setup, { step: 0, params, ema: params, m: zeros, v: zeros });
+    const extra = Object.keys(warmStart?.params ?? {}).filter((name) => !(name in params));
+    if (extra.length > 0) {
+      throw new RangeError(
+        `warm start: the weights have tensors this network lacks: ${extra.slice(0, 5).join(", ")}`,
+      );
+    }
+    return new Trainer(setup, { step: 0, params, ema, m: zeros, v: zeros });
   }
 
   /** Continues from saved state (a checkpoint). */
@@ -172,8 +206,10 @@ export class Trainer {
   }
 
   /**
-   * One step on a batch `x0` (NCHW, values in [-1, 1]):
-   * 1. draw t uniformly from `0..T-1` and eps ~ N(0, I) per example (from `rng`);
+   * One step on a batch `x0` (NCHW, values in [-1, 1]), with class `labels` for a conditional
+   * network (-1: unlabelled, trained as "no class"):
+   * 1. draw t uniformly from `0..T-1` and eps ~ N(0, I) per example (from `rng`); a conditional
+   *    network also drops each label to "no class" with probability `labelDropout`;
    * 2. `x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps` (eq. 4);
    * 3. loss = mean squared error between the network's output and the target (eq. 14);
    * 4. if the loss or the gradient norm is not finite, throw `NonFiniteLossError` and change
@@ -185,11 +221,13 @@ export class Trainer {
     x0: Float32Array,
     shape: readonly [number, number, number, number],
     rng: Rng,
+    labels?: Int32Array,
   ): Promise<StepResult> {
     this.#checkBatch(x0, shape);
     const t = rng.integers(shape[0], this.schedule.timesteps);
     const noise = rng.normal(x0.length);
     const dropoutSeed = rng.nextUint32();
+    const classes = this.#classIndices(shape[0], labels, rng);
     const { lr: peak, warmupSteps, gradClip, beta1, beta2, epsilon, emaDecay } = this.options;
     const lr = learningRate(this.step, peak, warmupSteps);
     const k = this.step + 1;
@@ -200,9 +238,17 @@ export class Trainer {
     // known to be finite, so a bad batch never reaches the weights.
     const forward = tf.tidy(() => {
       const { xt, target, tT } = this.#noisyInputs(x0, shape, t, noise);
+      const yT = classes && tf.tensor1d(classes, "int32");
       const vars = [...this.#params.values()] as tf.Variable[];
       const { value, grads } = tf.variableGrads(() => {
-        const out = unetApply(this.#params, this.config, xt, tT, { training: true, dropoutSeed });
+        const out = unetApply(
+          this.#params,
+          this.config,
+          xt,
+          tT,
+          { training: true, dropoutSeed },
+          yT,
+        );
         return tf.mean(tf.squaredDifference(out, target)) as tf.Scalar;
       }, vars);
       const ordered = vars.map((v) => grads[v.name]);
@@ -240,27 +286,54 @@ export class Trainer {
   /**
    * `L_simple` of a batch without updating anything (no dropout), with t and noise drawn from
    * `rng`; with a fixed seed, the same batch gives a fixed yardstick (held-out loss, tests).
-   * `weights` picks the live or the EMA weights.
+   * `weights` picks the live or the EMA weights. A conditional network is scored with the
+   * given `labels` (none dropped), or as "no class" without them.
    */
   async evalLoss(
     x0: Float32Array,
     shape: readonly [number, number, number, number],
     rng: Rng,
     weights: "params" | "ema" = "params",
+    labels?: Int32Array,
   ): Promise<number> {
     this.#checkBatch(x0, shape);
     const t = rng.integers(shape[0], this.schedule.timesteps);
     const noise = rng.normal(x0.length);
+    const classes = this.#classIndices(shape[0], labels);
     const lossT = tf.tidy(() => {
       const { xt, target, tT } = this.#noisyInputs(x0, shape, t, noise);
       const params = weights === "ema" ? this.#ema : this.#params;
-      return tf.mean(tf.squaredDifference(unetApply(params, this.config, xt, tT), target));
+      const yT = classes && tf.tensor1d(classes, "int32");
+      return tf.mean(
+        tf.squaredDifference(unetApply(params, this.config, xt, tT, {}, yT), target),
+      );
     });
     try {
       return (await lossT.data())[0];
     } finally {
       lossT.dispose();
     }
+  }
+
+  /**
+   * The embedding rows a conditional network is fed: each label, or "no class" (index
+   * `numClasses`) for unlabelled examples and, when `rng` is given, for a `labelDropout` share
+   * of the others. Undefined for an unconditional network, which takes no labels.
+   */
+  #classIndices(n: number, labels: Int32Array | undefined, rng?: Rng): Int32Array | undefined {
+    const numClasses = this.config.numClasses ?? 0;
+    if (numClasses === 0) return undefined;
+    if (labels && labels.length !== n) {
+      throw new RangeError(`the batch has ${n} images but ${labels.length} labels`);
+    }
+    const drop = rng?.uniform(n);
+    return Int32Array.from({ length: n }, (_, i) => {
+      const y = labels?.[i] ?? -1;
+      if (y >= numClasses || y < -1 || !Number.isInteger(y)) {
+        throw new RangeError(`labels[${i}] must be in 0..${numClasses - 1} (or -1), got ${y}`);
+      }
+      return y < 0 || (drop !== undefined && drop[i] < this.labelDropout) ? numClasses : y;
+    });
   }
 
   #checkBatch(x0: Float32Array, shape: readonly [number, number, number, number]): void {
@@ -314,8 +387,8 @@ export class Trainer {
     return { xt, target, tT: tf.tensor1d(Float32Array.from(t)) };
   }
 
-  /** The network with the EMA weights, as a `Denoiser` for sampling previews. */
-  emaDenoiser(): Denoiser {
+  /** The network with the EMA weights, as a `ConditionalDenoiser` for sampling previews. */
+  emaDenoiser(): ConditionalDenoiser {
     return tfjsDenoiser(this.#ema, this.config);
   }
 
