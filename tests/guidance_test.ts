@@ -1,0 +1,188 @@
+import assert from "node:assert/strict";
+import { gaussianDenoiser } from "../lib/analytic.ts";
+import { classifierFreeGuidance, type ConditionalDenoiser } from "../lib/guidance.ts";
+import { predictV, predictX0FromEps } from "../lib/parameterization.ts";
+import type { Shape } from "../lib/forward.ts";
+import { createRng } from "../lib/rng.ts";
+import { sample } from "../lib/samplers.ts";
+import { makeSchedule } from "../lib/schedule.ts";
+import { assertClose, moments } from "./_stats.ts";
+
+const schedule = makeSchedule();
+// Class-conditional Gaussian data: class y has x0 ~ N(MEANS[y], S^2); "no class" (index 3)
+// is N(MEANS[3], S^2). With equal variances the ideal eps is affine in the mean, so guidance
+// with weight w is exactly the ideal denoiser of N((1 + w) mu_y - w mu_none, S^2).
+const MEANS = [-0.4, 0.1, 0.5, 0.05];
+const S = 0.3;
+const NULL_CLASS = 3;
+const perClass = MEANS.map((mean) => gaussianDenoiser(schedule, { mean, std: S }));
+
+/** The ideal conditional network; records the batch sizes it was called with. */
+function idealConditional(calls: number[] = []): ConditionalDenoiser {
+  return async (x, t, shape, labels) => {
+    calls.push(shape[0]);
+    assert.ok(labels, "labels reach the network");
+    const per = x.length / shape[0];
+    const out = new Float32Array(x.length);
+    for (let i = 0; i < shape[0]; i++) {
+      const one = await perClass[labels[i]](
+        x.subarray(i * per, (i + 1) * per),
+        t.subarray(i, i + 1),
+        [1, shape[1], shape[2], shape[3]],
+      );
+      out.set(one, i * per);
+    }
+    return out;
+  };
+}
+
+const shape = [4, 1, 2, 2] as const;
+const rng = createRng(5);
+const x = rng.normal(16);
+const t = Float32Array.of(0, 10, 500, 999);
+
+Deno.test("classifierFreeGuidance() with weight 0 is the conditional prediction, in one call", async () => {
+  const calls: number[] = [];
+  const model = idealConditional(calls);
+  const labels = Int32Array.of(0, 1, 2, NULL_CLASS);
+  const guided = await classifierFreeGuidance(model, { labels, nullClass: NULL_CLASS })(
+    x,
+    t,
+    shape,
+  );
+  assert.deepEqual(guided, await model(x, t, shape, labels));
+  assert.deepEqual(calls, [4, 4], "one batch of 4, no unconditional half");
+});
+
+Deno.test("classifierFreeGuidance() mixes (1 + w) eps(x, y) - w eps(x, none) in one batched call", async () => {
+  const calls: number[] = [];
+  const model = idealConditional(calls);
+  const labels = Int32Array.of(2, NULL_CLASS, 0, 1);
+  const w = 1.5;
+  const guided = await classifierFreeGuidance(model, {
+    labels,
+    nullClass: NULL_CLASS,
+    guidance: w,
+  })(
+    x,
+    t,
+    shape,
+  );
+  assert.deepEqual(calls, [7], "4 labelled rows + 3 unconditional copies in one call");
+  const conditional = await model(x, t, shape, labels);
+  const unconditional = await model(x, t, shape, new Int32Array(4).fill(NULL_CLASS));
+  for (let j = 0; j < 16; j++) {
+    const expected = labels[j >> 2] === NULL_CLASS
+      ? conditional[j]
+      : (1 + w) * conditional[j] - w * unconditional[j];
+    // float32 outputs mixed in float64: a few float32 ulps of values of order 1.
+    assertClose(guided[j], expected, 1e-6, `value ${j}`);
+  }
+  // "No class" asked for directly is the unconditional prediction.
+  assert.deepEqual(guided.subarray(4, 8), unconditional.subarray(4, 8));
+});
+
+Deno.test("guidance on Gaussian classes is the ideal denoiser of the tilted mean, at every t", async () => {
+  const w = 2;
+  const labels = Int32Array.of(0, 1, 2, 2);
+  const guided = classifierFreeGuidance(idealConditional(), {
+    labels,
+    nullClass: NULL_CLASS,
+    guidance: w,
+  });
+  const out = await guided(x, t, shape);
+  for (let i = 0; i < 4; i++) {
+    const tilted = gaussianDenoiser(schedule, {
+      mean: (1 + w) * MEANS[labels[i]] - w * MEANS[NULL_CLASS],
+      std: S,
+    });
+    const expected = await tilted(x.subarray(4 * i, 4 * i + 4), t.subarray(i, i + 1), [1, 1, 2, 2]);
+    for (let j = 0; j < 4; j++) {
+      // Exact algebra evaluated in float32 with outputs up to ~3 in size: 1e-5 absolute.
+      assertClose(out[4 * i + j], expected[j], 1e-5, `example ${i} value ${j}`);
+    }
+  }
+});
+
+Deno.test("guided DDPM samples Gaussian classes at the tilted mean (1 + w) mu_y - w mu_none", async () => {
+  const n = 4000, w = 2, y = 2;
+  const x0 = await sample(
+    classifierFreeGuidance(idealConditional(), {
+      labels: new Int32Array(n).fill(y),
+      nullClass: NULL_CLASS,
+      guidance: w,
+    }),
+    { schedule, shape: [n, 1, 1, 1], sampler: "ddpm", seed: 11, clipDenoised: false },
+  );
+  const m = moments(x0);
+  const tiltedMean = (1 + w) * MEANS[y] - w * MEANS[NULL_CLASS]; // 1.4: far from every class
+  // 4 standard errors; DDPM with all 1000 steps adds well under 1% (tests/samplers_test.ts).
+  assertClose(m.mean, tiltedMean, 4 * m.meanSe + 0.01 * tiltedMean, "mean");
+  assertClose(m.variance, S * S, 4 * m.varianceSe + 0.01 * S * S, "variance");
+});
+
+Deno.test("guidance gives the same result for eps, x0 and v networks (the weights sum to 1)", async () => {
+  const labels = Int32Array.of(0, 1, 2, 0);
+  const w = 3;
+  const eps = await classifierFreeGuidance(idealConditional(), {
+    labels,
+    nullClass: NULL_CLASS,
+    guidance: w,
+  })(x, t, shape);
+  const fromEps = (
+    kind: "x0" | "v",
+    xs: Float32Array,
+    ts: Float32Array,
+    e: Float32Array,
+    s: Shape,
+  ) => {
+    const x0 = predictX0FromEps(schedule, xs, ts, e, s);
+    return kind === "x0" ? x0 : predictV(schedule, x0, ts, e, s);
+  };
+  const asPrediction = (kind: "x0" | "v"): ConditionalDenoiser => async (xs, ts, s, ys) =>
+    fromEps(kind, xs, ts, await idealConditional()(xs, ts, s, ys), s);
+  for (const kind of ["x0", "v"] as const) {
+    const guided = await classifierFreeGuidance(asPrediction(kind), {
+      labels,
+      nullClass: NULL_CLASS,
+      guidance: w,
+    })(x, t, shape);
+    const converted = fromEps(kind, x, t, eps, shape);
+    for (let j = 0; j < 16; j++) {
+      // At t = 999, x0 = (x - sqrt(1 - abar) eps) / sqrt(abar) amplifies float32 rounding by
+      // 1 / sqrt(abar) ~ 157: relative 1e-4 of that scale.
+      assertClose(
+        guided[j],
+        converted[j],
+        1e-4 * (1 + Math.abs(converted[j])) * 157,
+        `${kind} ${j}`,
+      );
+    }
+  }
+});
+
+Deno.test("classifierFreeGuidance() rejects bad labels, weights and batch sizes", async () => {
+  const model = idealConditional();
+  assert.throws(
+    () => classifierFreeGuidance(model, { labels: Int32Array.of(4), nullClass: NULL_CLASS }),
+    /labels\[0\] must be a class in 0\.\.2 or 3 \(no class\), got 4/,
+  );
+  assert.throws(
+    () =>
+      classifierFreeGuidance(model, {
+        labels: Int32Array.of(1),
+        nullClass: NULL_CLASS,
+        guidance: -1,
+      }),
+    /guidance must be a finite number >= 0, got -1/,
+  );
+  assert.throws(
+    () => classifierFreeGuidance(model, { labels: Int32Array.of(1), nullClass: 0 }),
+    /nullClass must be a positive integer, got 0/,
+  );
+  const guided = classifierFreeGuidance(model, {
+    labels: Int32Array.of(1, 2),
+    nullClass: NULL_CLASS,
+  });
+  await assert.rejects(async () => await guided(x, t, shape), /4 examples but 2 labels/);
+});

@@ -1,0 +1,241 @@
+import assert from "node:assert/strict";
+import * as tf from "@tensorflow/tfjs";
+import { classifierFreeGuidance } from "../lib/guidance.ts";
+import { createRng } from "../lib/rng.ts";
+import { makeSchedule } from "../lib/schedule.ts";
+import { loadOnnxModel, onnxDenoiser, readModelCard } from "../serve/onnx.ts";
+import { initBackend } from "../train/backend.ts";
+import { loadCheckpoint } from "../train/checkpoint.ts";
+import type { Dataset } from "../train/data.ts";
+import { buildOnnxModel, exportCheckpoint } from "../train/export.ts";
+import { countParameters, describeUNet, PRESETS, validateConfig } from "../train/network.ts";
+import { runTraining } from "../train/run.ts";
+import { tfjsDenoiser } from "../train/tfjs_ops.ts";
+import { Trainer } from "../train/trainer.ts";
+import { card, randomWeights, TINY_CONDITIONAL } from "./_models.ts";
+
+const schedule = makeSchedule();
+const tiny = PRESETS.tiny;
+const K = TINY_CONDITIONAL.numClasses as number; // 3; row K of the embedding is "no class"
+
+/**
+ * 8x8 images of two classes, bright top half (class 0) or bright bottom half (class 1), under
+ * three class names: class 2 never occurs, so its embedding row must never move.
+ */
+function halvesDataset(count: number): Dataset {
+  return {
+    name: "halves",
+    imageSize: 8,
+    channels: 1,
+    length: count,
+    classNames: ["top", "bottom", "unused"],
+    image: (i) => Float32Array.from({ length: 64 }, (_, p) => (p < 32) === (i % 2 === 0) ? 1 : -1),
+    label: (i) => i % 2,
+  };
+}
+
+/** The class embedding of a tfjs tensor map as rows of plain numbers. */
+async function embeddingRows(tensors: ReadonlyMap<string, tf.Tensor>): Promise<number[][]> {
+  const table = tensors.get("class_emb.w") as tf.Tensor;
+  return (await table.array()) as number[][];
+}
+
+const shape = [4, 1, 8, 8] as const;
+const x = createRng(2).normal(4 * 64);
+const t = Float32Array.of(3, 300, 600, 999);
+
+Deno.test("a conditional config adds one embedding table of (classes + 1) rows; presets stay unconditional", () => {
+  const plain = describeUNet(tiny).params;
+  const conditional = describeUNet(TINY_CONDITIONAL).params;
+  const table = conditional.find((p) => p.name === "class_emb.w");
+  assert.deepEqual(table?.shape, [K + 1, 4 * tiny.ch], "rows 0..K-1 classes, row K no class");
+  assert.equal(countParameters(conditional), countParameters(plain) + (K + 1) * 4 * tiny.ch);
+  for (const preset of Object.values(PRESETS)) {
+    assert.ok(!describeUNet(preset).params.some((p) => p.name.startsWith("class_emb")));
+  }
+  assert.throws(
+    () => validateConfig({ ...tiny, numClasses: 2.5 }),
+    /numClasses must be a positive integer, got 2.5/,
+  );
+  assert.throws(
+    () => validateConfig({ ...tiny, numClasses: -1 }),
+    /numClasses must be a positive integer, got -1/,
+  );
+});
+
+Deno.test("training moves the embedding rows of the classes it sees, and the no-class row only with label dropout", async () => {
+  await initBackend("cpu");
+  const data = halvesDataset(8);
+  const x0 = new Float32Array(4 * 64);
+  for (let i = 0; i < 4; i++) x0.set(data.image(i), i * 64);
+  const labels = Int32Array.from({ length: 4 }, (_, i) => data.label(i));
+  for (const labelDropout of [0, 0.5, 1]) {
+    const trainer = Trainer.create({
+      config: TINY_CONDITIONAL,
+      schedule,
+      labelDropout,
+      optimizer: { warmupSteps: 0, lr: 1e-3 },
+    }, 1);
+    try {
+      assert.ok((await embeddingRows(trainer.params)).flat().every((v) => v === 0), "starts at 0");
+      for (let step = 0; step < 4; step++) {
+        await trainer.trainStep(x0, shape, createRng(10 + step), labels);
+      }
+      const rows = await embeddingRows(trainer.params);
+      const moved = rows.map((row) => row.some((v) => v !== 0));
+      // Adam moves a row only where its gradient was ever non-zero: exactly the rows used.
+      assert.deepEqual(moved, [
+        labelDropout < 1,
+        labelDropout < 1,
+        false, // class 2 never occurs
+        labelDropout > 0,
+      ], `label dropout ${labelDropout}`);
+    } finally {
+      trainer.dispose();
+    }
+  }
+});
+
+Deno.test("a warm start from an unconditional network computes its function for every label", async () => {
+  await initBackend("cpu");
+  const weights = randomWeights(tiny, 4);
+  const plain = new Map(Object.entries(weights).map(([k, v]) => [k, tf.tensor(v.data, v.shape)]));
+  const trainer = Trainer.create({ config: TINY_CONDITIONAL, schedule }, 9, {
+    params: weights,
+    ema: weights,
+  });
+  try {
+    const reference = await tfjsDenoiser(plain, tiny)(x, t, shape);
+    for (const y of [0, 1, 2, K]) {
+      const out = await trainer.emaDenoiser()(x, t, shape, new Int32Array(4).fill(y));
+      assert.deepEqual(out, reference, `label ${y}: a zero class embedding adds exactly 0`);
+    }
+    assert.throws(
+      () =>
+        Trainer.create({ config: { ...TINY_CONDITIONAL, ch: 16 }, schedule }, 9, {
+          params: weights,
+          ema: weights,
+        }),
+      /warm start: temb.dense0.w has shape \[8,32\], this network needs \[16,64\]/,
+    );
+  } finally {
+    plain.forEach((p) => p.dispose());
+    trainer.dispose();
+  }
+});
+
+Deno.test("ONNX export with input y matches tfjs label by label, and the no-class row is the unconditional prediction", async () => {
+  await initBackend("cpu");
+  const weights = randomWeights(TINY_CONDITIONAL, 5);
+  const params = new Map(Object.entries(weights).map(([k, v]) => [k, tf.tensor(v.data, v.shape)]));
+  const model = await loadOnnxModel(
+    buildOnnxModel(weights, TINY_CONDITIONAL, card(TINY_CONDITIONAL)),
+  );
+  try {
+    const network = tfjsDenoiser(params, TINY_CONDITIONAL);
+    const onnx = onnxDenoiser(model, { maxBatch: 3 }); // 3 + 1: labels split with the batch
+    const labels = Int32Array.of(0, 2, K, 1);
+    const reference = await network(x, t, shape, labels);
+    const got = await onnx(x, t, shape, labels);
+    const scale = reference.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
+    const maxAbs = reference.reduce((m, v, i) => Math.max(m, Math.abs(v - got[i])), 0);
+    // The bound of tests/export_test.ts: float32 over ~50 layers in two summation orders.
+    assert.ok(scale > 0.1 && maxAbs <= 1e-4 * scale, `max |onnx - tfjs| ${maxAbs}, scale ${scale}`);
+    // The labels reach the network: another label, another output (by the output's own size).
+    const other = await onnx(x, t, shape, Int32Array.of(1, 0, 0, 2));
+    const change = other.reduce((m, v, i) => Math.max(m, Math.abs(v - got[i])), 0);
+    assert.ok(change > 0.01 * scale, `changing the labels moved the output by only ${change}`);
+    // Labels left out mean "no class", in both runtimes.
+    assert.deepEqual(await onnx(x, t, shape), await onnx(x, t, shape, new Int32Array(4).fill(K)));
+    assert.deepEqual(
+      await network(x, t, shape),
+      await network(x, t, shape, new Int32Array(4).fill(K)),
+    );
+    // Guidance 0 is the conditional prediction; "no class" rows are never guided.
+    const guided0 = classifierFreeGuidance(onnx, { labels, nullClass: K, guidance: 0 });
+    assert.deepEqual(await guided0(x, t, shape), got);
+    const guided = await classifierFreeGuidance(onnx, { labels, nullClass: K, guidance: 2 })(
+      x,
+      t,
+      shape,
+    );
+    assert.deepEqual(guided.subarray(128, 192), got.subarray(128, 192));
+    const unconditional = await onnx(x, t, shape);
+    for (const i of [0, 1, 3]) {
+      for (let j = i * 64; j < (i + 1) * 64; j++) {
+        const expected = 3 * got[j] - 2 * unconditional[j];
+        assert.ok(Math.abs(guided[j] - expected) <= 1e-5 * (1 + Math.abs(expected)), `value ${j}`);
+      }
+    }
+  } finally {
+    params.forEach((p) => p.dispose());
+    await model.session.release();
+  }
+});
+
+Deno.test("a conditional run trains, checkpoints its class names, and exports a model with input y", async () => {
+  await initBackend("cpu");
+  const dir = await Deno.makeTempDir();
+  try {
+    const data = { train: halvesDataset(16), heldOut: halvesDataset(4) };
+    const result = await runTraining({
+      config: tiny,
+      conditional: true,
+      labelDropout: 0.2,
+      dataset: "halves",
+      data,
+      batch: 4,
+      seed: 3,
+      steps: 3,
+      out: dir,
+      sampleEvery: 3,
+      evalEvery: 3,
+      logEvery: 3,
+      report: () => {},
+    });
+    const ckpt = await loadCheckpoint(result.checkpoint);
+    assert.equal(ckpt.config.numClasses, 3);
+    assert.deepEqual(ckpt.metadata.classNames, ["top", "bottom", "unused"]);
+    assert.equal((ckpt.trainingState as { labelDropout: number }).labelDropout, 0.2);
+    const exported = await exportCheckpoint(result.checkpoint, `${dir}/halves.onnx`);
+    assert.deepEqual(exported.modelCard.classNames, ["top", "bottom", "unused"]);
+    assert.match(
+      exported.modelCard.inputs.y ?? "",
+      /int64 \[N\]: class of each image, 0\.\.2, or 3 for no class/,
+    );
+    const bytes = await Deno.readFile(`${dir}/halves.onnx`);
+    assert.deepEqual(readModelCard(bytes).classNames, ["top", "bottom", "unused"]);
+    const model = await loadOnnxModel(bytes);
+    try {
+      assert.deepEqual([...model.session.inputNames], ["x", "t", "y"]);
+    } finally {
+      await model.session.release();
+    }
+    // The same flags on an unconditional export give no y.
+    const plain = buildOnnxModel(randomWeights(tiny, 1), tiny, card(tiny));
+    const plainModel = await loadOnnxModel(plain);
+    try {
+      assert.deepEqual([...plainModel.session.inputNames], ["x", "t"]);
+    } finally {
+      await plainModel.session.release();
+    }
+    // A dataset without classes cannot train a conditional network.
+    const unlabelled: Dataset = { ...halvesDataset(8), classNames: undefined, label: () => -1 };
+    await assert.rejects(
+      runTraining({
+        config: tiny,
+        conditional: true,
+        dataset: "none",
+        data: { train: unlabelled, heldOut: unlabelled },
+        batch: 4,
+        seed: 1,
+        steps: 1,
+        out: `${dir}/unlabelled`,
+        report: () => {},
+      }),
+      /a conditional network needs a dataset with at least 2 classes; halves has 0/,
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
