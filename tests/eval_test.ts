@@ -9,7 +9,14 @@ import {
   MNIST_CLASSIFIER,
 } from "../train/classifier.ts";
 import type { NamedTensors } from "../train/checkpoint.ts";
-import { classify, evalTable, evaluate, loadClassifier, parseSamplers } from "../train/eval.ts";
+import {
+  classify,
+  evalTable,
+  evaluate,
+  loadClassifier,
+  parseGuidance,
+  parseSamplers,
+} from "../train/eval.ts";
 import { onnxModelBytes } from "../train/export.ts";
 import { initParameters, PRESETS } from "../train/network.ts";
 import { TfjsOps } from "../train/tfjs_ops.ts";
@@ -88,4 +95,42 @@ Deno.test("sampler settings parse, and bad ones are named", () => {
     steps: 50,
   }]);
   assert.throws(() => parseSamplers("euler:10"), /look like ddim:50 or ddpm:1000, got "euler:10"/);
+});
+
+Deno.test("evaluate() samples a conditional model digit by digit at each guidance weight", async () => {
+  const bytes = randomOnnxModel({ ...PRESETS.mnist, numClasses: 10 }, 1, {
+    schedule: { kind: "linear", timesteps: 20, betaStart: 1e-4, betaEnd: 0.2 },
+  });
+  const model = await loadOnnxModel(bytes, "wasm");
+  const classifier = await loadClassifier(randomClassifier().bytes, "wasm");
+  try {
+    const result = await evaluate({
+      model,
+      classifier,
+      samples: 10,
+      samplers: parseSamplers("ddim:3"),
+      nllImages: 0,
+      batch: 5,
+      seed: 0,
+      guidance: [0, 2],
+      log: () => {},
+    });
+    assert.deepEqual(result.samplers.map((r) => r.guidance), [0, 2]);
+    for (const row of result.samplers) {
+      const share = row.labelAccuracy as number;
+      assert.ok(share >= 0 && share <= 1 && Number.isInteger(share * 10), `accuracy ${share}`);
+    }
+    const table = evalTable(result, 10);
+    assert.match(table, /\| sampler \| steps \| guidance \| label accuracy \|/);
+    assert.match(table, /\| ddim \| 3 \| 2 \| \d+\.\d% ± \d+\.\d \|/);
+  } finally {
+    await model.session.release();
+    await classifier.session.release();
+  }
+});
+
+Deno.test("guidance weights parse, and bad ones are named", () => {
+  assert.deepEqual(parseGuidance("0, 1,3.5"), [0, 1, 3.5]);
+  assert.throws(() => parseGuidance("1,-2"), /numbers >= 0 such as 0,1,3, got "-2"/);
+  assert.throws(() => parseGuidance("1,,2"), /got ""/);
 });

@@ -9,12 +9,16 @@
  *    training digits and the held-out ones (the floor, at the same sample sizes), and the
  *    class histogram of the generated digits.
  * 3. Sampler comparison: the distance and the wall time per image for each sampler.
+ * 4. A class-conditional model samples the ten digits in equal numbers, at each classifier-free
+ *    guidance weight asked for, and also reports the label accuracy: the share of samples the
+ *    classifier assigns to the digit that was asked for.
  *
  * @module
  */
 
 import { parseArgs } from "node:util";
 import { featureStatistics, frechetDistance } from "../lib/frechet.ts";
+import { classifierFreeGuidance } from "../lib/guidance.ts";
 import { variationalBound } from "../lib/likelihood.ts";
 import { createRng } from "../lib/rng.ts";
 import { sample, type SamplerKind } from "../lib/samplers.ts";
@@ -43,6 +47,17 @@ export function parseSamplers(text: string): SamplerSetting[] {
       throw new RangeError(`sampler settings look like ddim:50 or ddpm:1000, got "${entry}"`);
     }
     return { sampler, steps: n };
+  });
+}
+
+/** Parses `"0,1,3"`: guidance weights, each a finite number >= 0. */
+export function parseGuidance(text: string): number[] {
+  return text.split(",").map((entry) => {
+    const w = Number(entry.trim());
+    if (entry.trim() === "" || !Number.isFinite(w) || w < 0) {
+      throw new RangeError(`guidance weights are numbers >= 0 such as 0,1,3, got "${entry}"`);
+    }
+    return w;
   });
 }
 
@@ -144,6 +159,8 @@ export interface EvalOptions {
   nllImages: number;
   batch: number;
   seed: number;
+  /** Guidance weights to evaluate a conditional model at. Default `[0]`. */
+  guidance?: number[];
   log?: (line: string) => void;
 }
 
@@ -152,6 +169,10 @@ export interface SamplerResult extends SamplerSetting {
   frechet: number;
   msPerImage: number;
   classHistogram: number[];
+  /** Conditional models: the guidance weight. */
+  guidance?: number;
+  /** Conditional models: the share of samples classified as the digit asked for. */
+  labelAccuracy?: number;
 }
 
 /** Everything `deno task eval` reports. */
@@ -173,8 +194,17 @@ export async function evaluate(options: EvalOptions): Promise<EvalResult> {
     );
   }
   const schedule = makeSchedule({ ...card.schedule, kind: card.schedule.kind as ScheduleKind });
-  const denoiser = onnxDenoiser(model, { maxBatch: batch });
-  const { train, heldOut } = await loadMnist({ seed: 0 }); // the trainer's split (seed 0, 10%)
+  const network = onnxDenoiser(model, { maxBatch: batch });
+  const denoiser: typeof network = (x, t, shape) => network(x, t, shape);
+  const numClasses = card.config.numClasses ?? 0;
+  if (numClasses > 0 && numClasses !== 10) {
+    throw new RangeError(
+      `the evaluation classifier knows 10 digits, the model has ${numClasses} classes`,
+    );
+  }
+  const guidanceWeights = numClasses > 0 ? options.guidance ?? [0] : [undefined];
+  // The trainer's split: its seed (from the card; 0 before cards recorded it), 10% held out.
+  const { train, heldOut } = await loadMnist({ seed: card.seed ?? 0 });
   const heldOutIndices = Array.from({ length: heldOut.length }, (_, i) => i);
   const real = await classify(classifier, imagesAt(heldOut, heldOutIndices), heldOut.length);
   const realStats = featureStatistics(real.features, real.dim);
@@ -223,48 +253,75 @@ export async function evaluate(options: EvalOptions): Promise<EvalResult> {
   }
 
   const results: SamplerResult[] = [];
+  // Conditional models ask for the digits in turn, so every class gets samples/10 of them.
+  const requested = Int32Array.from({ length: samples }, (_, i) => i % 10);
   for (const setting of options.samplers) {
-    const images = new Float32Array(samples * 784);
-    const started = performance.now();
-    for (let start = 0; start < samples; start += batch) {
-      const n = Math.min(batch, samples - start);
-      const out = await sample(denoiser, {
-        schedule,
-        shape: [n, 1, 28, 28],
-        sampler: setting.sampler,
-        steps: setting.steps,
-        prediction: card.prediction as "eps",
-        variance: card.variance,
-        seed: seed + 1000 + start,
-      });
-      images.set(out, start * 784);
+    for (const guidance of guidanceWeights) {
+      const images = new Float32Array(samples * 784);
+      const started = performance.now();
+      for (let start = 0; start < samples; start += batch) {
+        const n = Math.min(batch, samples - start);
+        const model = guidance === undefined ? denoiser : classifierFreeGuidance(network, {
+          labels: requested.slice(start, start + n),
+          nullClass: numClasses,
+          guidance,
+        });
+        const out = await sample(model, {
+          schedule,
+          shape: [n, 1, 28, 28],
+          sampler: setting.sampler,
+          steps: setting.steps,
+          prediction: card.prediction as "eps",
+          variance: card.variance,
+          seed: seed + 1000 + start,
+        });
+        images.set(out, start * 784);
+      }
+      const msPerImage = (performance.now() - started) / samples;
+      const generated = await distanceTo(realStats, classifier, images, samples);
+      const frechet = generated.frechet;
+      const classHistogram = new Array(10).fill(0);
+      for (const c of generated.classes) classHistogram[c]++;
+      const conditional = guidance === undefined ? {} : {
+        guidance,
+        labelAccuracy: generated.classes.filter((c, i) => c === requested[i]).length / samples,
+      };
+      results.push({ ...setting, frechet, msPerImage, classHistogram, ...conditional });
+      log(
+        `${setting.sampler}:${setting.steps}${
+          guidance === undefined ? "" : ` guidance ${guidance}`
+        }: Fréchet distance ${frechet.toFixed(3)}, ${msPerImage.toFixed(0)} ms/image, classes [${
+          classHistogram.join(", ")
+        }]${
+          conditional.labelAccuracy === undefined
+            ? ""
+            : `, label accuracy ${(100 * conditional.labelAccuracy).toFixed(1)}%`
+        }`,
+      );
     }
-    const msPerImage = (performance.now() - started) / samples;
-    const generated = await distanceTo(realStats, classifier, images, samples);
-    const frechet = generated.frechet;
-    const classHistogram = new Array(10).fill(0);
-    for (const c of generated.classes) classHistogram[c]++;
-    results.push({ ...setting, frechet, msPerImage, classHistogram });
-    log(
-      `${setting.sampler}:${setting.steps}: Fréchet distance ${frechet.toFixed(3)}, ${
-        msPerImage.toFixed(0)
-      } ms/image, classes [${classHistogram.join(", ")}]`,
-    );
   }
   return { nll, realFloor, heldOutImages: heldOut.length, samplers: results };
 }
 
 /** The results as the README's Markdown table. */
 export function evalTable(result: EvalResult, samples: number): string {
+  const conditional = result.samplers.some((r) => r.labelAccuracy !== undefined);
+  // A binomial share's 95% interval: +- 1.96 sqrt(p (1 - p) / n).
+  const accuracy = (p: number) =>
+    `${(100 * p).toFixed(1)}% ± ${(196 * Math.sqrt(p * (1 - p) / samples)).toFixed(1)}`;
   const lines = [
-    `| sampler | steps | Fréchet distance (${samples} samples) | ms/image | digits 0-9 (counts) |`,
-    "| --- | --- | --- | --- | --- |",
+    `| sampler | steps |${
+      conditional ? " guidance | label accuracy |" : ""
+    } Fréchet distance (${samples} samples) | ms/image | digits 0-9 (counts) |`,
+    `| --- | --- |${conditional ? " --- | --- |" : ""} --- | --- | --- |`,
     ...result.samplers.map((r) =>
-      `| ${r.sampler} | ${r.steps} | ${r.frechet.toFixed(2)} | ${r.msPerImage.toFixed(0)} | ${
-        r.classHistogram.join(" ")
-      } |`
+      `| ${r.sampler} | ${r.steps} |${
+        conditional ? ` ${r.guidance} | ${accuracy(r.labelAccuracy ?? NaN)} |` : ""
+      } ${r.frechet.toFixed(2)} | ${r.msPerImage.toFixed(0)} | ${r.classHistogram.join(" ")} |`
     ),
-    `| real digits (floor) | - | ${result.realFloor.toFixed(2)} | - | - |`,
+    `| real digits (floor) | - |${conditional ? " - | - |" : ""} ${
+      result.realFloor.toFixed(2)
+    } | - | - |`,
   ];
   if (result.nll) {
     lines.push(
@@ -289,6 +346,7 @@ if (import.meta.main) {
       batch: { type: "string", default: "100" },
       seed: { type: "string", default: "0" },
       provider: { type: "string", default: "wasm" },
+      guidance: { type: "string", default: "0" },
       json: { type: "string" },
     },
   });
@@ -304,6 +362,7 @@ if (import.meta.main) {
     nllImages: Number(values["nll-images"]),
     batch: Number(values.batch),
     seed: Number(values.seed),
+    guidance: parseGuidance(values.guidance),
   });
   console.log(
     `\n${values.model} (${model.card.trainingSteps} training steps), provider ${provider}\n`,

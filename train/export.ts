@@ -51,6 +51,8 @@ export interface ModelCard {
    * `classNames.length` for "no class" (what classifier-free guidance mixes against).
    */
   classNames?: string[];
+  /** The run's seed: its initial weights, its data split and order (the evaluation's split). */
+  seed?: number;
   /** The checkpoint this model was fine-tuned from, when it did not start from random weights. */
   initializedFrom?: { path: string; step: number };
   trainingSteps: number;
@@ -230,6 +232,7 @@ export function modelCard(ckpt: Checkpoint, weights: "ema" | "raw"): ModelCard {
     ...(numClasses > 0 && metadata.classNames ? { classNames: metadata.classNames } : {}),
     ...(metadata.initializedFrom ? { initializedFrom: metadata.initializedFrom } : {}),
     trainingSteps: ckpt.step,
+    seed: ckpt.seed,
     parameters: countParameters(describeUNet(config).params),
     weights,
     config,
