@@ -9,6 +9,7 @@ import { loadCheckpoint } from "../train/checkpoint.ts";
 import type { Dataset } from "../train/data.ts";
 import { buildOnnxModel, exportCheckpoint } from "../train/export.ts";
 import { countParameters, describeUNet, PRESETS, validateConfig } from "../train/network.ts";
+import { parseTrainArgs } from "../train/main.ts";
 import { runTraining } from "../train/run.ts";
 import { tfjsDenoiser } from "../train/tfjs_ops.ts";
 import { Trainer } from "../train/trainer.ts";
@@ -238,4 +239,23 @@ Deno.test("a conditional run trains, checkpoints its class names, and exports a 
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("train flags: --conditional, --label-dropout and --init-from reach the run options", () => {
+  const { options } = parseTrainArgs([
+    "--conditional",
+    "--label-dropout",
+    "0.2",
+    "--init-from",
+    "runs/mnist-main/ckpt-00003400.ddpm",
+  ]);
+  assert.equal(options.conditional, true);
+  assert.equal(options.labelDropout, 0.2);
+  assert.equal(options.initFrom, "runs/mnist-main/ckpt-00003400.ddpm");
+  assert.equal(parseTrainArgs([]).options.conditional, false);
+  assert.equal(parseTrainArgs([]).options.labelDropout, 0.1, "Ho & Salimans' 0.1 by default");
+  assert.throws(
+    () => parseTrainArgs(["--label-dropout", "1.5"]),
+    /--label-dropout must be in \[0, 1\], got 1.5/,
+  );
 });

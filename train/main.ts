@@ -267,7 +267,17 @@ if (import.meta.main) {
     Deno.exit(0);
   }
   if (parsed.dryRun) {
-    console.log(networkSummary(parsed.options.config));
+    let config = parsed.options.config;
+    if (parsed.options.conditional) {
+      // The class count comes from the data: load it (a second for the npm datasets).
+      const { loadDataset } = await import("./data.ts");
+      const { train } = await loadDataset(parsed.options.dataset, {
+        imageSize: config.imageSize,
+        channels: config.channels as 1 | 3,
+      });
+      config = { ...config, numClasses: train.classNames?.length ?? 0 };
+    }
+    console.log(networkSummary(config));
     Deno.exit(0);
   }
   const backend = await initBackend(parsed.backend);
