@@ -5,7 +5,11 @@
  * depend on the weights' values, so the figures hold for a trained model. Prints a Markdown
  * table.
  *
- *   deno task bench:serve [--preset mnist] [--provider wasm] [--runs 3]
+ *   deno task bench:serve [--preset mnist] [--provider wasm] [--runs 3] [--conditional]
+ *
+ * With `--conditional` the network has a 10-class embedding and the table adds requests with a
+ * label, without and with classifier-free guidance: guidance evaluates each image twice (with
+ * and without its class) in one batch, so it should cost about twice the network time.
  *
  * onnxruntime-web runs one WebAssembly thread (`serve/onnx.ts`), so the figures track one
  * core's speed and any other load on the machine; the load average is printed with them.
@@ -24,10 +28,12 @@ const { values } = parseArgs({
     preset: { type: "string", default: "mnist" },
     provider: { type: "string", default: "wasm" },
     runs: { type: "string", default: "3" },
+    conditional: { type: "boolean", default: false },
   },
 });
-const config = PRESETS[values.preset as keyof typeof PRESETS];
-if (!config) throw new RangeError(`--preset must be one of ${Object.keys(PRESETS).join(", ")}`);
+const preset = PRESETS[values.preset as keyof typeof PRESETS];
+if (!preset) throw new RangeError(`--preset must be one of ${Object.keys(PRESETS).join(", ")}`);
+const config = values.conditional ? { ...preset, numClasses: 10 } : preset;
 const runs = Number(values.runs);
 const provider = await chooseProvider(values.provider as ProviderChoice);
 const registry = await loadRegistry(
@@ -49,11 +55,17 @@ async function request(body: Record<string, unknown>): Promise<number> {
   return performance.now() - start;
 }
 
-const cases = [
+const cases: { n: number; steps: number; sampler: string; label?: number; guidance?: number }[] = [
   { n: 1, steps: 50, sampler: "ddim" },
   { n: 16, steps: 10, sampler: "ddim" },
   { n: 16, steps: 50, sampler: "ddim" },
 ];
+if (values.conditional) {
+  cases.push(
+    { n: 16, steps: 50, sampler: "ddim", label: 7, guidance: 0 },
+    { n: 16, steps: 50, sampler: "ddim", label: 7, guidance: 3 },
+  );
+}
 const gflopPerImage = describeUNet(config).flopsPerImage / 1e9;
 // Other processes on the machine slow every figure; the load average says how busy it was.
 const load = Deno.loadavg().map((l) => l.toFixed(2)).join(", ");
@@ -66,13 +78,15 @@ console.log("");
 console.log("| request | images | steps | median s | min s | ms per step | images/s |");
 console.log("| ------- | ------ | ----- | -------- | ----- | ----------- | -------- |");
 await request({ n: 2, steps: 2, seed: 0 }); // warm-up: session start-up, JIT
-for (const { n, steps, sampler } of cases) {
+for (const { n, steps, sampler, label, guidance } of cases) {
   const times: number[] = [];
-  for (let i = 0; i < runs; i++) times.push(await request({ n, steps, sampler, seed: i }));
+  for (let i = 0; i < runs; i++) {
+    times.push(await request({ n, steps, sampler, seed: i, label, guidance }));
+  }
   times.sort((a, b) => a - b);
   const median = times[Math.floor(times.length / 2)];
   const cells = [
-    `${sampler} png`,
+    `${sampler} png${label === undefined ? "" : `, label ${label}, guidance ${guidance}`}`,
     n,
     steps,
     (median / 1000).toFixed(2),
