@@ -39,6 +39,13 @@ import {
   toBase64,
 } from "./images.ts";
 import { deadline, JobQueue, QueueFullError } from "./jobs.ts";
+import {
+  checkGuidedBatch,
+  conditioning,
+  type LabelField,
+  labelNames,
+  labelsHeader,
+} from "./labels.ts";
 import { type Limits, resolveLimits } from "./limits.ts";
 import { interpolateImages, noisePreview, sampleImages } from "./pipeline.ts";
 import playgroundHtml from "./playground.html" with { type: "text" };
@@ -312,6 +319,7 @@ export function createApp(dependencies: AppDependencies): DdpmApp {
         models: registry.models.map((m, i) => ({
           name: m.name,
           default: i === 0,
+          classes: [...m.classes],
           card: m.card as unknown as z.infer<typeof ModelsSchema>["models"][number]["card"],
         })),
       }, 200),
@@ -357,6 +365,8 @@ export function createApp(dependencies: AppDependencies): DdpmApp {
     seed?: number;
     columns?: number;
     every?: number;
+    label?: LabelField | null;
+    guidance: number;
   }) {
     const model = findModel(body.model);
     const T = model.schedule.timesteps;
@@ -379,6 +389,8 @@ export function createApp(dependencies: AppDependencies): DdpmApp {
         `columns: must be in 1..n (${body.n}), got ${body.columns}`,
       );
     }
+    const { labels, guidance, guided } = conditioning(model, body.label, body.guidance, body.n);
+    checkGuidedBatch("n", body.n, guided, limits.maxImages);
     return {
       model,
       n: body.n,
@@ -389,7 +401,22 @@ export function createApp(dependencies: AppDependencies): DdpmApp {
       seed: body.seed ?? randomSeed(),
       columns: body.columns,
       every: body.every ?? Math.ceil(steps / 50),
+      labels,
+      guidance,
     };
+  }
+
+  /** The headers of a sampling response: the seed and model, and the classes when asked for. */
+  function samplingHeaders(plan: ReturnType<typeof samplingPlan>): Record<string, string> {
+    const headers: Record<string, string> = {
+      "X-Seed": String(plan.seed),
+      "X-Model": plan.model.name,
+    };
+    if (plan.labels) {
+      headers["X-Labels"] = labelsHeader(plan.model, plan.labels);
+      headers["X-Guidance"] = String(plan.guidance);
+    }
+    return headers;
   }
 
   app.openapi(
@@ -399,7 +426,8 @@ export function createApp(dependencies: AppDependencies): DdpmApp {
       summary: "Draw samples: a PNG grid, 8-bit pixels in JSON, or an animated trajectory",
       description: "The seed used is returned in `X-Seed` (and in JSON); the same request with " +
         "the same seed returns the same bytes. `apng` shows `x_t` every `every` steps, then " +
-        "the result.",
+        "the result. A class-conditional model samples the classes in `label`, guided by " +
+        "`guidance` (classifier-free guidance); `X-Labels` and `X-Guidance` report them.",
       request: {
         body: {
           required: true,
@@ -409,7 +437,11 @@ export function createApp(dependencies: AppDependencies): DdpmApp {
       responses: {
         200: {
           description: "The samples.",
-          headers: { "X-Seed": { schema: { type: "integer" }, description: "The seed used." } },
+          headers: {
+            "X-Seed": { schema: { type: "integer" }, description: "The seed used." },
+            "X-Model": { schema: { type: "string" }, description: "The model used." },
+            ..._classHeaders,
+          },
           content: {
             "image/png": { schema: { type: "string", format: "binary" } },
             "image/apng": { schema: { type: "string", format: "binary" } },
@@ -437,7 +469,7 @@ export function createApp(dependencies: AppDependencies): DdpmApp {
             }
             : undefined,
         }));
-      const headers = { "X-Seed": String(plan.seed), "X-Model": model.name };
+      const headers = samplingHeaders(plan);
       switch (body.format) {
         case "png":
           return _binary(c, gridPng(model, x, n, columns), "image/png", headers);
@@ -455,6 +487,8 @@ export function createApp(dependencies: AppDependencies): DdpmApp {
               sampler: plan.sampler,
               steps: plan.steps,
               eta: plan.eta,
+              labels: labelNames(model, plan.labels, n),
+              guidance: plan.guidance,
               shape: [n, ...model.imageShape],
               images: jsonImages(model, x, n),
             },
@@ -474,9 +508,9 @@ export function createApp(dependencies: AppDependencies): DdpmApp {
       method: "post",
       path: "/v1/samples/stream",
       summary: "Draw samples and stream progress as server-sent events",
-      description: "Events: `start` (the plan and seed), `step` every `every` steps (`t` and " +
-        "a base64 PNG grid of the predicted x_0), `done` (the final grid), or `error` " +
-        "(`{ error, detail }`). Closing the connection stops the work.",
+      description: "Events: `start` (the plan and seed, with `labels` and `guidance`), `step` " +
+        "every `every` steps (`t` and a base64 PNG grid of the predicted x_0), `done` (the " +
+        "final grid), or `error` (`{ error, detail }`). Closing the connection stops the work.",
       request: {
         body: {
           required: true,
@@ -486,6 +520,10 @@ export function createApp(dependencies: AppDependencies): DdpmApp {
       responses: {
         200: {
           description: "A text/event-stream.",
+          headers: {
+            "X-Seed": { schema: { type: "integer" }, description: "The seed used." },
+            ..._classHeaders,
+          },
           content: { "text/event-stream": { schema: { type: "string" } } },
         },
         ..._jobErrors,
@@ -509,16 +547,26 @@ export function createApp(dependencies: AppDependencies): DdpmApp {
         throw _jobError(error, signal, queue);
       }
       const slot = reservation;
-      c.header("X-Seed", String(plan.seed));
-      c.header("X-Model", model.name);
+      for (const [name, value] of Object.entries(samplingHeaders(plan))) c.header(name, value);
       return streamSSE(c, async (stream) => {
         stream.onAbort(() => disconnect.abort(_clientGone()));
         const send = (event: string, data: unknown) =>
           stream.writeSSE({ event, data: JSON.stringify(data) });
         try {
           await slot.ready;
-          const { sampler, steps, eta, seed } = plan;
-          await send("start", { model: model.name, seed, sampler, steps, eta, n, every });
+          const { sampler, steps, eta, seed, guidance } = plan;
+          const labels = labelNames(model, plan.labels, n);
+          await send("start", {
+            model: model.name,
+            seed,
+            sampler,
+            steps,
+            eta,
+            n,
+            every,
+            labels,
+            guidance,
+          });
           const started = performance.now();
           const x = await sampleImages(model, {
             ...plan,
@@ -579,7 +627,8 @@ export function createApp(dependencies: AppDependencies): DdpmApp {
       summary: "Forward-process preview: x_t ~ q(x_t | x_0) for a list of timesteps",
       description: "One noise image, drawn from the seed, is shared by every frame, so frames " +
         "differ only by t. The PNG is one row of frames, plus a row of the model's x_0 " +
-        "estimates with `reconstruct`.",
+        "estimates with `reconstruct` (as the class in `label`, guided by `guidance`, for a " +
+        "conditional model).",
       request: {
         body: {
           content: {
@@ -591,7 +640,7 @@ export function createApp(dependencies: AppDependencies): DdpmApp {
       responses: {
         200: {
           description: "The strip.",
-          headers: { "X-Seed": { schema: { type: "integer" } } },
+          headers: { "X-Seed": { schema: { type: "integer" } }, ..._classHeader },
           content: {
             "image/png": { schema: { type: "string", format: "binary" } },
             "application/json": { schema: NoiseJsonSchema },
@@ -623,20 +672,33 @@ export function createApp(dependencies: AppDependencies): DdpmApp {
         throw new HttpError(400, "invalid_request", `count: must be at most T = ${T}`);
       }
       const timesteps = options.timesteps ?? spacedTimesteps(T, count, "linspace");
+      const hasLabel = options.label !== undefined && options.label !== null;
+      if (!options.reconstruct && (hasLabel || options.guidance > 0)) {
+        const field = hasLabel ? "label" : "guidance";
+        throw new HttpError(400, "invalid_request", `${field}: applies with reconstruct only`);
+      }
+      const k = timesteps.length;
+      const { labels, guidance, guided } = conditioning(model, options.label, options.guidance, k);
+      checkGuidedBatch(options.timesteps ? "timesteps" : "count", k, guided, limits.maxFrames);
       const image = _upload(uploads, "image", model, options.resize, limits);
       const seed = options.seed ?? randomSeed();
       const compute = (signal?: AbortSignal) =>
         noisePreview(model, image.x, timesteps, {
           seed,
           reconstruct: options.reconstruct,
+          labels,
+          guidance,
           signal,
         });
       // Without reconstructions there is no network call: cheap enough to skip the queue.
       const { frames, reconstructions } = options.reconstruct
         ? await runJob(c, compute)
         : await compute();
-      const k = timesteps.length;
-      const headers: Record<string, string> = { "X-Seed": String(seed), "X-Model": model.name };
+      const headers: Record<string, string> = {
+        "X-Seed": String(seed),
+        "X-Model": model.name,
+        ..._classHeaderValues(model, labels, guidance),
+      };
       if (image.conversion) headers["X-Image-Conversion"] = image.conversion;
       if (options.format === "json") {
         return c.json(
@@ -644,6 +706,8 @@ export function createApp(dependencies: AppDependencies): DdpmApp {
             model: model.name,
             seed,
             timesteps: [...timesteps],
+            label: labelNames(model, labels, 1)[0],
+            guidance,
             conversion: image.conversion,
             frames: jsonImages(model, frames, k),
             ...(reconstructions ? { reconstructions: jsonImages(model, reconstructions, k) } : {}),
@@ -665,7 +729,8 @@ export function createApp(dependencies: AppDependencies): DdpmApp {
       summary: "Interpolate two images through the diffusion latent at t (paper Fig. 8)",
       description: "Both images are encoded to t with q(x_t | x_0), their latents mixed with " +
         "each lambda (linear or spherical), and every mix decoded from t to 0 with noise " +
-        "shared across lambdas. Small t keeps pixel detail; large t blends semantically.",
+        "shared across lambdas. Small t keeps pixel detail; large t blends semantically. A " +
+        "conditional model decodes as the class in `label`, guided by `guidance`.",
       request: {
         body: {
           content: {
@@ -677,7 +742,7 @@ export function createApp(dependencies: AppDependencies): DdpmApp {
       responses: {
         200: {
           description: "The strip, one image per lambda.",
-          headers: { "X-Seed": { schema: { type: "integer" } } },
+          headers: { "X-Seed": { schema: { type: "integer" } }, ..._classHeader },
           content: {
             "image/png": { schema: { type: "string", format: "binary" } },
             "application/json": { schema: InterpolateJsonSchema },
@@ -717,6 +782,18 @@ export function createApp(dependencies: AppDependencies): DdpmApp {
       if (options.eta !== undefined && options.sampler !== "ddim") {
         throw new HttpError(400, "invalid_request", "eta: applies to the ddim sampler only");
       }
+      const { labels, guidance, guided } = conditioning(
+        model,
+        options.label,
+        options.guidance,
+        lambdas.length,
+      );
+      checkGuidedBatch(
+        options.lambdas ? "lambdas" : "count",
+        lambdas.length,
+        guided,
+        limits.maxFrames,
+      );
       const a = _upload(uploads, "a", model, options.resize, limits);
       const b = _upload(uploads, "b", model, options.resize, limits);
       const seed = options.seed ?? randomSeed();
@@ -731,9 +808,13 @@ export function createApp(dependencies: AppDependencies): DdpmApp {
       };
       const images = await runJob(
         c,
-        (signal) => interpolateImages(model, a.x, b.x, { ...plan, signal }),
+        (signal) => interpolateImages(model, a.x, b.x, { ...plan, labels, guidance, signal }),
       );
-      const headers: Record<string, string> = { "X-Seed": String(seed), "X-Model": model.name };
+      const headers: Record<string, string> = {
+        "X-Seed": String(seed),
+        "X-Model": model.name,
+        ..._classHeaderValues(model, labels, guidance),
+      };
       const conversions = [
         a.conversion && `a: ${a.conversion}`,
         b.conversion && `b: ${b.conversion}`,
@@ -745,6 +826,8 @@ export function createApp(dependencies: AppDependencies): DdpmApp {
           {
             model: model.name,
             ...plan,
+            label: labelNames(model, labels, 1)[0],
+            guidance,
             conversion: { a: a.conversion, b: b.conversion },
             images: jsonImages(model, images, lambdas.length),
           },
@@ -787,6 +870,37 @@ const _jobErrors = {
   429: _error("The job queue is full; `Retry-After` says when to try again."),
   503: _error("The job ran past the per-request time limit."),
 };
+
+/** The response headers of a sampling request with classes. */
+const _classHeaders = {
+  "X-Labels": {
+    schema: { type: "string" as const },
+    description: "With a label: each image's class index, comma-separated; `none` for no class.",
+  },
+  "X-Guidance": {
+    schema: { type: "number" as const },
+    description: "With a label: the guidance weight used.",
+  },
+};
+
+/** The response headers of a request with one class for all its images. */
+const _classHeader = {
+  "X-Label": {
+    schema: { type: "integer" as const },
+    description: "With a label: its class index.",
+  },
+  "X-Guidance": _classHeaders["X-Guidance"],
+};
+
+/** `X-Label` and `X-Guidance` of a request with one class (all labels the same). */
+function _classHeaderValues(
+  model: ServedModel,
+  labels: Int32Array | null,
+  guidance: number,
+): Record<string, string> {
+  if (!labels || labels[0] === model.classes.length) return {};
+  return { "X-Label": String(labels[0]), "X-Guidance": String(guidance) };
+}
 
 /** The body of a 500: the id to quote, and nothing of the error itself. */
 function _internalError(requestId: string): ErrorBody {

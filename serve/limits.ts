@@ -8,11 +8,17 @@
 
 /** Bounds of the server; see {@linkcode DEFAULT_LIMITS} for the defaults. */
 export interface Limits {
-  /** Images per sampling request (`n`). */
+  /**
+   * Images per sampling request (`n`): the network's batch. A guided image (a class and
+   * guidance > 0) is evaluated with and without its class, so it counts twice.
+   */
   readonly maxImages: number;
   /** Network evaluations per sampling or interpolation request (`steps`). */
   readonly maxSteps: number;
-  /** Frames of a noising strip (timesteps) or an interpolation (lambdas). */
+  /**
+   * Frames of a noising strip (timesteps) or an interpolation (lambdas); a guided frame counts
+   * twice, as a guided image does in `maxImages`.
+   */
   readonly maxFrames: number;
   /** Request body size in bytes (uploads included). */
   readonly maxBodyBytes: number;

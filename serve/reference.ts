@@ -152,7 +152,12 @@ function _type(schema: SchemaObject): string {
   if (schema.anyOf ?? schema.oneOf) {
     return (schema.anyOf ?? schema.oneOf ?? []).map(_type).join(" | ");
   }
-  if (schema.type === "array" && schema.items) return `${_type(schema.items)}[]`;
+  if (schema.type === "array" && schema.items) {
+    const items = _type(schema.items);
+    return items.includes(" | ") ? `(${items})[]` : `${items}[]`;
+  }
+  // zod writes a nullable union's null as a branch of its own, `{ nullable: true }`.
+  if (schema.nullable && schema.type === undefined) return "null";
   return (schema.format ? `${schema.type} (${schema.format})` : schema.type) ?? "any";
 }
 

@@ -1,13 +1,14 @@
 /**
  * The models a server answers for, each with everything sampling needs read from its model
  * card: the schedule, what the network predicts, the reverse variance, the image shape and
- * how pixels map to model space. Nothing about sampling is a constant of the server.
+ * how pixels map to model space, and the classes of a class-conditional model. Nothing about
+ * sampling is a constant of the server.
  *
  * @module
  */
 
 import type { Prediction, VarianceType } from "../lib/parameterization.ts";
-import type { Denoiser } from "../lib/samplers.ts";
+import type { ConditionalDenoiser } from "../lib/guidance.ts";
 import { makeSchedule, type Schedule } from "../lib/schedule.ts";
 import type { ModelCard } from "../train/export.ts";
 import { type ExecutionProvider, loadOnnxModel, onnxDenoiser } from "./onnx.ts";
@@ -27,7 +28,13 @@ export interface ServedModel {
   readonly range: readonly [number, number];
   readonly prediction: Prediction;
   readonly variance: VarianceType;
-  readonly denoiser: Denoiser;
+  /**
+   * The class names of a conditional model, index by index (from the card's `classNames`);
+   * empty for an unconditional one. Index `classes.length` is "no class".
+   */
+  readonly classes: readonly string[];
+  /** The network; an unconditional one ignores labels. */
+  readonly denoiser: ConditionalDenoiser;
   /** Frees the session, if there is one. */
   close(): Promise<void>;
 }
@@ -47,7 +54,8 @@ export interface ModelSource {
 
 /**
  * A model from its card and a denoiser (an onnxruntime session, or any function in tests).
- * Throws a `TypeError` naming the model and the field when the card cannot be sampled from.
+ * Throws a `TypeError` naming the model and the field when the card cannot be sampled from,
+ * or when its class names do not match its network's number of classes.
  *
  * @example
  * ```ts
@@ -64,7 +72,7 @@ export interface ModelSource {
 export function servedModel(
   name: string,
   card: unknown,
-  denoiser: Denoiser,
+  denoiser: ConditionalDenoiser,
   close: () => Promise<void> = () => Promise.resolve(),
 ): ServedModel {
   const parsed = ModelCardSchema.safeParse(card);
@@ -77,6 +85,19 @@ export function servedModel(
     );
   }
   const checked = parsed.data;
+  // The network's class count decides whether it takes labels; the names must cover it
+  // exactly, or a name would map to the wrong embedding row (or to "no class").
+  const classes = checked.classNames ?? [];
+  const numClasses = checked.config?.numClasses ?? 0;
+  if (classes.length !== numClasses) {
+    throw new TypeError(
+      `model ${name}: its network has ${numClasses} classes (config.numClasses) but its card ` +
+        `names ${classes.length} (classNames)`,
+    );
+  }
+  if (new Set(classes).size !== classes.length) {
+    throw new TypeError(`model ${name}: its classNames repeat a name: ${classes.join(", ")}`);
+  }
   const { kind, timesteps, betaStart, betaEnd } = checked.schedule;
   return {
     name,
@@ -86,6 +107,7 @@ export function servedModel(
     range: dataRange(checked.dataScaling, name),
     prediction: checked.prediction,
     variance: checked.variance,
+    classes: Object.freeze([...classes]),
     denoiser,
     close,
   };

@@ -47,6 +47,14 @@ export const ModelCardSchema = z
     channels: z.union([z.literal(1), z.literal(3)]),
     dataScaling: z.string().openapi({ example: "x = pixel / 127.5 - 1 (8-bit pixels to [-1, 1])" }),
     dataset: z.string(),
+    classNames: z.array(z.string().min(1)).optional().openapi({
+      description: "A class-conditional model's classes, index by index.",
+    }),
+    config: z.looseObject({
+      numClasses: z.number().int().min(0).optional().openapi({
+        description: "Classes of a conditional network (its input `y`); 0 or absent: none.",
+      }),
+    }).optional(),
   })
   .openapi("ModelCard");
 
@@ -67,6 +75,31 @@ const Resize = z.boolean().default(true).openapi({
     "Convert an image of another size or channel count to the model's (area/bilinear resize, " +
     "BT.601 grey or grey-to-RGB) and report it; false refuses such an image with 422.",
 });
+/**
+ * Largest classifier-free guidance weight a request may take. Ho & Salimans (2022) report w
+ * from 0 to 4; far beyond that the guided prediction leaves the range the network was trained
+ * on and samples saturate. 20 leaves room to see that happen and refuses a slip such as 200.
+ */
+export const MAX_GUIDANCE = 20;
+
+/** One class: its 0-based index or its name, as `GET /v1/models` lists them. */
+const ClassRef = z.union([z.number().int().min(0), z.string().min(1)]);
+const LABEL_TEXT = "a class index (0-based) or a class name from GET /v1/models `classes`";
+const Guidance = z.number().min(0).max(MAX_GUIDANCE).default(0).openapi({
+  description: `Classifier-free guidance weight w in 0..${MAX_GUIDANCE} (Ho & Salimans 2022): ` +
+    "the network's prediction becomes (1 + w) eps(x, label) - w eps(x, no class). 0 (the " +
+    "default) samples the label unguided; larger w gives images more typical of their class " +
+    "and less varied. Needs a label, and a conditional model. Each guided image is evaluated " +
+    "twice per step, with and without its class, so it counts twice against the limit on " +
+    "images (or frames).",
+});
+/** A single class for a whole request (`/v1/noise`, `/v1/interpolate`); null is no class. */
+const SingleLabel = ClassRef.nullable().optional().openapi({
+  description: `The class of a conditional model to decode with: ${LABEL_TEXT}. ` +
+    "Default none (null): the model's unconditional prediction. In a form, a number is an " +
+    'index; send a name that looks like a number JSON-quoted ("7").',
+});
+
 const Base64Png = z.string().min(1).openapi({
   description: "A PNG, base64-encoded; a `data:image/png;base64,` prefix is allowed.",
 });
@@ -109,6 +142,18 @@ function _requestSchemas(limits: Limits) {
       description:
         "Keep every k-th step for the animation or the stream; default ceil(steps / 50).",
     }),
+    label: z
+      .union([ClassRef, z.array(ClassRef.nullable()).min(1).max(limits.maxImages)])
+      .nullable()
+      .optional()
+      .openapi({
+        description: `The class to sample, for a conditional model: ${LABEL_TEXT}, for every ` +
+          "image; or a list with one entry per image (its length is n), where null is no " +
+          "class. Default none (null): unconditional samples. A model without classes " +
+          "refuses a label with 400.",
+        example: "circle",
+      }),
+    guidance: Guidance,
   };
   const SampleRequest = z
     .strictObject({
@@ -132,6 +177,11 @@ function _requestSchemas(limits: Limits) {
     reconstruct: z.boolean().default(false).openapi({
       description: "Also return the model's estimate of x_0 from every frame (a second row).",
     }),
+    label: SingleLabel.openapi({
+      description: `With reconstruct, the class to estimate x_0 as: ${LABEL_TEXT}. Default ` +
+        "none (null). In a form, a number is an index.",
+    }),
+    guidance: Guidance,
     resize: Resize,
     format: z.enum(["png", "json"]).default("png"),
   };
@@ -157,6 +207,8 @@ function _requestSchemas(limits: Limits) {
       description: "Decoder steps in 1..t+1, spread from t down to 0; default min(t + 1, 50).",
     }),
     eta: z.number().min(0).max(1).optional(),
+    label: SingleLabel,
+    guidance: Guidance,
     seed: Seed,
     resize: Resize,
     format: z.enum(["png", "json"]).default("png"),
@@ -237,6 +289,11 @@ export const SampleJsonSchema = z
     sampler: z.enum(SAMPLERS),
     steps: z.number().int(),
     eta: z.number(),
+    labels: z.array(z.string().nullable()).openapi({
+      description: "The class name of each image; null for no class (every image of an " +
+        "unconditional model).",
+    }),
+    guidance: z.number(),
     shape: z.array(z.number().int()).openapi({ description: "NCHW [n, c, h, w]." }),
     images: z.array(ImageJsonSchema),
   })
@@ -248,6 +305,10 @@ export const NoiseJsonSchema = z
     model: z.string(),
     seed: z.number().int(),
     timesteps: z.array(z.number().int()),
+    label: z.string().nullable().openapi({
+      description: "The class name the reconstructions were estimated as; null for none.",
+    }),
+    guidance: z.number(),
     conversion: z.string().nullable().openapi({
       description: "How the upload was converted to the model's size and channels, if it was.",
     }),
@@ -268,6 +329,11 @@ export const InterpolateJsonSchema = z
     mixing: z.enum(["linear", "spherical"]),
     sampler: z.enum(SAMPLERS),
     steps: z.number().int(),
+    eta: z.number(),
+    label: z.string().nullable().openapi({
+      description: "The class name the mixes were decoded as; null for none.",
+    }),
+    guidance: z.number(),
     conversion: z.object({ a: z.string().nullable(), b: z.string().nullable() }),
     images: z.array(ImageJsonSchema),
   })
@@ -285,6 +351,11 @@ export const ModelsSchema = z
     models: z.array(z.object({
       name: z.string(),
       default: z.boolean(),
+      classes: z.array(z.string()).openapi({
+        description: "The class names of a conditional model, index by index: what `label` " +
+          "takes. Empty for an unconditional model.",
+        example: ["circle", "square", "cross"],
+      }),
       card: ModelCardSchema,
     })),
   })

@@ -26,7 +26,7 @@ import type { Limits } from "../serve/limits.ts";
 import { chooseProvider } from "../serve/provider.ts";
 import { servedModel } from "../serve/registry.ts";
 import { PRESETS } from "../train/network.ts";
-import { card } from "./_models.ts";
+import { card, TINY_CONDITIONAL } from "./_models.ts";
 import { randomImage, readEvents } from "./serve_helpers.ts";
 
 const FUZZ_SEED = Number(Deno.env.get("DDPM_FUZZ_SEED") ?? 8);
@@ -75,7 +75,8 @@ async function collectGarbage(): Promise<void> {
 }
 
 // A denoiser that predicts zero noise at once: the fuzz tests the HTTP layer, not the network
-// (the other server tests run the exported ONNX model).
+// (the other server tests run the exported ONNX model). `cond` has the classes circle, square
+// and cross, for `label` and `guidance`.
 const zero: Denoiser = (x) => new Float32Array(x.length);
 const registry = {
   provider: await chooseProvider("wasm"),
@@ -86,6 +87,7 @@ const registry = {
       schedule: { kind: "cosine", timesteps: 100, betaStart: 1e-4, betaEnd: 0.02 },
       prediction: "v",
     }, zero),
+    servedModel("cond", card(TINY_CONDITIONAL), zero),
   ],
 };
 
@@ -172,6 +174,8 @@ const WORDS = [
   "linspace",
   "zero",
   "short",
+  "cond",
+  "circle",
   "ZERO",
   "__proto__",
   "constructor",
@@ -232,8 +236,13 @@ type FieldPool = Record<string, () => unknown>;
 function fieldPools(rng: Rng) {
   const ints = (...extra: number[]) => () => pick(rng, [...extra, ...NUMBERS]);
   const words = (...choices: string[]) => () => pick(rng, [...choices, ...WORDS]);
-  const model = words("zero", "short", "nope");
+  const model = words("zero", "short", "cond", "cond", "nope");
   const seed = ints(0, 1, 42, 2 ** 32 - 1);
+  const label = () =>
+    pick(rng, [0, 2, 3, "square", "cross", "Circle", "__proto__", "constructor", null]);
+  const labels = () =>
+    chance(rng, 0.5) ? label() : Array.from({ length: int(rng, 10) }, () => label());
+  const guidance = () => pick(rng, [0, 0.5, 2, 4, 20, 20.5, -1]);
   const sampling: FieldPool = {
     model,
     n: ints(1, 2, 4, 8),
@@ -244,6 +253,8 @@ function fieldPools(rng: Rng) {
     seed,
     columns: ints(1, 2, 3),
     every: ints(1, 2, 5),
+    label: labels,
+    guidance,
   };
   const timesteps = () =>
     Array.from({ length: int(rng, 10) }, () => pick(rng, [0, 1, 50, 99, 100, 500, 999, 1000, -1]));
@@ -258,6 +269,8 @@ function fieldPools(rng: Rng) {
       count: ints(2, 3, 5),
       seed,
       reconstruct: () => chance(rng, 0.5),
+      label,
+      guidance,
       resize: () => chance(rng, 0.7),
       format: words("png", "json"),
     },
@@ -270,6 +283,8 @@ function fieldPools(rng: Rng) {
       sampler: words("ddim", "ddpm"),
       steps: ints(1, 2, 3),
       eta: () => pick(rng, [0, 0.5, 2]),
+      label,
+      guidance,
       seed,
       resize: () => chance(rng, 0.7),
       format: words("png", "json"),
@@ -454,7 +469,10 @@ async function multipartRequest(rng: Rng, form: FormData, intact = false): Promi
 
 /** The text of a form field: its JSON, a comma list, a bare word, or nonsense. */
 function formText(rng: Rng, value: unknown): string {
-  if (Array.isArray(value) && chance(rng, 0.5)) return value.join(",");
+  // JSON of the entries: `join` alone throws on an object whose own `toString` is not a function.
+  if (Array.isArray(value) && chance(rng, 0.5)) {
+    return value.map((v) => (typeof v === "string" ? v : JSON.stringify(v))).join(",");
+  }
   if (typeof value === "string" && chance(rng, 0.5)) return value;
   return chance(rng, 0.9) ? JSON.stringify(value) ?? "" : randomText(rng, int(rng, 30));
 }

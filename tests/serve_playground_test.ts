@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { decodePng } from "../lib/png.ts";
 import { fromBase64 } from "../serve/images.ts";
 import { PRESETS } from "../train/network.ts";
-import { randomOnnxModel } from "./_models.ts";
+import { randomOnnxModel, TINY_CLASSES, TINY_CONDITIONAL } from "./_models.ts";
 import { startMainServer, stop } from "./serve_helpers.ts";
 
 const CHROMIUM = Deno.env.get("CHROMIUM") ?? "/usr/bin/chromium";
@@ -61,7 +61,7 @@ class DevTools {
   }
 }
 
-Deno.test("the playground in headless Chromium: generate, stream, noise and interpolate", async (t) => {
+Deno.test("the playground in headless Chromium: generate, stream, noise, interpolate, and a class picker", async (t) => {
   if (!(await Deno.stat(CHROMIUM).catch(() => null))) {
     console.log(`skipped: no Chromium at ${CHROMIUM} (apt-get install chromium, or set CHROMIUM)`);
     await t.step({ name: "skipped: Chromium is not installed", ignore: true, fn: () => {} });
@@ -70,6 +70,9 @@ Deno.test("the playground in headless Chromium: generate, stream, noise and inte
   // The page is served by serve/main.ts as `deno task serve` runs it, on a test-exported model.
   const weights = await Deno.makeTempDir({ prefix: "ddpm-weights-" });
   await Deno.writeFile(`${weights}/tiny.onnx`, randomOnnxModel(PRESETS.tiny));
+  // A conditional model second (files load sorted by name, and "_" sorts after "."), so the
+  // page starts on the unconditional one.
+  await Deno.writeFile(`${weights}/tiny_cond.onnx`, randomOnnxModel(TINY_CONDITIONAL, 3));
   const { child: server, started } = await startMainServer(weights);
   const profile = await Deno.makeTempDir({ prefix: "ddpm-chromium-" });
   const artefacts = await Deno.makeTempDir({ prefix: "ddpm-playground-" });
@@ -205,7 +208,45 @@ Deno.test("the playground in headless Chromium: generate, stream, noise and inte
       /^Seed \d+/,
     );
 
-    // 6. A screenshot as the test's artefact.
+    // 6. The unconditional model has no class picker; the conditional one fills it from
+    // /v1/models, and a picked class and guidance go with every request.
+    const hidden = () =>
+      evaluate(`["class-field", "guidance-field"].map((id) => document.getElementById(id).hidden)`);
+    assert.deepEqual(await hidden(), [true, true]);
+    await evaluate(`(() => {
+      const select = document.getElementById("model");
+      select.value = "tiny_cond";
+      select.dispatchEvent(new Event("change"));
+    })()`);
+    assert.deepEqual(await hidden(), [false, false]);
+    assert.deepEqual(
+      await evaluate(`[...document.getElementById("label").options].map((o) => o.text)`),
+      ["any / no class", ...TINY_CLASSES],
+    );
+    assert.equal(await evaluate(`document.getElementById("guidance").disabled`), true);
+    await evaluate(`(() => {
+      const picker = document.getElementById("label");
+      picker.value = "1";
+      picker.dispatchEvent(new Event("change"));
+      const slider = document.getElementById("guidance");
+      slider.value = "2.5";
+      slider.dispatchEvent(new Event("input"));
+      document.getElementById("seed").value = "44";
+      document.getElementById("generate-button").click();
+    })()`);
+    assert.equal(await evaluate(`document.getElementById("guidance-value").textContent`), "2.5");
+    await waitFor(`document.getElementById("samples").dataset.seed === "44"`, "the class samples");
+    assert.match(
+      await evaluate(`document.getElementById("generate-status").textContent`),
+      /^Done in .* seed 44, class square \(guidance 2\.5\)\.$/,
+    );
+    await evaluate(`document.getElementById("interp-button").click()`);
+    await waitFor(
+      `document.getElementById("interp-status").textContent.includes("class square")`,
+      "the class interpolation",
+    );
+
+    // 7. A screenshot as the test's artefact.
     const { data } = await page.send("Page.captureScreenshot", { format: "png" }, sessionId);
     const screenshot = fromBase64(data, "screenshot");
     const path = `${artefacts}/playground.png`;

@@ -1,0 +1,165 @@
+/**
+ * The classes a request asks a class-conditional model for: `label` (a class index or name, or
+ * one per image) checked against the model's classes, with the guidance weight that goes with
+ * it. Every mistake is a 400 that names the value and what the model allows.
+ *
+ * @module
+ */
+
+import { HttpError } from "./errors.ts";
+import type { ServedModel } from "./registry.ts";
+
+/** One class as a request names it: its 0-based index or its name. */
+export type ClassRef = number | string;
+
+/** A request's `label`: one class for every image, or one entry per image; null is no class. */
+export type LabelField = ClassRef | null | readonly (ClassRef | null)[];
+
+/** What a request asks the network to condition on, checked against the model. */
+export interface Conditioning {
+  /**
+   * Class index of each image, `model.classes.length` for no class; null when the request
+   * names no class, so the network is called without labels.
+   */
+  readonly labels: Int32Array | null;
+  /** Guidance weight w >= 0; 0 when `labels` is null. */
+  readonly guidance: number;
+  /**
+   * Images evaluated twice per network call (a real class and w > 0), once with and once
+   * without their class: the work guidance adds.
+   */
+  readonly guided: number;
+}
+
+/**
+ * Checks `label` and `guidance` against `model` for a batch of `n` images: a single class
+ * applies to all `n`, a list must have `n` entries. Throws a 400 `HttpError` when the model has
+ * no classes, a name or index is not one of them, a list has the wrong length, or guidance
+ * comes without a label.
+ *
+ * @example
+ * ```ts
+ * import { conditioning } from "./labels.ts";
+ * import type { ServedModel } from "./registry.ts";
+ * const model = { name: "shapes", classes: ["circle", "square"] } as unknown as ServedModel;
+ * const { labels, guided } = conditioning(model, ["square", null, 0], 2, 3);
+ * console.assert(labels?.join() === "1,2,0" && guided === 2);
+ * ```
+ */
+export function conditioning(
+  model: ServedModel,
+  label: LabelField | undefined,
+  guidance: number,
+  n: number,
+): Conditioning {
+  const classes = model.classes;
+  // 1. No class asked for: guidance has nothing to mix.
+  if (label === undefined || label === null) {
+    if (guidance > 0) {
+      throw new HttpError(
+        400,
+        "invalid_request",
+        classes.length === 0
+          ? `guidance: ${_noClasses(model)}`
+          : `guidance: needs a label (it mixes the prediction for a class with the one for ` +
+            `no class); model ${model.name} has the classes ${_classList(classes)}`,
+      );
+    }
+    return { labels: null, guidance: 0, guided: 0 };
+  }
+  if (classes.length === 0) {
+    throw new HttpError(400, "invalid_request", `label: ${_noClasses(model)}`);
+  }
+  // 2. One class for every image, or one per image.
+  let entries: readonly (ClassRef | null)[];
+  if (Array.isArray(label)) {
+    if (label.length !== n) {
+      throw new HttpError(
+        400,
+        "invalid_request",
+        `label: a list needs one entry per image (${n}), got ${label.length}`,
+      );
+    }
+    entries = label;
+  } else {
+    entries = Array.from({ length: n }, () => label as ClassRef);
+  }
+  const field = (i: number) => (Array.isArray(label) ? `label.${i}` : "label");
+  const labels = Int32Array.from(entries, (entry, i) => _classIndex(model, entry, field(i)));
+  // 3. The images guidance evaluates twice.
+  const guided = guidance > 0 ? labels.filter((y) => y !== classes.length).length : 0;
+  return { labels, guidance, guided };
+}
+
+/** The class name of each image, null for no class (all null when `labels` is null). */
+export function labelNames(
+  model: ServedModel,
+  labels: Int32Array | null,
+  n: number,
+): (string | null)[] {
+  return Array.from({ length: n }, (_, i) => (labels ? model.classes[labels[i]] ?? null : null));
+}
+
+/**
+ * The `X-Labels` header: each image's class index, comma-separated, `none` for no class.
+ * Indices rather than names, since a name may hold characters a header cannot.
+ */
+export function labelsHeader(model: ServedModel, labels: Int32Array): string {
+  return Array.from(labels, (y) => (y === model.classes.length ? "none" : String(y))).join(",");
+}
+
+/**
+ * Refuses a guided request whose network batch, guided images counted twice, is over `max`:
+ * guidance doubles the network's work for those images, and the limits bound that work. (An
+ * unguided batch is left to the schema's own bounds on n, timesteps, count and lambdas.)
+ */
+export function checkGuidedBatch(
+  field: string,
+  images: number,
+  guided: number,
+  max: number,
+): void {
+  if (guided === 0 || images + guided <= max) return;
+  throw new HttpError(
+    400,
+    "invalid_request",
+    `${field}: guidance evaluates each labelled image twice (with and without its class), so ` +
+      `${images} images with ${guided} guided make a batch of ${images + guided}, over the ` +
+      `limit of ${max}; ask for at most ${Math.floor(max / 2)} guided images, or guidance 0`,
+  );
+}
+
+/** The embedding row of one class as a request names it; null is no class. */
+function _classIndex(model: ServedModel, entry: ClassRef | null, field: string): number {
+  const classes = model.classes;
+  if (entry === null) return classes.length;
+  if (typeof entry === "number") {
+    if (entry < classes.length) return entry;
+    throw new HttpError(
+      400,
+      "invalid_request",
+      `${field}: class index ${entry} is out of range for model ${model.name}: must be in ` +
+        `0..${classes.length - 1} (${_classList(classes)})`,
+    );
+  }
+  const index = classes.indexOf(entry);
+  if (index >= 0) return index;
+  throw new HttpError(
+    400,
+    "invalid_request",
+    `${field}: unknown class ${JSON.stringify(entry)} for model ${model.name}; its classes ` +
+      `are ${_classList(classes)} (or their indices 0..${classes.length - 1})`,
+  );
+}
+
+function _noClasses(model: ServedModel): string {
+  return `model ${model.name} has no classes (it is unconditional); leave out label and ` +
+    "guidance, or pick a conditional model from GET /v1/models";
+}
+
+/** `0 "circle", 1 "square", 2 "cross"`, cut short after 20 classes so a detail stays readable. */
+function _classList(classes: readonly string[]): string {
+  const shown = classes.slice(0, 20).map((name, i) => `${i} ${JSON.stringify(name)}`);
+  if (classes.length > 20) shown.push(`... (${classes.length} in all)`);
+  return shown.join(", ");
+}
