@@ -98,7 +98,12 @@ export type Init =
   /** Zeros: biases, and the output convolutions the official code scales to ~0. */
   | { kind: "zeros" }
   /** Ones: GroupNorm scales. */
-  | { kind: "ones" };
+  | { kind: "ones" }
+  /**
+   * A class embedding `[rows, dim]`: rows `N(0, std^2)`, except the last ("no class"), which
+   * starts at zero.
+   */
+  | { kind: "classEmbedding"; std: number };
 
 /** Options of a convolution in the walk. */
 export interface ConvOptions {
@@ -320,6 +325,16 @@ export function unetForward<T>(
   });
 }
 
+/**
+ * Initial spread of the class rows: about the size of a trained timestep embedding's entries
+ * (rms 0.3 to 0.5 for the shipped mnist model), so classes are told apart from the first step.
+ * Measured on that model fine-tuned into a conditional one: zero-initialised rows had moved to
+ * 0.013 rms after 1,000 steps and the samples matched their label 17% of the time (chance is
+ * 10%). The "no class" row starts at zero, so a network warm-started from an unconditional
+ * one computes exactly its function when asked for no class.
+ */
+const CLASS_EMBEDDING_STD = 0.3;
+
 /** A parameter as the walk meets it. */
 export interface ParamSpec {
   readonly name: string;
@@ -421,9 +436,7 @@ export class ShapeOps implements NetworkOps<SymbolicShape> {
   }
 
   embedding(indices: SymbolicShape, name: string, rows: number, dim: number): SymbolicShape {
-    // Zeros: a conditional network starts as an unconditional one, so fine-tuning an
-    // unconditional checkpoint begins from exactly its function.
-    this.#param(`${name}.w`, [rows, dim], { kind: "zeros" });
+    this.#param(`${name}.w`, [rows, dim], { kind: "classEmbedding", std: CLASS_EMBEDDING_STD });
     return [indices[0], dim];
   }
 
@@ -491,6 +504,12 @@ export function initParameters(
       case "fanAvgUniform": {
         const limit = Math.sqrt(3 / ((p.init.fanIn + p.init.fanOut) / 2));
         data = rng.uniform(size).map((u) => (2 * u - 1) * limit);
+        break;
+      }
+      case "classEmbedding": {
+        const std = p.init.std;
+        const dim = p.shape[p.shape.length - 1];
+        data = rng.normal(size).map((z, i) => (i < size - dim ? std * z : 0));
         break;
       }
       default: {
