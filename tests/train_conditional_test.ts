@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
 import { classifierFreeGuidance } from "../lib/guidance.ts";
+import { toUint8 } from "../lib/image.ts";
+import { encodePng } from "../lib/png.ts";
 import { createRng } from "../lib/rng.ts";
 import { makeSchedule } from "../lib/schedule.ts";
 import { loadOnnxModel, onnxDenoiser, readModelCard } from "../serve/onnx.ts";
@@ -180,47 +182,59 @@ Deno.test("ONNX export with input y matches tfjs label by label, and the no-clas
   }
 });
 
-Deno.test("a conditional run trains, checkpoints its class names, and exports a model with input y", async () => {
+Deno.test("a conditional run on an image folder takes its classes from the sub-folders, resumes, and exports input y", async () => {
   await initBackend("cpu");
   const dir = await Deno.makeTempDir();
   try {
-    const data = { train: halvesDataset(16), heldOut: halvesDataset(4) };
-    const result = await runTraining({
+    // 8x8 PNGs: bright top half in top/, bright bottom half in bottom/ (8 of each).
+    const halves = halvesDataset(16);
+    for (let i = 0; i < 16; i++) {
+      const folder = `${dir}/images/${halves.classNames?.[halves.label(i)]}`;
+      await Deno.mkdir(folder, { recursive: true });
+      const data = toUint8(halves.image(i));
+      await Deno.writeFile(
+        `${folder}/${i}.png`,
+        encodePng({ data, width: 8, height: 8, channels: 1 }),
+      );
+    }
+    const common = {
       config: tiny,
       conditional: true,
       labelDropout: 0.2,
-      dataset: "halves",
-      data,
+      dataset: `folder:${dir}/images`,
       batch: 4,
       seed: 3,
-      steps: 3,
-      out: dir,
+      out: `${dir}/run`,
       sampleEvery: 3,
       evalEvery: 3,
-      logEvery: 3,
+      logEvery: 1,
       report: () => {},
-    });
+    };
+    await runTraining({ ...common, steps: 2 });
+    const result = await runTraining({ ...common, steps: 3, resume: true });
+    assert.equal(result.step, 3);
     const ckpt = await loadCheckpoint(result.checkpoint);
-    assert.equal(ckpt.config.numClasses, 3);
-    assert.deepEqual(ckpt.metadata.classNames, ["top", "bottom", "unused"]);
+    assert.equal(ckpt.config.numClasses, 2);
+    assert.deepEqual(ckpt.metadata.classNames, ["bottom", "top"], "sorted sub-folder names");
     assert.equal((ckpt.trainingState as { labelDropout: number }).labelDropout, 0.2);
     const exported = await exportCheckpoint(result.checkpoint, `${dir}/halves.onnx`);
-    assert.deepEqual(exported.modelCard.classNames, ["top", "bottom", "unused"]);
+    assert.deepEqual(exported.modelCard.classNames, ["bottom", "top"]);
     assert.match(
       exported.modelCard.inputs.y ?? "",
-      /int64 \[N\]: class of each image, 0\.\.2, or 3 for no class/,
+      /int64 \[N\]: class of each image, 0\.\.1, or 2 for no class/,
     );
     const bytes = await Deno.readFile(`${dir}/halves.onnx`);
-    assert.deepEqual(readModelCard(bytes).classNames, ["top", "bottom", "unused"]);
+    assert.deepEqual(readModelCard(bytes).classNames, ["bottom", "top"]);
     const model = await loadOnnxModel(bytes);
     try {
       assert.deepEqual([...model.session.inputNames], ["x", "t", "y"]);
     } finally {
       await model.session.release();
     }
-    // The same flags on an unconditional export give no y.
-    const plain = buildOnnxModel(randomWeights(tiny, 1), tiny, card(tiny));
-    const plainModel = await loadOnnxModel(plain);
+    // An unconditional export has no y.
+    const plainModel = await loadOnnxModel(
+      buildOnnxModel(randomWeights(tiny, 1), tiny, card(tiny)),
+    );
     try {
       assert.deepEqual([...plainModel.session.inputNames], ["x", "t"]);
     } finally {
@@ -230,15 +244,11 @@ Deno.test("a conditional run trains, checkpoints its class names, and exports a 
     const unlabelled: Dataset = { ...halvesDataset(8), classNames: undefined, label: () => -1 };
     await assert.rejects(
       runTraining({
-        config: tiny,
-        conditional: true,
+        ...common,
         dataset: "none",
         data: { train: unlabelled, heldOut: unlabelled },
-        batch: 4,
-        seed: 1,
         steps: 1,
         out: `${dir}/unlabelled`,
-        report: () => {},
       }),
       /a conditional network needs a dataset with at least 2 classes; halves has 0/,
     );
