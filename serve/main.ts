@@ -13,7 +13,10 @@ import { createApp, formatAccessLine } from "./app.ts";
 import { parseCorsOrigins } from "./cors.ts";
 import { chooseProvider, PROVIDER_CHOICES, type ProviderChoice } from "./provider.ts";
 import { loadRegistry } from "./registry.ts";
-import { NoModelError, readModelSources } from "./sources.ts";
+import { NoModelError, preferModels, readModelSources } from "./sources.ts";
+
+/** The shipped models, in order of preference as the default. */
+const DEFAULT_MODELS = "mnist-cond,mnist";
 
 const USAGE = `Usage: deno task serve [options]
 
@@ -22,6 +25,10 @@ const USAGE = `Usage: deno task serve [options]
   --hostname <name>   interface to listen on (default 0.0.0.0)
   --provider <p>      auto | wasm | webgpu (default $DDPM_PROVIDER or auto: WebGPU on a
                       hardware adapter, WebAssembly otherwise)
+  --default-model <names>
+                      the model a request that names none gets: the first of these
+                      comma-separated names that is served, else the first model by name
+                      (default $DDPM_DEFAULT_MODEL or ${DEFAULT_MODELS})
   --max-batch <n>     images per network call; larger batches are split (default 64)
   --cors <origins>    origins whose pages may call the API from a browser: * for any, or a
                       comma-separated list such as https://app.example.com (default
@@ -40,6 +47,10 @@ async function main(args: string[]): Promise<number> {
         hostname: { type: "string", default: "0.0.0.0" },
         provider: { type: "string", default: Deno.env.get("DDPM_PROVIDER") ?? "auto" },
         "max-batch": { type: "string", default: "64" },
+        "default-model": {
+          type: "string",
+          default: Deno.env.get("DDPM_DEFAULT_MODEL") ?? DEFAULT_MODELS,
+        },
         cors: { type: "string", default: Deno.env.get("DDPM_CORS_ORIGINS") ?? "" },
         quiet: { type: "boolean", default: false },
         help: { type: "boolean", default: false },
@@ -80,9 +91,12 @@ async function main(args: string[]): Promise<number> {
 
   let registry;
   try {
-    const sources = await readModelSources(values.weights, {
-      onSkip: (file, reason) => console.error(`note: skipping ${file}: ${reason}`),
-    });
+    const sources = preferModels(
+      await readModelSources(values.weights, {
+        onSkip: (file, reason) => console.error(`note: skipping ${file}: ${reason}`),
+      }),
+      values["default-model"].split(",").map((name) => name.trim()).filter(Boolean),
+    );
     registry = await loadRegistry(sources, await chooseProvider(provider), { maxBatch });
   } catch (error) {
     console.error(`error: ${(error as Error).message}`);
@@ -99,7 +113,9 @@ async function main(args: string[]): Promise<number> {
     port,
     hostname: values.hostname,
     onListen: ({ hostname, port }) => {
-      console.log(`serving ${names} on ${registry.provider.reason}`);
+      console.log(
+        `serving ${names} on ${registry.provider.reason}; default ${registry.models[0].name}`,
+      );
       console.log(`listening on http://${hostname}:${port}/ (playground at /, API at /docs)`);
     },
   }, app.fetch);

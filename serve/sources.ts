@@ -98,6 +98,27 @@ export async function fetchModelSources(urls: readonly URL[]): Promise<ModelSour
   }));
 }
 
+/**
+ * The sources with the first of `preferred` that is among them moved to the front (the
+ * server's default model); the others keep their order. None of them present: unchanged.
+ *
+ * @example
+ * ```ts
+ * import { preferModels } from "./sources.ts";
+ * const bytes = new Uint8Array();
+ * const sources = [{ name: "a", bytes }, { name: "b", bytes }, { name: "c", bytes }];
+ * const names = preferModels(sources, ["x", "c", "b"]).map((s) => s.name);
+ * console.assert(names.join() === "c,a,b");
+ * ```
+ */
+export function preferModels(
+  sources: readonly ModelSource[],
+  preferred: readonly string[],
+): ModelSource[] {
+  const first = preferred.map((name) => sources.find((s) => s.name === name)).find(Boolean);
+  return first ? [first, ...sources.filter((s) => s !== first)] : [...sources];
+}
+
 function _modelName(path: string): string {
   const file = path.split(/[\\/]/).pop() ?? path;
   return decodeURIComponent(file.replace(/\.onnx$/, ""));

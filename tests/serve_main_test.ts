@@ -122,3 +122,29 @@ Deno.test("the edge entry fetches its models by URL and serves them on WebAssemb
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("--default-model picks the first of its names that is served, else the first by name", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.writeFile(`${dir}/a.onnx`, randomOnnxModel(PRESETS.tiny, 1));
+    await Deno.writeFile(`${dir}/b.onnx`, randomOnnxModel(PRESETS.tiny, 2));
+    for (
+      const [flags, expected] of [
+        [[], ["a", "b"]], // the shipped names (mnist-cond, mnist) are absent: by name
+        [["--default-model", "nothing, b,a"], ["b", "a"]],
+      ] as const
+    ) {
+      const { child, started } = await startMainServer(dir, [...flags]);
+      try {
+        const listed = await (await fetch(`${started.base}/v1/models`)).json();
+        const models = listed.models as { name: string; default: boolean }[];
+        assert.deepEqual(models.map((m) => m.name), expected);
+        assert.deepEqual(models.map((m) => m.default), [true, false]);
+      } finally {
+        await stop(child, started);
+      }
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
