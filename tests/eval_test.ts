@@ -112,17 +112,19 @@ Deno.test("evaluate() samples a conditional model digit by digit at each guidanc
       nllImages: 0,
       batch: 5,
       seed: 0,
-      guidance: [0, 2],
+      guidance: [null, 0, 2],
       log: () => {},
     });
-    assert.deepEqual(result.samplers.map((r) => r.guidance), [0, 2]);
-    for (const row of result.samplers) {
+    assert.deepEqual(result.samplers.map((r) => r.guidance), [null, 0, 2]);
+    assert.equal(result.samplers[0].labelAccuracy, undefined, "no class asked for, none scored");
+    for (const row of result.samplers.slice(1)) {
       const share = row.labelAccuracy as number;
       assert.ok(share >= 0 && share <= 1 && Number.isInteger(share * 10), `accuracy ${share}`);
     }
     const table = evalTable(result, 10);
     assert.match(table, /\| sampler \| steps \| guidance \| label accuracy \|/);
     assert.match(table, /\| ddim \| 3 \| 2 \| \d+\.\d% ± \d+\.\d \|/);
+    assert.match(table, /\| ddim \| 3 \| none \| - \|/);
   } finally {
     await model.session.release();
     await classifier.session.release();
@@ -130,7 +132,7 @@ Deno.test("evaluate() samples a conditional model digit by digit at each guidanc
 });
 
 Deno.test("guidance weights parse, and bad ones are named", () => {
-  assert.deepEqual(parseGuidance("0, 1,3.5"), [0, 1, 3.5]);
-  assert.throws(() => parseGuidance("1,-2"), /numbers >= 0 such as 0,1,3, got "-2"/);
+  assert.deepEqual(parseGuidance("none,0, 1,3.5"), [null, 0, 1, 3.5]);
+  assert.throws(() => parseGuidance("1,-2"), /numbers >= 0 or none, such as none,0,1,3, got "-2"/);
   assert.throws(() => parseGuidance("1,,2"), /got ""/);
 });

@@ -50,12 +50,18 @@ export function parseSamplers(text: string): SamplerSetting[] {
   });
 }
 
-/** Parses `"0,1,3"`: guidance weights, each a finite number >= 0. */
-export function parseGuidance(text: string): number[] {
+/**
+ * Parses `"none,0,1,3"`: guidance weights, each a finite number >= 0, or `none` (null) for
+ * sampling a conditional model with no class.
+ */
+export function parseGuidance(text: string): (number | null)[] {
   return text.split(",").map((entry) => {
+    if (entry.trim() === "none") return null;
     const w = Number(entry.trim());
     if (entry.trim() === "" || !Number.isFinite(w) || w < 0) {
-      throw new RangeError(`guidance weights are numbers >= 0 such as 0,1,3, got "${entry}"`);
+      throw new RangeError(
+        `guidance weights are numbers >= 0 or none, such as none,0,1,3, got "${entry}"`,
+      );
     }
     return w;
   });
@@ -159,8 +165,8 @@ export interface EvalOptions {
   nllImages: number;
   batch: number;
   seed: number;
-  /** Guidance weights to evaluate a conditional model at. Default `[0]`. */
-  guidance?: number[];
+  /** Guidance weights to evaluate a conditional model at; null: no class. Default `[0]`. */
+  guidance?: (number | null)[];
   log?: (line: string) => void;
 }
 
@@ -169,8 +175,8 @@ export interface SamplerResult extends SamplerSetting {
   frechet: number;
   msPerImage: number;
   classHistogram: number[];
-  /** Conditional models: the guidance weight. */
-  guidance?: number;
+  /** Conditional models: the guidance weight, or null for samples of no class. */
+  guidance?: number | null;
   /** Conditional models: the share of samples classified as the digit asked for. */
   labelAccuracy?: number;
 }
@@ -261,11 +267,13 @@ export async function evaluate(options: EvalOptions): Promise<EvalResult> {
       const started = performance.now();
       for (let start = 0; start < samples; start += batch) {
         const n = Math.min(batch, samples - start);
-        const model = guidance === undefined ? denoiser : classifierFreeGuidance(network, {
-          labels: requested.slice(start, start + n),
-          nullClass: numClasses,
-          guidance,
-        });
+        const model = guidance === undefined || guidance === null
+          ? denoiser
+          : classifierFreeGuidance(network, {
+            labels: requested.slice(start, start + n),
+            nullClass: numClasses,
+            guidance,
+          });
         const out = await sample(model, {
           schedule,
           shape: [n, 1, 28, 28],
@@ -282,18 +290,18 @@ export async function evaluate(options: EvalOptions): Promise<EvalResult> {
       const frechet = generated.frechet;
       const classHistogram = new Array(10).fill(0);
       for (const c of generated.classes) classHistogram[c]++;
-      const conditional = guidance === undefined ? {} : {
+      const conditional = guidance === undefined ? {} : guidance === null ? { guidance } : {
         guidance,
         labelAccuracy: generated.classes.filter((c, i) => c === requested[i]).length / samples,
       };
       results.push({ ...setting, frechet, msPerImage, classHistogram, ...conditional });
       log(
         `${setting.sampler}:${setting.steps}${
-          guidance === undefined ? "" : ` guidance ${guidance}`
+          guidance === undefined ? "" : ` guidance ${guidance ?? "none (no class)"}`
         }: Fréchet distance ${frechet.toFixed(3)}, ${msPerImage.toFixed(0)} ms/image, classes [${
           classHistogram.join(", ")
         }]${
-          conditional.labelAccuracy === undefined
+          !("labelAccuracy" in conditional) || conditional.labelAccuracy === undefined
             ? ""
             : `, label accuracy ${(100 * conditional.labelAccuracy).toFixed(1)}%`
         }`,
@@ -305,7 +313,7 @@ export async function evaluate(options: EvalOptions): Promise<EvalResult> {
 
 /** The results as the README's Markdown table. */
 export function evalTable(result: EvalResult, samples: number): string {
-  const conditional = result.samplers.some((r) => r.labelAccuracy !== undefined);
+  const conditional = result.samplers.some((r) => r.guidance !== undefined);
   // A binomial share's 95% interval: +- 1.96 sqrt(p (1 - p) / n).
   const accuracy = (p: number) =>
     `${(100 * p).toFixed(1)}% ± ${(196 * Math.sqrt(p * (1 - p) / samples)).toFixed(1)}`;
@@ -316,7 +324,11 @@ export function evalTable(result: EvalResult, samples: number): string {
     `| --- | --- |${conditional ? " --- | --- |" : ""} --- | --- | --- |`,
     ...result.samplers.map((r) =>
       `| ${r.sampler} | ${r.steps} |${
-        conditional ? ` ${r.guidance} | ${accuracy(r.labelAccuracy ?? NaN)} |` : ""
+        conditional
+          ? ` ${r.guidance ?? "none"} | ${
+            r.labelAccuracy === undefined ? "-" : accuracy(r.labelAccuracy)
+          } |`
+          : ""
       } ${r.frechet.toFixed(2)} | ${r.msPerImage.toFixed(0)} | ${r.classHistogram.join(" ")} |`
     ),
     `| real digits (floor) | - |${conditional ? " - | - |" : ""} ${
