@@ -2,8 +2,10 @@
  * The edge entry, for Deno Deploy: no files written, models fetched by URL, WebAssembly only
  * (edge isolates have no GPU).
  *
- * The models are `DDPM_MODEL_URLS` (comma-separated URLs, or paths relative to this file), or
- * `../weights/mnist.onnx` (the shipped model) next to the deployed code when that is unset. CORS origins come from
+ * The models are `DDPM_MODEL_URLS` (comma-separated URLs, or paths relative to this file; the
+ * first is the default), or the shipped models next to the deployed code when that is unset:
+ * the conditional MNIST model (the default), the unconditional one and the conditional
+ * Fashion-MNIST one. CORS origins come from
  * `DDPM_CORS_ORIGINS` as in `serve/main.ts`; each request is logged with its id.
  *
  *   deno deploy --entrypoint serve/edge.ts
@@ -17,7 +19,12 @@ import { chooseProvider } from "./provider.ts";
 import { loadRegistry } from "./registry.ts";
 import { fetchModelSources } from "./sources.ts";
 
-const listed = Deno.env.get("DDPM_MODEL_URLS") ?? "../weights/mnist.onnx";
+const SHIPPED = [
+  "../weights/mnist-cond.onnx",
+  "../weights/mnist.onnx",
+  "../weights/fashion-cond.onnx",
+].join(",");
+const listed = Deno.env.get("DDPM_MODEL_URLS") ?? SHIPPED;
 const urls = listed.split(",").map((entry) => new URL(entry.trim(), import.meta.url));
 const registry = await loadRegistry(await fetchModelSources(urls), await chooseProvider("wasm"));
 const { app } = createApp({
