@@ -4,8 +4,9 @@
  * server samples correctly without guessing (schedule, prediction, image shape, scaling).
  *
  * The graph: input `x` float32 `[N, C, H, W]` (dynamic N, data scaled to [-1, 1]), input `t`
- * float32 `[N]` (0-based timesteps), output `out` float32 `[N, C, H, W]` (the prediction). The
- * timestep embedding is computed inside the graph. Opset 17.
+ * float32 `[N]` (0-based timesteps), for a class-conditional network input `y` int64 `[N]`
+ * (class indices, `numClasses` for no class), output `out` float32 `[N, C, H, W]` (the
+ * prediction). The timestep and class embeddings are computed inside the graph. Opset 17.
  *
  * @module
  */

@@ -14,7 +14,8 @@
  * a PixelCNN++-style wide ResNet with GroupNorm, two (configurable) residual blocks per
  * resolution, self-attention at the listed resolutions, a sinusoidal timestep embedding through
  * a two-layer MLP added in every residual block, strided-convolution downsampling, nearest
- * neighbour + convolution upsampling, and skip connections.
+ * neighbour + convolution upsampling, and skip connections. With `numClasses`, a class
+ * embedding is added to the timestep embedding (classifier-free guidance's conditional network).
  *
  * Parameters are named by their path (`down.1.res.0.conv1.w`). Canonical layouts, whatever
  * the backend: convolution kernels `[kh, kw, in, out]`, dense weights `[in, out]`, biases
