@@ -7,7 +7,7 @@ import { type Checkpoint, type NamedTensors, saveCheckpoint } from "../train/che
 import { buildOnnxModel, exportCheckpoint } from "../train/export.ts";
 import { PRESETS, type UNetConfig } from "../train/network.ts";
 import { tfjsDenoiser } from "../train/tfjs_ops.ts";
-import { card, randomWeights } from "./_models.ts";
+import { card, randomWeights, TINY_CONDITIONAL } from "./_models.ts";
 
 async function compare(
   config: UNetConfig,
@@ -25,8 +25,10 @@ async function compare(
   try {
     for (const t of [[0, 1, 2], [250, 500, 999], [10, 640, 77]]) {
       const tt = new Float32Array(t);
-      const reference = await tfjsDenoiser(params, config)(x, tt, shape);
-      const got = await onnxDenoiser(model, { maxBatch: 2 })(x, tt, shape); // 2 + 1: split batches too
+      // A conditional network gets a class, "no class" and another class.
+      const labels = config.numClasses ? Int32Array.of(0, config.numClasses, 1) : undefined;
+      const reference = await tfjsDenoiser(params, config)(x, tt, shape, labels);
+      const got = await onnxDenoiser(model, { maxBatch: 2 })(x, tt, shape, labels); // 2 + 1: split batches too
       reference.forEach((v, i) => {
         maxAbs = Math.max(maxAbs, Math.abs(v - got[i]));
         scale = Math.max(scale, Math.abs(v));
@@ -71,11 +73,19 @@ Deno.test("ONNX export matches tfjs on the WebGPU execution provider", async (t)
     await t.step({ name: "skipped: no WebGPU adapter", ignore: true, fn: () => {} });
     return;
   }
-  const { maxAbs, scale } = await compare(PRESETS.tiny, "webgpu");
-  console.log(
-    `tiny on WebGPU (${adapter.description}): max |onnx - tfjs| = ${maxAbs.toExponential(2)}`,
-  );
-  assert.ok(maxAbs <= RELATIVE_BOUND * scale, `max abs difference ${maxAbs} for scale ${scale}`);
+  for (
+    const [name, config] of [["tiny", PRESETS.tiny], ["tiny, 3 classes", TINY_CONDITIONAL]] as const
+  ) {
+    const { maxAbs, scale } = await compare(config, "webgpu");
+    console.log(
+      `${name} on WebGPU (${adapter.description}): max |onnx - tfjs| = ${maxAbs.toExponential(2)}`,
+    );
+    assert.ok(scale > 0.1, "outputs must be non-trivial for the comparison to mean anything");
+    assert.ok(
+      maxAbs <= RELATIVE_BOUND * scale,
+      `${name}: max abs difference ${maxAbs} for scale ${scale}`,
+    );
+  }
 });
 
 function tinyCheckpoint(): Checkpoint {
