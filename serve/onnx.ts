@@ -62,11 +62,6 @@ export async function loadOnnxModel(
   return { session, provider, card, ort };
 }
 
-/** The number of classes of a conditional model (its card's class names), 0 if unconditional. */
-export function classCount(card: ModelCard): number {
-  return card.config.numClasses ?? 0;
-}
-
 /**
  * The model as a `ConditionalDenoiser`: NCHW `x`, timesteps `t` and, for a conditional model,
  * class indices in, the model's prediction out (labels left out mean "no class"; an
@@ -83,7 +78,7 @@ export function onnxDenoiser(
     throw new RangeError(`maxBatch must be a positive integer, got ${maxBatch}`);
   }
   const { ort, session } = model;
-  const numClasses = classCount(model.card);
+  const numClasses = model.card.config.numClasses ?? 0; // 0: unconditional, no input y
   return async (x, t, shape, labels) => {
     const [n, c, h, w] = shape;
     const per = c * h * w;

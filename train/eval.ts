@@ -31,6 +31,7 @@ import {
   type OnnxModel,
 } from "../serve/onnx.ts";
 import { imagesAt, loadMnist } from "./data.ts";
+import { classCount } from "./network.ts";
 
 /** One sampler setting to evaluate, written `ddim:50` or `ddpm:1000`. */
 export interface SamplerSetting {
@@ -202,7 +203,7 @@ export async function evaluate(options: EvalOptions): Promise<EvalResult> {
   const schedule = makeSchedule({ ...card.schedule, kind: card.schedule.kind as ScheduleKind });
   const network = onnxDenoiser(model, { maxBatch: batch });
   const denoiser: typeof network = (x, t, shape) => network(x, t, shape);
-  const numClasses = card.config.numClasses ?? 0;
+  const numClasses = classCount(card.config);
   if (numClasses > 0 && numClasses !== 10) {
     throw new RangeError(
       `the evaluation classifier knows 10 digits, the model has ${numClasses} classes`,

@@ -18,6 +18,7 @@ import { parseArgs } from "node:util";
 import denoJson from "../deno.json" with { type: "json" };
 import { type Checkpoint, loadCheckpoint, type NamedTensors } from "./checkpoint.ts";
 import {
+  classCount,
   countParameters,
   describeUNet,
   isConditional,
@@ -207,7 +208,7 @@ export function modelCard(ckpt: Checkpoint, weights: "ema" | "raw"): ModelCard {
     backend?: string;
     initializedFrom?: { path: string; step: number };
   };
-  const numClasses = config.numClasses ?? 0;
+  const numClasses = classCount(config);
   const state = ckpt.trainingState as { wallSeconds?: number; lossSmoothed?: number };
   return {
     format: "onnx",

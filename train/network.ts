@@ -187,9 +187,14 @@ export function validateConfig(config: UNetConfig): void {
   }
 }
 
+/** The classes of a class-conditional network; 0 for an unconditional one. */
+export function classCount(config: UNetConfig): number {
+  return config.numClasses ?? 0;
+}
+
 /** True when the config describes a class-conditional network. */
 export function isConditional(config: UNetConfig): boolean {
-  return (config.numClasses ?? 0) > 0;
+  return classCount(config) > 0;
 }
 
 /**
@@ -207,7 +212,7 @@ export function unetForward<T>(
   validateConfig(config);
   const { ch, chMult, numResBlocks, attnResolutions, dropout, groups } = config;
   const tembDim = ch * 4;
-  const numClasses = config.numClasses ?? 0;
+  const numClasses = classCount(config);
   if (numClasses > 0 && y === undefined) {
     throw new RangeError(`the network is conditional on ${numClasses} classes and needs labels y`);
   }

@@ -35,7 +35,7 @@ import {
   imagesAt,
   loadDataset,
 } from "./data.ts";
-import { isConditional, type UNetConfig, validateConfig } from "./network.ts";
+import { classCount, isConditional, type UNetConfig, validateConfig } from "./network.ts";
 import { NonFiniteLossError, type OptimizerOptions, Trainer } from "./trainer.ts";
 
 /** Everything a run needs; `main.ts` fills it from flags, with the defaults listed there. */
@@ -425,7 +425,7 @@ async function _writeSamples(
   const { channels, imageSize } = trainer.config;
   const shape = [options.sampleCount ?? 16, channels, imageSize, imageSize] as const;
   // A conditional network draws its classes in turn (0, 1, 2, ...), without guidance.
-  const numClasses = trainer.config.numClasses ?? 0;
+  const numClasses = classCount(trainer.config);
   const labels = Int32Array.from({ length: shape[0] }, (_, i) => i % Math.max(numClasses, 1));
   const model = trainer.emaDenoiser();
   const images = await sample((x, t, s) => model(x, t, s, labels), {

@@ -15,7 +15,7 @@ import type { Rng } from "../lib/rng.ts";
 import type { ConditionalDenoiser } from "../lib/guidance.ts";
 import type { Schedule } from "../lib/schedule.ts";
 import type { NamedTensors } from "./checkpoint.ts";
-import { describeUNet, initParameters, type UNetConfig } from "./network.ts";
+import { classCount, describeUNet, initParameters, type UNetConfig } from "./network.ts";
 import { tfjsDenoiser, unetApply } from "./tfjs_ops.ts";
 
 /** Optimisation settings; defaults are the paper's CIFAR-10 ones (`run_cifar.py`). */
@@ -321,7 +321,7 @@ export class Trainer {
    * of the others. Undefined for an unconditional network, which takes no labels.
    */
   #classIndices(n: number, labels: Int32Array | undefined, rng?: Rng): Int32Array | undefined {
-    const numClasses = this.config.numClasses ?? 0;
+    const numClasses = classCount(this.config);
     if (numClasses === 0) return undefined;
     if (labels && labels.length !== n) {
       throw new RangeError(`the batch has ${n} images but ${labels.length} labels`);
