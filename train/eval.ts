@@ -201,8 +201,9 @@ export async function evaluate(options: EvalOptions): Promise<EvalResult> {
     );
   }
   const schedule = makeSchedule({ ...card.schedule, kind: card.schedule.kind as ScheduleKind });
+  // Called without labels (as the bound and unguided sampling do), a conditional network
+  // predicts for "no class".
   const network = onnxDenoiser(model, { maxBatch: batch });
-  const denoiser: typeof network = (x, t, shape) => network(x, t, shape);
   const numClasses = classCount(card.config);
   if (numClasses > 0 && numClasses !== 10) {
     throw new RangeError(
@@ -235,7 +236,7 @@ export async function evaluate(options: EvalOptions): Promise<EvalResult> {
     const count = Math.min(options.nllImages, heldOut.length);
     const x0 = imagesAt(heldOut, heldOutIndices.slice(0, count));
     const started = performance.now();
-    const bound = await variationalBound(denoiser, {
+    const bound = await variationalBound(network, {
       schedule,
       x0,
       shape: [count, 1, 28, 28],
@@ -269,7 +270,7 @@ export async function evaluate(options: EvalOptions): Promise<EvalResult> {
       for (let start = 0; start < samples; start += batch) {
         const n = Math.min(batch, samples - start);
         const model = guidance === undefined || guidance === null
-          ? denoiser
+          ? network
           : classifierFreeGuidance(network, {
             labels: requested.slice(start, start + n),
             nullClass: numClasses,
@@ -291,20 +292,22 @@ export async function evaluate(options: EvalOptions): Promise<EvalResult> {
       const frechet = generated.frechet;
       const classHistogram = new Array(10).fill(0);
       for (const c of generated.classes) classHistogram[c]++;
-      const conditional = guidance === undefined ? {} : guidance === null ? { guidance } : {
-        guidance,
-        labelAccuracy: generated.classes.filter((c, i) => c === requested[i]).length / samples,
-      };
-      results.push({ ...setting, frechet, msPerImage, classHistogram, ...conditional });
+      const row: SamplerResult = { ...setting, frechet, msPerImage, classHistogram };
+      if (guidance !== undefined) row.guidance = guidance;
+      if (typeof guidance === "number") {
+        row.labelAccuracy = generated.classes.filter((c, i) => c === requested[i]).length /
+          samples;
+      }
+      results.push(row);
       log(
         `${setting.sampler}:${setting.steps}${
           guidance === undefined ? "" : ` guidance ${guidance ?? "none (no class)"}`
         }: Fréchet distance ${frechet.toFixed(3)}, ${msPerImage.toFixed(0)} ms/image, classes [${
           classHistogram.join(", ")
         }]${
-          !("labelAccuracy" in conditional) || conditional.labelAccuracy === undefined
+          row.labelAccuracy === undefined
             ? ""
-            : `, label accuracy ${(100 * conditional.labelAccuracy).toFixed(1)}%`
+            : `, label accuracy ${(100 * row.labelAccuracy).toFixed(1)}%`
         }`,
       );
     }
