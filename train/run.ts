@@ -220,6 +220,10 @@ export async function runTraining(options: RunOptions): Promise<RunResult> {
   if (saved) sampler.restore(saved.sampler);
   const setup = { config, schedule, prediction, optimizer, labelDropout };
   const warmStart = options.initFrom ? await loadCheckpoint(options.initFrom) : null;
+  // Recorded in every checkpoint (and carried over on resume), read by the model card.
+  const initializedFrom = warmStart
+    ? { path: options.initFrom, step: warmStart.step }
+    : ckpt?.metadata.initializedFrom;
   const trainer = ckpt
     ? Trainer.restore(setup, {
       step: ckpt.step,
@@ -277,11 +281,7 @@ export async function runTraining(options: RunOptions): Promise<RunResult> {
     const saving = await _toCheckpoint(trainer, scheduleOptions, seed, state, options, {
       dataset: train.name,
       ...(classNames ? { classNames: [...classNames] } : {}),
-      ...(warmStart
-        ? { initializedFrom: { path: options.initFrom, step: warmStart.step } }
-        : ckpt?.metadata.initializedFrom
-        ? { initializedFrom: ckpt.metadata.initializedFrom }
-        : {}),
+      ...(initializedFrom ? { initializedFrom } : {}),
     });
     try {
       await saveCheckpoint(path, saving);
