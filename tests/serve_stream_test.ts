@@ -26,6 +26,26 @@ function slowRegistry(ms: number): { registry: ModelRegistry; calls: () => numbe
   return { registry: { provider: wasm, models: [model] }, calls: () => count };
 }
 
+/**
+ * A registry whose one model's network waits, on every call, until `release()`, counting its
+ * calls: a job holds its slot for as long as a test needs.
+ */
+function heldRegistry(): { registry: ModelRegistry; release: () => void; calls: () => number } {
+  const gate = Promise.withResolvers<void>();
+  let count = 0;
+  const denoiser: Denoiser = async (x) => {
+    count++;
+    await gate.promise;
+    return new Float32Array(x.length);
+  };
+  const model = servedModel("held", card(PRESETS.tiny), denoiser);
+  return {
+    registry: { provider: wasm, models: [model] },
+    release: () => gate.resolve(),
+    calls: () => count,
+  };
+}
+
 /** Waits until `condition` holds, checking every 5 ms, for at most `ms`. */
 async function until(condition: () => boolean, ms = 2000): Promise<void> {
   const end = performance.now() + ms;
@@ -112,13 +132,9 @@ Deno.test("a request aborted mid-job stops the network too", async () => {
 });
 
 Deno.test("a request aborted while it waits in the queue leaves the queue", async () => {
-  const gate = Promise.withResolvers<void>();
-  const model = servedModel("held", card(PRESETS.tiny), async (x) => {
-    await gate.promise;
-    return new Float32Array(x.length);
-  });
+  const { registry, release } = heldRegistry();
   const { app, queue } = createApp({
-    registry: { provider: wasm, models: [model] },
+    registry,
     limits: { concurrency: 1, queueSize: 1 },
   });
   const body = { n: 1, steps: 2 };
@@ -133,19 +149,15 @@ Deno.test("a request aborted while it waits in the queue leaves the queue", asyn
   // So another job can wait again instead of getting 429.
   const next = postJson(app, "/v1/samples", body);
   await until(() => queue.stats().waiting === 1);
-  gate.resolve();
+  release();
   assert.deepEqual([(await running).status, (await next).status], [200, 200]);
   assert.deepEqual(queue.stats(), { running: 0, waiting: 0, concurrency: 1, queueSize: 1 });
 });
 
 Deno.test("a job that times out while it waits in the queue gets 503 and leaves the queue", async () => {
-  const gate = Promise.withResolvers<void>();
-  const model = servedModel("held", card(PRESETS.tiny), async (x) => {
-    await gate.promise;
-    return new Float32Array(x.length);
-  });
+  const { registry, release } = heldRegistry();
   const { app, queue } = createApp({
-    registry: { provider: wasm, models: [model] },
+    registry,
     limits: { concurrency: 1, queueSize: 2, timeoutMs: 80 },
   });
   const running = postJson(app, "/v1/samples", { n: 1, steps: 2 });
@@ -162,7 +174,7 @@ Deno.test("a job that times out while it waits in the queue gets 503 and leaves 
     }
     assert.equal(queue.stats().waiting, 0, `${path}: the waiting place is free`);
   }
-  gate.resolve();
+  release();
   assert.equal((await running).status, 503, "the running job ran past its limit too");
   assert.deepEqual(queue.stats(), { running: 0, waiting: 0, concurrency: 1, queueSize: 2 });
 });
@@ -211,22 +223,15 @@ Deno.test("over a socket, a client that hangs up frees the slot: plain and strea
 });
 
 Deno.test("a full queue answers 429 with Retry-After; queued jobs then run in turn", async () => {
-  const gate = Promise.withResolvers<void>();
-  let calls = 0;
-  const held: Denoiser = async (x) => {
-    calls++;
-    await gate.promise;
-    return new Float32Array(x.length);
-  };
-  const model = servedModel("held", card(PRESETS.tiny), held);
+  const { registry, release, calls } = heldRegistry();
   const { app, queue } = createApp({
-    registry: { provider: wasm, models: [model] },
+    registry,
     limits: { concurrency: 1, queueSize: 1 },
   });
   const body = { n: 1, steps: 2 };
   const first = postJson(app, "/v1/samples", body);
   const second = postJson(app, "/v1/samples", body);
-  await until(() => calls === 1 && queue.stats().waiting === 1);
+  await until(() => calls() === 1 && queue.stats().waiting === 1);
   for (const path of ["/v1/samples", "/v1/samples/stream"]) {
     const refused = await postJson(app, path, body);
     assert.equal(refused.status, 429);
@@ -236,7 +241,7 @@ Deno.test("a full queue answers 429 with Retry-After; queued jobs then run in tu
     assert.equal(error.error, "queue_full");
     assert.match(error.detail, /1 jobs are running and 1 waiting; retry in about \d+ s/);
   }
-  gate.resolve();
+  release();
   assert.deepEqual([(await first).status, (await second).status], [200, 200]);
   assert.deepEqual(queue.stats(), { running: 0, waiting: 0, concurrency: 1, queueSize: 1 });
 });
