@@ -60,7 +60,7 @@ for (const name of values.backends.split(",") as BackendChoice[]) {
     continue;
   }
   const info = await initBackend(name);
-  const trainer = Trainer.create({ config: preset, schedule: makeSchedule() }, 0);
+  const trainer = await Trainer.create({ config: preset, schedule: makeSchedule() }, 0);
   const rng = createRng(0);
   try {
     await trainer.trainStep(x, shape, rng); // warm-up: kernel compilation, allocation

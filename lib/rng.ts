@@ -69,11 +69,11 @@ export function createRng(seed: number): Rng {
   }
   const low = seed >>> 0;
   const high = Math.floor(seed / 2 ** 32) >>> 0;
-  let weyl = (low ^ _fmix32(high)) >>> 0;
+  let weyl = (low ^ fmix32(high)) >>> 0;
   const words: [number, number, number, number] = [0, 0, 0, 0];
   for (let i = 0; i < 4; i++) {
     weyl = (weyl + 0x9e3779b9) >>> 0;
-    words[i] = _fmix32(weyl);
+    words[i] = fmix32(weyl);
   }
   return new _Xoshiro128(words, null);
 }
@@ -95,8 +95,12 @@ export function restoreRng(state: RngState): Rng {
   return new _Xoshiro128([words[0], words[1], words[2], words[3]], state.spareNormal);
 }
 
-/** MurmurHash3's 32-bit finaliser: a bijection on uint32 that mixes every bit. */
-function _fmix32(h: number): number {
+/**
+ * MurmurHash3's 32-bit finaliser: a bijection on uint32 that mixes every bit. The seeding above
+ * uses it; so do counter-based draws that must not depend on an order (the trainer's dropout
+ * masks, drawn per example).
+ */
+export function fmix32(h: number): number {
   h ^= h >>> 16;
   h = Math.imul(h, 0x85ebca6b);
   h ^= h >>> 13;

@@ -27,7 +27,7 @@ async function poisoned(isBad: (index: number) => boolean): Promise<DataSplit> {
 
 Deno.test("a NaN loss throws before any update: weights, EMA, Adam state and step unchanged", async () => {
   await initBackend("cpu");
-  const trainer = Trainer.create({ config: tiny, schedule: makeSchedule() }, 1);
+  const trainer = await Trainer.create({ config: tiny, schedule: makeSchedule() }, 1);
   try {
     const good = createRng(2).uniform(4 * 64).map((u) => 2 * u - 1);
     await trainer.trainStep(good, [4, 1, 8, 8], createRng(3));

@@ -71,7 +71,7 @@ Deno.test("learning-rate warm-up is linear and EMA decay warms up as (1 + s) / (
 
 Deno.test("tiny U-Net on the CPU backend: output shape, and a zero-initialised head outputs 0", async () => {
   await initBackend("cpu");
-  const trainer = Trainer.create({ config: tiny, schedule }, 1);
+  const trainer = await Trainer.create({ config: tiny, schedule }, 1);
   try {
     const out = await trainer.emaDenoiser()(batch, new Float32Array([0, 10, 500, 999]), shape);
     assert.equal(out.length, batch.length);
@@ -85,7 +85,7 @@ Deno.test("tiny U-Net on the CPU backend: output shape, and a zero-initialised h
 Deno.test("one step: EMA moves by (1 - decay), Adam's first moment holds the clipped gradient", async () => {
   await initBackend("cpu");
   for (const clip of [1e9, 1e-3]) {
-    const trainer = Trainer.create({
+    const trainer = await Trainer.create({
       config: tiny,
       schedule,
       optimizer: { gradClip: clip, warmupSteps: 0 },
@@ -119,7 +119,7 @@ Deno.test("one step: EMA moves by (1 - decay), Adam's first moment holds the cli
 
 Deno.test("loss falls on a fixed batch over 30 steps, with no tensor leak", async () => {
   await initBackend("cpu");
-  const trainer = Trainer.create({
+  const trainer = await Trainer.create({
     config: tiny,
     schedule,
     optimizer: { lr: 2e-3, warmupSteps: 0 },
@@ -219,7 +219,7 @@ Deno.test("WebGPU: the tiny U-Net's forward pass matches the CPU backend", async
   }
   // Non-zero weights everywhere, so every block contributes to the output.
   await initBackend("cpu");
-  const trainer = Trainer.create({
+  const trainer = await Trainer.create({
     config: tiny,
     schedule,
     optimizer: { lr: 1e-2, warmupSteps: 0 },

@@ -126,7 +126,7 @@ Deno.test("a full U-Net training step gives the same loss and update on wasm and
   const results = [];
   for (const backend of ["cpu", "wasm"] as const) {
     await initBackend(backend);
-    const trainer = Trainer.create(
+    const trainer = await Trainer.create(
       { config, schedule, optimizer: { warmupSteps: 0, lr: 1e-3 } },
       7,
     );

@@ -101,3 +101,28 @@ export async function initBackend(choice: BackendChoice): Promise<BackendInfo> {
   }
   return { name, adapter: name === "webgpu" ? adapter ?? undefined : undefined, summary };
 }
+
+/**
+ * How many gradient workers to train with. They run tfjs's WebAssembly backend (its threaded
+ * build cannot start under Deno, so threads come from workers instead): `auto` is one per core
+ * on `wasm` and none on WebGPU (one device) or the plain CPU backend; a number above 0 needs
+ * `wasm`.
+ */
+export function gradientWorkers(
+  requested: number | "auto",
+  backend: BackendInfo["name"],
+): number {
+  if (requested === "auto") {
+    return backend === "wasm" ? Math.max(1, navigator.hardwareConcurrency || 1) : 0;
+  }
+  if (!Number.isInteger(requested) || requested < 0) {
+    throw new RangeError(`--workers must be auto or an integer >= 0, got ${requested}`);
+  }
+  if (requested > 0 && backend !== "wasm") {
+    throw new RangeError(
+      `--workers ${requested} needs the wasm backend (gradient workers run tfjs on WebAssembly); ` +
+        `the ${backend} backend trains in the main thread: use --workers 0 or --backend wasm`,
+    );
+  }
+  return requested;
+}

@@ -7,7 +7,7 @@
 import { parseArgs } from "node:util";
 import { type Prediction, PREDICTIONS } from "../lib/parameterization.ts";
 import { SCHEDULE_KINDS, type ScheduleKind } from "../lib/schedule.ts";
-import { BACKEND_CHOICES, type BackendChoice, initBackend } from "./backend.ts";
+import { BACKEND_CHOICES, type BackendChoice, gradientWorkers, initBackend } from "./backend.ts";
 import { countParameters, describeUNet, PRESETS, type UNetConfig } from "./network.ts";
 import { type RunEvent, type RunOptions, runTraining } from "./run.ts";
 import type { OptimizerOptions } from "./trainer.ts";
@@ -31,6 +31,11 @@ const FLAGS: Record<string, { default?: string; help: string; boolean?: true }> 
   backend: {
     default: "auto",
     help: `tfjs backend: ${BACKEND_CHOICES.join(", ")} (auto prefers WebGPU)`,
+  },
+  workers: {
+    default: "auto",
+    help:
+      "gradient workers on the wasm backend, each with its share of every batch (auto: one per core; 0: train in the main thread)",
   },
   seed: { default: "0", help: "seed of the initial weights, the data order and every noise draw" },
   out: { help: "run directory (default runs/<preset>-<dataset>)" },
@@ -89,8 +94,9 @@ function usage(): string {
 
 /** Reads the flags into run options; throws a RangeError naming any bad value. */
 export function parseTrainArgs(args: string[]): {
-  options: Omit<RunOptions, "backend">;
+  options: Omit<RunOptions, "backend" | "workers">;
   backend: BackendChoice;
+  workers: number | "auto";
   dryRun: boolean;
   help: boolean;
 } {
@@ -179,6 +185,7 @@ export function parseTrainArgs(args: string[]): {
       onNonFinite: oneOf("on-nan", ["stop", "skip"] as const),
     },
     backend: oneOf("backend", BACKEND_CHOICES),
+    workers: text("workers") === "auto" ? "auto" : integer("workers", 0),
     dryRun: Boolean(values["dry-run"]),
     help: Boolean(values.help),
   };
@@ -281,7 +288,14 @@ if (import.meta.main) {
     Deno.exit(0);
   }
   const backend = await initBackend(parsed.backend);
-  console.log(backend.summary);
+  let workers;
+  try {
+    workers = gradientWorkers(parsed.workers, backend.name);
+  } catch (error) {
+    console.error(`error: ${(error as Error).message}`);
+    Deno.exit(2);
+  }
+  console.log(backend.summary + (workers > 0 ? `, ${workers} gradient workers` : ""));
   // Ctrl-C: finish the current step, save a checkpoint, exit. A second Ctrl-C exits at once.
   const stop = new AbortController();
   Deno.addSignalListener("SIGINT", () => {
@@ -294,6 +308,7 @@ if (import.meta.main) {
     result = await runTraining({
       ...parsed.options,
       backend,
+      workers,
       signal: stop.signal,
       report: progressReporter(),
     });

@@ -89,6 +89,13 @@ export interface RunOptions {
   evalEvery?: number;
   /** The backend in use, recorded in checkpoints and logs. */
   backend?: BackendInfo;
+  /**
+   * Gradient workers, each on its own WebAssembly backend (see `Trainer`); 0 (the default here)
+   * trains in the calling thread on the current backend. `deno task train` defaults to the cores.
+   */
+  workers?: number;
+  /** The gradient worker's module; tests substitute one that fails on purpose. */
+  workerModule?: URL;
   /** Progress lines and notices; default writes to stdout. */
   report?: (event: RunEvent) => void;
   /** Stops the run after the current step, with a checkpoint (Ctrl-C). */
@@ -218,21 +225,29 @@ export async function runTraining(options: RunOptions): Promise<RunResult> {
     dropLast: true,
   });
   if (saved) sampler.restore(saved.sampler);
-  const setup = { config, schedule, prediction, optimizer, labelDropout };
+  const setup = {
+    config,
+    schedule,
+    prediction,
+    optimizer,
+    labelDropout,
+    workers: options.workers,
+    workerModule: options.workerModule,
+  };
   const warmStart = options.initFrom ? await loadCheckpoint(options.initFrom) : null;
   // Recorded in every checkpoint (and carried over on resume), read by the model card.
   const initializedFrom = warmStart
     ? { path: options.initFrom, step: warmStart.step }
     : ckpt?.metadata.initializedFrom;
   const trainer = ckpt
-    ? Trainer.restore(setup, {
+    ? await Trainer.restore(setup, {
       step: ckpt.step,
       params: ckpt.params,
       ema: ckpt.ema,
       m: ckpt.optimizer.m,
       v: ckpt.optimizer.v,
     })
-    : Trainer.create(setup, seed, warmStart ?? undefined);
+    : await Trainer.create(setup, seed, warmStart ?? undefined);
 
   const metricsPath = join(options.out, "metrics.jsonl");
   const encoder = new TextEncoder();
@@ -257,7 +272,8 @@ export async function runTraining(options: RunOptions): Promise<RunResult> {
       : "starting a new run") +
       (classNames ? `; conditional on ${classNames.length} classes` : "") +
       `; ${train.length} training and ${heldOut.length} held-out images of ${train.name}` +
-      `, batch ${options.batch}${flip ? ", random flips" : ""}`,
+      `, batch ${options.batch}${flip ? ", random flips" : ""}` +
+      (trainer.workers > 0 ? `; ${trainer.workers} gradient workers` : ""),
   });
 
   let lossSmoothed = saved?.lossSmoothed ?? NaN;

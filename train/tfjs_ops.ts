@@ -9,6 +9,7 @@
 
 import * as tf from "@tensorflow/tfjs";
 import { nchwToHwc } from "../lib/image.ts";
+import { fmix32 } from "../lib/rng.ts";
 import type { ConditionalDenoiser } from "../lib/guidance.ts";
 import {
   type ConvOptions,
@@ -25,8 +26,14 @@ export type ParamTensors = ReadonlyMap<string, tf.Tensor>;
 export interface TfjsOpsOptions {
   /** Dropout is active only while training. */
   training?: boolean;
-  /** Base seed of this pass's dropout masks; each dropout layer adds its index. */
+  /** Seed of this pass's dropout masks (see {@linkcode dropoutMultipliers}). */
   dropoutSeed?: number;
+  /**
+   * Index in the whole batch of this tensor's first example. Dropout masks are drawn per example
+   * from its index in the batch, so a batch split across workers gets the masks it would get in
+   * one piece.
+   */
+  exampleOffset?: number;
 }
 
 const GROUP_NORM_EPSILON = 1e-6;
@@ -36,12 +43,14 @@ export class TfjsOps implements NetworkOps<tf.Tensor> {
   readonly #params: ParamTensors;
   readonly #training: boolean;
   readonly #dropoutSeed: number;
+  readonly #exampleOffset: number;
   #dropoutLayer = 0;
 
   constructor(params: ParamTensors, options: TfjsOpsOptions = {}) {
     this.#params = params;
     this.#training = options.training ?? false;
     this.#dropoutSeed = options.dropoutSeed ?? 0;
+    this.#exampleOffset = options.exampleOffset ?? 0;
   }
 
   #param(name: string): tf.Tensor {
@@ -94,7 +103,12 @@ export class TfjsOps implements NetworkOps<tf.Tensor> {
   dropout(x: tf.Tensor, rate: number): tf.Tensor {
     const layer = this.#dropoutLayer++;
     if (!this.#training || rate === 0) return x;
-    return tf.dropout(x, rate, undefined, this.#dropoutSeed + layer);
+    const multipliers = dropoutMultipliers(x.shape, rate, {
+      seed: this.#dropoutSeed,
+      layer,
+      exampleOffset: this.#exampleOffset,
+    });
+    return tf.mul(x, tf.tensor(multipliers, x.shape));
   }
 
   attention(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor): tf.Tensor {
@@ -129,6 +143,39 @@ export class TfjsOps implements NetworkOps<tf.Tensor> {
     const args = tf.mul(tf.reshape(t, [-1, 1]), tf.tensor2d(freqs, [1, half]));
     return tf.concat([tf.sin(args), tf.cos(args)], 1);
   }
+}
+
+/**
+ * Inverted-dropout multipliers for a tensor of `shape` (batch first): `1 / (1 - rate)` where a
+ * value is kept, 0 where it is dropped. Each example's mask depends only on the seed, the layer
+ * and the example's index in the whole batch (`exampleOffset` + its index here): a counter-based
+ * hash (MurmurHash3's finaliser over the example's key XOR a Weyl sequence), so any split of a
+ * batch across workers draws the same masks, in any order, and the draw costs one hash per value.
+ * A value is kept when the hash's top 24 bits fall below `(1 - rate) 2^24`.
+ */
+export function dropoutMultipliers(
+  shape: readonly number[],
+  rate: number,
+  options: { seed: number; layer: number; exampleOffset?: number },
+): Float32Array {
+  if (!(rate >= 0 && rate < 1)) throw new RangeError(`dropout rate must be in [0, 1), got ${rate}`);
+  const [n, ...rest] = shape;
+  const perExample = rest.reduce((a, b) => a * b, 1);
+  const keep = 1 - rate;
+  const threshold = Math.round(keep * 2 ** 24);
+  const scale = 1 / keep;
+  const out = new Float32Array(n * perExample);
+  const layerKey = fmix32((options.seed ^ fmix32(options.layer + 0x9e3779b9)) >>> 0);
+  const first = options.exampleOffset ?? 0;
+  for (let e = 0; e < n; e++) {
+    const key = fmix32((layerKey + Math.imul(first + e + 1, 0x85ebca6b)) >>> 0);
+    const base = e * perExample;
+    for (let i = 0; i < perExample; i++) {
+      const h = fmix32((key ^ Math.imul(i + 1, 0x9e3779b9)) >>> 0);
+      out[base + i] = h >>> 8 < threshold ? scale : 0;
+    }
+  }
+  return out;
 }
 
 /**

@@ -9,14 +9,25 @@
  */
 
 import * as tf from "@tensorflow/tfjs";
-import { nchwToHwc } from "../lib/image.ts";
 import type { Prediction } from "../lib/parameterization.ts";
 import type { Rng } from "../lib/rng.ts";
 import type { ConditionalDenoiser } from "../lib/guidance.ts";
 import type { Schedule } from "../lib/schedule.ts";
 import type { NamedTensors } from "./checkpoint.ts";
+import { GradientPool } from "./gradient_pool.ts";
 import { classCount, describeUNet, initParameters, type UNetConfig } from "./network.ts";
-import { tfjsDenoiser, unetApply } from "./tfjs_ops.ts";
+import {
+  adamEmaUpdate,
+  flattenTensors,
+  globalNorm,
+  type OptimizerBuffers,
+  type ParamLayout,
+  paramLayout,
+  unflattenTensors,
+  type UpdateSettings,
+} from "./optimizer.ts";
+import { batchLoss, type LossSetup, type StepInputs } from "./step.ts";
+import { type ParamTensors, tfjsDenoiser } from "./tfjs_ops.ts";
 
 /** Optimisation settings; defaults are the paper's CIFAR-10 ones (`run_cifar.py`). */
 export interface OptimizerOptions {
@@ -45,6 +56,14 @@ export interface TrainerSetup {
    * so one network learns both predictions classifier-free guidance needs. Default 0.1.
    */
   labelDropout?: number;
+  /**
+   * Gradient workers: each computes its share of every batch on its own WebAssembly backend
+   * (`gradient_pool.ts`). 0 (the default) runs the step in the calling thread on whatever tfjs
+   * backend is current, the only choice for WebGPU (one device).
+   */
+  workers?: number;
+  /** The gradient worker's module; tests substitute one that fails on purpose. */
+  workerModule?: URL;
 }
 
 /** The learnable state, as plain arrays. */
@@ -93,7 +112,14 @@ export function emaDecayAt(step: number, decay: number): number {
   return Math.min(decay, (1 + step) / (10 + step));
 }
 
-/** Weights, EMA weights and Adam moments on the tfjs backend, and the step that updates them. */
+/**
+ * The run's state and the step that updates it. Where the state lives depends on `workers`
+ * (see {@linkcode TrainerSetup}): as tfjs variables on the current backend, updated by tfjs
+ * kernels (0 workers: WebGPU, or any backend in the calling thread), or as flat float32 buffers
+ * in shared memory, with gradients from a pool of WebAssembly workers and the fused optimizer of
+ * `optimizer.ts`. Both compute the same numbers: one worker gives the bits of the in-thread step
+ * on the WebAssembly backend (tested), N workers the same up to float32 summation order.
+ */
 export class Trainer {
   readonly config: UNetConfig;
   readonly schedule: Schedule;
@@ -101,58 +127,23 @@ export class Trainer {
   readonly options: Required<OptimizerOptions>;
   /** Probability of training a labelled example as "no class" (conditional networks). */
   readonly labelDropout: number;
+  /** Gradient workers (0: the step runs in the calling thread). */
+  readonly workers: number;
   /** Optimizer steps taken. */
   step: number;
-  readonly #params: Map<string, tf.Variable>;
-  readonly #ema: Map<string, tf.Variable>;
-  readonly #m: Map<string, tf.Variable>;
-  readonly #v: Map<string, tf.Variable>;
-  readonly #sqrtAbar: Float32Array;
-  readonly #sqrtOneMinusAbar: Float32Array;
+  readonly #state: _TrainingState;
+  readonly #lossSetup: LossSetup;
 
-  private constructor(setup: TrainerSetup, state: TrainerState) {
+  private constructor(setup: TrainerSetup, step: number, state: _TrainingState) {
     this.config = setup.config;
     this.schedule = setup.schedule;
     this.prediction = setup.prediction ?? "eps";
-    const o = setup.optimizer ?? {};
-    this.options = {
-      lr: o.lr ?? 2e-4,
-      warmupSteps: o.warmupSteps ?? 5000,
-      gradClip: o.gradClip ?? 1,
-      emaDecay: o.emaDecay ?? 0.9999,
-      beta1: o.beta1 ?? 0.9,
-      beta2: o.beta2 ?? 0.999,
-      epsilon: o.epsilon ?? 1e-8,
-    };
-    _checkOptions(this.options);
+    this.options = _fullOptions(setup.optimizer);
     this.labelDropout = setup.labelDropout ?? 0.1;
-    if (!(this.labelDropout >= 0 && this.labelDropout <= 1)) {
-      throw new RangeError(`labelDropout must be in [0, 1], got ${this.labelDropout}`);
-    }
-    this.step = state.step;
-    const names = describeUNet(setup.config).params.map((p) => p.name);
-    const load = (group: NamedTensors, what: string, trainable: boolean) => {
-      const out = new Map<string, tf.Variable>();
-      for (const name of names) {
-        const entry = group[name];
-        if (!entry) throw new RangeError(`${what} has no tensor ${name} for this network config`);
-        out.set(name, tf.variable(tf.tensor(entry.data, entry.shape), trainable));
-      }
-      const extra = Object.keys(group).filter((k) => !out.has(k));
-      if (extra.length > 0) {
-        out.forEach((v) => v.dispose());
-        throw new RangeError(
-          `${what} has tensors the network lacks: ${extra.slice(0, 5).join(", ")}`,
-        );
-      }
-      return out;
-    };
-    this.#params = load(state.params, "params", true);
-    this.#ema = load(state.ema, "ema", false);
-    this.#m = load(state.m, "adam.m", false);
-    this.#v = load(state.v, "adam.v", false);
-    this.#sqrtAbar = Float32Array.from(setup.schedule.sqrtAlphasCumprod);
-    this.#sqrtOneMinusAbar = Float32Array.from(setup.schedule.sqrtOneMinusAlphasCumprod);
+    this.workers = setup.workers ?? 0;
+    this.step = step;
+    this.#state = state;
+    this.#lossSetup = _lossSetup(setup);
   }
 
   /**
@@ -161,11 +152,11 @@ export class Trainer {
    * instead; parameters it lacks (a new class embedding) keep their initial value, and a
    * tensor of another shape, or one this network lacks, is an error.
    */
-  static create(
+  static async create(
     setup: TrainerSetup,
     seed: number,
     warmStart?: { params: NamedTensors; ema: NamedTensors },
-  ): Trainer {
+  ): Promise<Trainer> {
     const specs = describeUNet(setup.config).params;
     const initial = initParameters(specs, seed);
     const params: NamedTensors = {}, ema: NamedTensors = {}, zeros: NamedTensors = {};
@@ -187,22 +178,24 @@ export class Trainer {
         `warm start: the weights have tensors this network lacks: ${extra.slice(0, 5).join(", ")}`,
       );
     }
-    return new Trainer(setup, { step: 0, params, ema, m: zeros, v: zeros });
+    return await Trainer.restore(setup, { step: 0, params, ema, m: zeros, v: zeros });
   }
 
   /** Continues from saved state (a checkpoint). */
-  static restore(setup: TrainerSetup, state: TrainerState): Trainer {
-    return new Trainer(setup, state);
-  }
-
-  /** The live weights by name (for the forward pass and export). */
-  get params(): ReadonlyMap<string, tf.Tensor> {
-    return this.#params;
-  }
-
-  /** The EMA weights by name. */
-  get ema(): ReadonlyMap<string, tf.Tensor> {
-    return this.#ema;
+  static async restore(setup: TrainerSetup, state: TrainerState): Promise<Trainer> {
+    _checkOptions(_fullOptions(setup.optimizer));
+    const labelDropout = setup.labelDropout ?? 0.1;
+    if (!(labelDropout >= 0 && labelDropout <= 1)) {
+      throw new RangeError(`labelDropout must be in [0, 1], got ${labelDropout}`);
+    }
+    const workers = setup.workers ?? 0;
+    if (!Number.isInteger(workers) || workers < 0) {
+      throw new RangeError(`workers must be an integer >= 0, got ${workers}`);
+    }
+    const held = workers === 0
+      ? _VariableState.load(setup.config, state)
+      : await _SharedState.start(setup, state, workers);
+    return new Trainer(setup, state.step, held);
   }
 
   /**
@@ -232,55 +225,27 @@ export class Trainer {
     const lr = learningRate(this.step, peak, warmupSteps);
     const k = this.step + 1;
     const stepSize = (lr * Math.sqrt(1 - beta2 ** k)) / (1 - beta1 ** k); // Adam bias correction
-    const decay = emaDecayAt(this.step, emaDecay);
 
     // Phase 1: loss, gradients and their global norm. The update waits until both numbers are
     // known to be finite, so a bad batch never reaches the weights.
-    const forward = tf.tidy(() => {
-      const { xt, target, tT } = this.#noisyInputs(x0, shape, t, noise);
-      const yT = classes && tf.tensor1d(classes, "int32");
-      const vars = [...this.#params.values()] as tf.Variable[];
-      const { value, grads } = tf.variableGrads(() => {
-        const out = unetApply(
-          this.#params,
-          this.config,
-          xt,
-          tT,
-          { training: true, dropoutSeed },
-          yT,
-        );
-        return tf.mean(tf.squaredDifference(out, target)) as tf.Scalar;
-      }, vars);
-      const ordered = vars.map((v) => grads[v.name]);
-      const norm = tf.sqrt(_sumPairwise(ordered.map((g) => tf.sum(tf.square(g)))));
-      return { value, norm, grads: ordered };
-    });
-    try {
-      const [loss] = await forward.value.data();
-      const [gradNorm] = await forward.norm.data();
-      if (!Number.isFinite(loss) || !Number.isFinite(gradNorm)) {
-        throw new NonFiniteLossError(k, loss, gradNorm);
-      }
-      // Phase 2: clip to the global norm (g * clip / max(norm, clip)), Adam, then the EMA.
-      tf.tidy(() => {
-        const clipScale = tf.div(gradClip, tf.maximum(forward.norm, gradClip));
-        [...this.#params.keys()].forEach((name, i) => {
-          const g = tf.mul(forward.grads[i], clipScale);
-          const m = this.#m.get(name) as tf.Variable;
-          const v = this.#v.get(name) as tf.Variable;
-          m.assign(tf.add(tf.mul(m, beta1), tf.mul(g, 1 - beta1)));
-          v.assign(tf.add(tf.mul(v, beta2), tf.mul(tf.square(g), 1 - beta2)));
-          const p = this.#params.get(name) as tf.Variable;
-          p.assign(tf.sub(p, tf.mul(stepSize, tf.div(m, tf.add(tf.sqrt(v), epsilon)))));
-          const e = this.#ema.get(name) as tf.Variable;
-          e.assign(tf.add(tf.mul(e, decay), tf.mul(p, 1 - decay)));
-        });
-      });
-      this.step = k;
-      return { loss, gradNorm, lr };
-    } finally {
-      tf.dispose([forward.value, forward.norm, ...forward.grads]);
+    const inputs = { x0, shape, t, noise, dropoutSeed, classes, exampleOffset: 0 };
+    const { loss, gradNorm } = await this.#state.gradients(this.#lossSetup, inputs);
+    if (!Number.isFinite(loss) || !Number.isFinite(gradNorm)) {
+      this.#state.discardGradients();
+      throw new NonFiniteLossError(k, loss, gradNorm);
     }
+    // Phase 2: clip to the global norm (g * clip / max(norm, clip)), Adam, then the EMA.
+    await this.#state.update({
+      gradNorm,
+      gradClip,
+      beta1,
+      beta2,
+      epsilon,
+      stepSize,
+      emaDecay: emaDecayAt(this.step, emaDecay),
+    });
+    this.step = k;
+    return { loss, gradNorm, lr };
   }
 
   /**
@@ -300,19 +265,17 @@ export class Trainer {
     const t = rng.integers(shape[0], this.schedule.timesteps);
     const noise = rng.normal(x0.length);
     const classes = this.#classIndices(shape[0], labels);
-    const lossT = tf.tidy(() => {
-      const { xt, target, tT } = this.#noisyInputs(x0, shape, t, noise);
-      const params = weights === "ema" ? this.#ema : this.#params;
-      const yT = classes && tf.tensor1d(classes, "int32");
-      return tf.mean(
-        tf.squaredDifference(unetApply(params, this.config, xt, tT, {}, yT), target),
+    const inputs = { x0, shape, t, noise, dropoutSeed: 0, classes, exampleOffset: 0 };
+    return await this.#state.withTensors(weights, async (params) => {
+      const lossT = tf.tidy(() =>
+        batchLoss(params, this.#lossSetup, { ...inputs, training: false })
       );
+      try {
+        return (await lossT.data())[0];
+      } finally {
+        lossT.dispose();
+      }
     });
-    try {
-      return (await lossT.data())[0];
-    } finally {
-      lossT.dispose();
-    }
   }
 
   /**
@@ -352,48 +315,134 @@ export class Trainer {
   }
 
   /**
-   * The network's input `x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps` (eq. 4) and its
-   * regression target, NHWC, for given timesteps and noise. Call inside `tf.tidy`.
+   * The network with the EMA weights, as a `ConditionalDenoiser` for sampling previews, on the
+   * calling thread's backend.
    */
-  #noisyInputs(
-    x0: Float32Array,
-    shape: readonly [number, number, number, number],
-    t: Int32Array,
-    noise: Float32Array,
-  ): { xt: tf.Tensor; target: tf.Tensor; tT: tf.Tensor } {
-    const [n, c, h, w] = shape;
-    const nhwc: [number, number, number, number] = [n, h, w, c];
-    const x0T = tf.tensor4d(nchwToHwc(x0, shape), nhwc);
-    const epsT = tf.tensor4d(nchwToHwc(noise, shape), nhwc);
-    const a = tf.tensor4d(Float32Array.from(t, (i) => this.#sqrtAbar[i]), [n, 1, 1, 1]);
-    const s = tf.tensor4d(Float32Array.from(t, (i) => this.#sqrtOneMinusAbar[i]), [n, 1, 1, 1]);
-    const xt = tf.add(tf.mul(a, x0T), tf.mul(s, epsT));
-    let target: tf.Tensor;
-    switch (this.prediction) {
-      case "eps":
-        target = epsT;
-        break;
-      case "x0":
-        target = x0T;
-        break;
-      case "v":
-        target = tf.sub(tf.mul(a, epsT), tf.mul(s, x0T)); // v = sqrt(abar) eps - sqrt(1 - abar) x0
-        break;
-      default: {
-        const unknown: never = this.prediction;
-        throw new RangeError(`prediction must be eps, x0 or v, got ${unknown}`);
-      }
-    }
-    return { xt, target, tT: tf.tensor1d(Float32Array.from(t)) };
-  }
-
-  /** The network with the EMA weights, as a `ConditionalDenoiser` for sampling previews. */
   emaDenoiser(): ConditionalDenoiser {
-    return tfjsDenoiser(this.#ema, this.config);
+    return (x, t, shape, labels) =>
+      this.#state.withTensors(
+        "ema",
+        async (ema) => await tfjsDenoiser(ema, this.config)(x, t, shape, labels),
+      );
   }
 
   /** Reads every tensor back to plain arrays (for a checkpoint). */
   async state(): Promise<TrainerState> {
+    return { step: this.step, ...(await this.#state.read()) };
+  }
+
+  /** Frees every tensor this trainer holds and stops its workers. */
+  dispose(): void {
+    this.#state.dispose();
+  }
+}
+
+/** Where the weights, EMA and moments live, and how a step computes and applies an update. */
+interface _TrainingState {
+  /** Loss and gradient norm of `inputs`; the gradients wait for `update` or `discard`. */
+  gradients(setup: LossSetup, inputs: StepInputs): Promise<{ loss: number; gradNorm: number }>;
+  /** Applies the waiting gradients. */
+  update(settings: UpdateSettings): Promise<void>;
+  discardGradients(): void;
+  /** Runs `use` with the live or EMA weights as tensors on the calling thread's backend. */
+  withTensors<T>(weights: "params" | "ema", use: (params: ParamTensors) => Promise<T>): Promise<T>;
+  read(): Promise<Omit<TrainerState, "step">>;
+  dispose(): void;
+}
+
+/** The state as tfjs variables on the current backend, updated by tfjs kernels. */
+class _VariableState implements _TrainingState {
+  readonly #params: Map<string, tf.Variable>;
+  readonly #ema: Map<string, tf.Variable>;
+  readonly #m: Map<string, tf.Variable>;
+  readonly #v: Map<string, tf.Variable>;
+  #pending: { grads: tf.Tensor[]; norm: tf.Tensor } | null = null;
+
+  private constructor(groups: Map<string, tf.Variable>[]) {
+    [this.#params, this.#ema, this.#m, this.#v] = groups;
+  }
+
+  static load(config: UNetConfig, state: TrainerState): _VariableState {
+    const layout = paramLayout(config);
+    const groups: Map<string, tf.Variable>[] = [];
+    try {
+      for (const [group, what] of _GROUPS) {
+        // Validates names and sizes the same way the shared state does.
+        flattenTensors(layout, state[group], { what });
+        groups.push(
+          new Map(layout.names.map((name) => {
+            const { data, shape } = state[group][name];
+            return [name, tf.variable(tf.tensor(data, shape), group === "params")];
+          })),
+        );
+      }
+    } catch (error) {
+      groups.forEach((g) => g.forEach((v) => v.dispose()));
+      throw error;
+    }
+    return new _VariableState(groups);
+  }
+
+  gradients(setup: LossSetup, inputs: StepInputs): Promise<{ loss: number; gradNorm: number }> {
+    const forward = tf.tidy(() => {
+      const vars = [...this.#params.values()] as tf.Variable[];
+      const { value, grads } = tf.variableGrads(
+        () => batchLoss(this.#params, setup, { ...inputs, training: true }),
+        vars,
+      );
+      const ordered = vars.map((v) => grads[v.name]);
+      const norm = tf.sqrt(_sumPairwise(ordered.map((g) => tf.sum(tf.square(g)))));
+      return { value, norm, grads: ordered };
+    });
+    this.#pending = { grads: forward.grads, norm: forward.norm };
+    return (async () => {
+      try {
+        const [loss] = await forward.value.data();
+        const [gradNorm] = await forward.norm.data();
+        return { loss, gradNorm };
+      } catch (error) {
+        this.discardGradients();
+        throw error;
+      } finally {
+        forward.value.dispose();
+      }
+    })();
+  }
+
+  update(s: UpdateSettings): Promise<void> {
+    const pending = this.#pending;
+    if (!pending) throw new Error("update without gradients");
+    try {
+      tf.tidy(() => {
+        const clipScale = tf.div(s.gradClip, tf.maximum(pending.norm, s.gradClip));
+        [...this.#params.keys()].forEach((name, i) => {
+          const g = tf.mul(pending.grads[i], clipScale);
+          const m = this.#m.get(name) as tf.Variable;
+          const v = this.#v.get(name) as tf.Variable;
+          m.assign(tf.add(tf.mul(m, s.beta1), tf.mul(g, 1 - s.beta1)));
+          v.assign(tf.add(tf.mul(v, s.beta2), tf.mul(tf.square(g), 1 - s.beta2)));
+          const p = this.#params.get(name) as tf.Variable;
+          p.assign(tf.sub(p, tf.mul(s.stepSize, tf.div(m, tf.add(tf.sqrt(v), s.epsilon)))));
+          const e = this.#ema.get(name) as tf.Variable;
+          e.assign(tf.add(tf.mul(e, s.emaDecay), tf.mul(p, 1 - s.emaDecay)));
+        });
+      });
+    } finally {
+      this.discardGradients();
+    }
+    return Promise.resolve();
+  }
+
+  discardGradients(): void {
+    if (this.#pending) tf.dispose([this.#pending.norm, ...this.#pending.grads]);
+    this.#pending = null;
+  }
+
+  withTensors<T>(weights: "params" | "ema", use: (p: ParamTensors) => Promise<T>): Promise<T> {
+    return use(weights === "ema" ? this.#ema : this.#params);
+  }
+
+  async read(): Promise<Omit<TrainerState, "step">> {
     const read = async (group: Map<string, tf.Variable>) => {
       const out: NamedTensors = {};
       for (const [name, v] of group) {
@@ -402,7 +451,6 @@ export class Trainer {
       return out;
     };
     return {
-      step: this.step,
       params: await read(this.#params),
       ema: await read(this.#ema),
       m: await read(this.#m),
@@ -410,12 +458,116 @@ export class Trainer {
     };
   }
 
-  /** Frees every tensor this trainer holds. */
   dispose(): void {
+    this.discardGradients();
     for (const group of [this.#params, this.#ema, this.#m, this.#v]) {
       group.forEach((v) => v.dispose());
     }
   }
+}
+
+/**
+ * The state as flat float32 buffers in shared memory: gradients from a pool of workers, the
+ * optimizer as one fused pass (`optimizer.ts`) on this thread.
+ */
+class _SharedState implements _TrainingState {
+  readonly #layout: ParamLayout;
+  readonly #pool: GradientPool;
+  readonly #buffers: OptimizerBuffers;
+
+  private constructor(layout: ParamLayout, pool: GradientPool, buffers: OptimizerBuffers) {
+    this.#layout = layout;
+    this.#pool = pool;
+    this.#buffers = buffers;
+  }
+
+  static async start(
+    setup: TrainerSetup,
+    state: TrainerState,
+    workers: number,
+  ): Promise<_SharedState> {
+    const layout = paramLayout(setup.config);
+    const shared = () => new Float32Array(new SharedArrayBuffer(layout.total * 4));
+    const [params, ema, m, v] = _GROUPS.map(([group, what]) =>
+      flattenTensors(layout, state[group], { into: shared(), what })
+    );
+    const pool = await GradientPool.start({
+      workers,
+      setup: _lossSetup(setup),
+      layout,
+      params,
+      workerModule: setup.workerModule,
+    });
+    const grads = new Float32Array(layout.total);
+    return new _SharedState(layout, pool, { params, grads, m, v, ema });
+  }
+
+  async gradients(
+    _setup: LossSetup,
+    inputs: StepInputs,
+  ): Promise<{ loss: number; gradNorm: number }> {
+    const loss = await this.#pool.gradients(inputs, this.#buffers.grads);
+    return { loss, gradNorm: globalNorm(this.#layout, this.#buffers.grads) };
+  }
+
+  update(settings: UpdateSettings): Promise<void> {
+    adamEmaUpdate(this.#buffers, settings);
+    return Promise.resolve();
+  }
+
+  discardGradients(): void {
+    this.#buffers.grads.fill(0);
+  }
+
+  async withTensors<T>(
+    weights: "params" | "ema",
+    use: (p: ParamTensors) => Promise<T>,
+  ): Promise<T> {
+    const flat = weights === "ema" ? this.#buffers.ema : this.#buffers.params;
+    const tensors = new Map(
+      Object.entries(unflattenTensors(this.#layout, flat)).map((
+        [name, { data, shape }],
+      ) => [name, tf.tensor(data, shape)]),
+    );
+    try {
+      return await use(tensors);
+    } finally {
+      tf.dispose([...tensors.values()]);
+    }
+  }
+
+  read(): Promise<Omit<TrainerState, "step">> {
+    const { params, ema, m, v } = this.#buffers;
+    const copy = (flat: Float32Array) => unflattenTensors(this.#layout, flat);
+    return Promise.resolve({ params: copy(params), ema: copy(ema), m: copy(m), v: copy(v) });
+  }
+
+  dispose(): void {
+    this.#pool.terminate();
+  }
+}
+
+const _GROUPS = [["params", "params"], ["ema", "ema"], ["m", "adam.m"], ["v", "adam.v"]] as const;
+
+function _fullOptions(o: OptimizerOptions = {}): Required<OptimizerOptions> {
+  return {
+    lr: o.lr ?? 2e-4,
+    warmupSteps: o.warmupSteps ?? 5000,
+    gradClip: o.gradClip ?? 1,
+    emaDecay: o.emaDecay ?? 0.9999,
+    beta1: o.beta1 ?? 0.9,
+    beta2: o.beta2 ?? 0.999,
+    epsilon: o.epsilon ?? 1e-8,
+  };
+}
+
+function _lossSetup(setup: TrainerSetup): LossSetup {
+  return {
+    config: setup.config,
+    prediction: setup.prediction ?? "eps",
+    sqrtAbar: Float32Array.from(setup.schedule.sqrtAlphasCumprod),
+    sqrtOneMinusAbar: Float32Array.from(setup.schedule.sqrtOneMinusAlphasCumprod),
+  };
 }
 
 /**
