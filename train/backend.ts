@@ -7,7 +7,7 @@
 import * as tf from "@tensorflow/tfjs";
 import "@tensorflow/tfjs-backend-wasm";
 import "@tensorflow/tfjs-backend-webgpu";
-import { registerWasmConvGradients } from "./wasm_kernels.ts";
+import { registerWasmKernels } from "./wasm_kernels.ts";
 
 /** What `--backend` accepts. */
 export type BackendChoice = "auto" | "webgpu" | "wasm" | "cpu";
@@ -65,7 +65,7 @@ export async function initBackend(choice: BackendChoice): Promise<BackendInfo> {
   }
   // Warnings such as tfjs's advice to install its Node.js add-on do not apply under Deno.
   tf.enableProdMode();
-  registerWasmConvGradients();
+  registerWasmKernels();
   const adapter = choice === "auto" || choice === "webgpu" ? await findWebGpuAdapter() : null;
   let name: BackendInfo["name"];
   if (choice === "webgpu" || (choice === "auto" && adapter && !adapter.software)) {
