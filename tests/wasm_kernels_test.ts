@@ -154,3 +154,54 @@ Deno.test("a full U-Net training step gives the same loss and update on wasm and
   }
   await initBackend("cpu");
 });
+
+Deno.test("wasm Transpose over the heap moves every value where the CPU backend does", async () => {
+  const rng = createRng(21);
+  const cases: [number[], number[]][] = [
+    [[7], [0]],
+    [[3, 5], [1, 0]],
+    [[2, 3, 4], [2, 0, 1]],
+    [[4, 5, 6, 3], [3, 1, 2, 0]], // the filter gradient's input: channels to the front
+    [[4, 5, 6, 3], [1, 2, 0, 3]],
+    [[3, 3, 4, 5], [0, 1, 3, 2]], // the input gradient's filter: in and out channels swapped
+    [[2, 1, 5, 3], [2, 3, 0, 1]], // a size-one axis
+    [[2, 3, 2, 2, 3], [4, 0, 1, 2, 3]], // 5 axes: the shipped kernel
+  ];
+  for (const [shape, perm] of cases) {
+    for (const dtype of ["float32", "int32"] as const) {
+      const size = shape.reduce((a, b) => a * b, 1);
+      const values = rng.normal(size).map((z) => (dtype === "int32" ? Math.round(z * 100) : z));
+      const results = [];
+      for (const backend of ["cpu", "wasm"] as const) {
+        await initBackend(backend);
+        const x = tf.tensor(values, shape, dtype);
+        const y = tf.transpose(x, perm);
+        results.push({ shape: y.shape, data: await y.data() });
+        tf.dispose([x, y]);
+      }
+      assert.deepEqual(results[1], results[0], `${dtype} [${shape}] by [${perm}]`);
+    }
+  }
+  await initBackend("cpu");
+});
+
+Deno.test("wasm Identity shares memory: a clone outlives its source and gradients are unchanged", async () => {
+  await initBackend("wasm");
+  const buffers = () => tf.backend().numDataIds();
+  const before = buffers();
+  const x = tf.tensor([1, 2, 3, 4], [2, 2]);
+  const y = tf.clone(x);
+  assert.equal(buffers(), before + 1, "one buffer for both");
+  x.dispose();
+  assert.deepEqual(await y.data(), Float32Array.of(1, 2, 3, 4));
+  y.dispose();
+  assert.equal(buffers(), before, "freed with its last reference");
+  // A gradient that saves its inputs for the backward pass (clones, then frees them).
+  const a = tf.tensor([0.5, -1, 2]);
+  const g = tf.grad((v: tf.Tensor) => tf.sum(tf.mul(tf.sigmoid(v), v)))(a);
+  const s = [0.5, -1, 2].map((v) => 1 / (1 + Math.exp(-v)));
+  const expected = s.map((si, i) => si + [0.5, -1, 2][i] * si * (1 - si));
+  (await g.data()).forEach((v, i) => assert.ok(Math.abs(v - expected[i]) < 1e-6));
+  tf.dispose([a, g]);
+  await initBackend("cpu");
+});
