@@ -28,7 +28,7 @@ import { encodeApng } from "../lib/png.ts";
 import type { SamplerKind } from "../lib/samplers.ts";
 import { spacedTimesteps, type TimestepSpacing } from "../lib/schedule.ts";
 import { corsMiddleware } from "./cors.ts";
-import { type ErrorBody, HttpError } from "./errors.ts";
+import { describeIssues, type ErrorBody, HttpError } from "./errors.ts";
 import {
   fromBase64,
   gridImage,
@@ -178,10 +178,7 @@ export function createApp(dependencies: AppDependencies): DdpmApp {
   const app = new OpenAPIHono<AppEnv>({
     defaultHook: (result) => {
       if (!result.success) {
-        const detail = result.error.issues
-          .map((issue) => `${issue.path.join(".") || "body"}: ${issue.message}`)
-          .join("; ");
-        throw new HttpError(400, "invalid_request", detail);
+        throw new HttpError(400, "invalid_request", describeIssues(result.error.issues));
       }
     },
   });
