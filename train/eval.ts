@@ -450,7 +450,7 @@ if (import.meta.main) {
     const T = model.card.schedule.timesteps;
     const network = onnxDenoiser(model, { maxBatch: batch });
     const [c, h, w] = [model.card.channels, model.card.imageSize, model.card.imageSize];
-    const probe = Math.min(batch, 16);
+    const probe = Math.min(batch, samples);
     const x = new Float32Array(probe * c * h * w);
     const t = new Float32Array(probe).fill(T - 1);
     const shape = [probe, c, h, w] as const;
