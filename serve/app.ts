@@ -15,7 +15,6 @@
  */
 
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
-import { swaggerUI } from "@hono/swagger-ui";
 import type { Context } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { HTTPException } from "hono/http-exception";
@@ -862,7 +861,6 @@ export function createApp(dependencies: AppDependencies): DdpmApp {
     const document = app.getOpenAPIDocument(OPENAPI_CONFIG);
     return c.html(renderReference(document as unknown as OpenApiDocument));
   });
-  app.get("/docs/swagger", swaggerUI({ url: "/openapi.json" }));
 
   return { app, queue, limits };
 }
