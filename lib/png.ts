@@ -12,7 +12,7 @@
  */
 
 import { convertIndexedToRgb, decode, type DecodedPng, encode } from "fast-png";
-import { zlibSync } from "fflate";
+import { Unzlib, zlibSync } from "fflate";
 import { checkHwcImage, type HwcImage, type ImageChannels } from "./image.ts";
 
 /**
@@ -103,7 +103,11 @@ export function readPngHeader(bytes: Uint8Array): PngHeader {
  * the result has 1, 3 or 4 channels, like every image in this module.
  *
  * Bytes that are not a valid PNG throw a `TypeError` carrying the decoder's message. Check the
- * size with {@linkcode readPngHeader} first when the bytes come from outside.
+ * size with {@linkcode readPngHeader} first when the bytes come from outside. Inflating stops
+ * at the bytes the header allows ({@linkcode inflatedPngBytes}): image data that inflates to
+ * more (a zlib bomb under a small header) throws a `RangeError` after at most about 1 MiB of
+ * excess, and ancillary chunks other than `tRNS` (compressed `iCCP`, `zTXt` and `iTXt` among
+ * them) are skipped unread, so decoding costs at most what the header's size does.
  *
  * @example
  * ```ts
@@ -121,9 +125,10 @@ export function decodePng(bytes: Uint8Array): HwcImage {
       `unsupported PNG: Adam7-interlaced images with bit depth ${header.bitDepth} cannot be decoded; re-save without interlacing`,
     );
   }
+  const bounded = _boundedPng(bytes, header);
   let png: DecodedPng;
   try {
-    png = decode(bytes, { checkCrc: true });
+    png = decode(bounded, { checkCrc: true });
     // Colour type 3 and not the presence of PLTE decides: RGB images may carry a suggested
     // palette too.
     if (header.colorType === 3) {
@@ -135,6 +140,31 @@ export function decodePng(bytes: Uint8Array): HwcImage {
     throw new TypeError(`bytes are not a valid PNG: ${_describe(error)}`, { cause: error });
   }
   return _to8Bit(png);
+}
+
+/**
+ * The bytes a PNG's image data inflates to, as its header fixes them (PNG spec §7.2, §8.2):
+ * per row one filter byte and the row's packed samples, summed over the seven Adam7 passes
+ * when interlaced.
+ *
+ * @example
+ * ```ts
+ * import { inflatedPngBytes } from "./png.ts";
+ * // 28 rows of a filter byte and 28 grey bytes.
+ * console.assert(inflatedPngBytes({ width: 28, height: 28, bitDepth: 8, colorType: 0 }) === 812);
+ * ```
+ */
+export function inflatedPngBytes(header: PngHeader, interlaced = false): number {
+  const bitsPerPixel = _SAMPLES_PER_PIXEL[header.colorType] * header.bitDepth;
+  const rows = (width: number, height: number) =>
+    width > 0 && height > 0 ? height * (1 + Math.ceil((width * bitsPerPixel) / 8)) : 0;
+  if (!interlaced) return rows(header.width, header.height);
+  // Adam7 passes: [x0, y0, dx, dy] (PNG spec §8.2).
+  return _ADAM7.reduce(
+    (sum, [x0, y0, dx, dy]) =>
+      sum + rows(Math.ceil((header.width - x0) / dx), Math.ceil((header.height - y0) / dy)),
+    0,
+  );
 }
 
 /** Options of {@linkcode encodeApng}. */
@@ -277,6 +307,88 @@ const _PNG_BIT_DEPTHS: Readonly<Record<number, readonly number[]>> = {
   4: [8, 16],
   6: [8, 16],
 };
+
+/** PNG spec §11.2.2: samples per pixel of each colour type (a palette index is one). */
+const _SAMPLES_PER_PIXEL: Readonly<Record<PngHeader["colorType"], number>> = {
+  0: 1,
+  2: 3,
+  3: 1,
+  4: 2,
+  6: 4,
+};
+const _ADAM7: readonly (readonly [number, number, number, number])[] = [
+  [0, 0, 8, 8],
+  [4, 0, 8, 8],
+  [0, 4, 4, 8],
+  [2, 0, 4, 4],
+  [0, 2, 2, 4],
+  [1, 0, 2, 2],
+  [0, 1, 1, 2],
+];
+/** The chunks a still image is decoded from; every other (ancillary) chunk is skipped. */
+const _DECODED_CHUNKS = new Set(["IHDR", "PLTE", "tRNS", "IDAT", "IEND"]);
+/**
+ * Compressed bytes fed to the inflater at a time. Deflate expands at most 1032:1 (RFC 1951: a
+ * 258-byte match in a code of at least 2 bits), so a piece inflates to at most about 1 MiB
+ * before the running total is checked again.
+ */
+const _INFLATE_PIECE = 1024;
+
+/**
+ * The chunks of `bytes` that decoding reads (signature, IHDR, PLTE, tRNS, IDAT, IEND, each
+ * with its CRC, in their order), after checking that the image data inflates to no more
+ * than the header allows. Throws a `TypeError` for a chunk that runs past the end and a
+ * `RangeError` for image data that inflates past {@linkcode inflatedPngBytes}.
+ */
+function _boundedPng(bytes: Uint8Array, header: PngHeader): Uint8Array {
+  // 1. Walk the chunks: length (u32), type, data, CRC (spec §5.3), keeping the decoded ones.
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const kept: Uint8Array[] = [bytes.subarray(0, 8)];
+  const idat: Uint8Array[] = [];
+  let offset = 8;
+  while (offset + 12 <= bytes.length) {
+    const length = view.getUint32(offset);
+    const end = offset + 12 + length;
+    if (end > bytes.length) {
+      throw new TypeError(
+        `bytes are not a valid PNG: a chunk of ${length} bytes at offset ${offset} runs past the end (${bytes.length} bytes)`,
+      );
+    }
+    const type = String.fromCharCode(...bytes.subarray(offset + 4, offset + 8));
+    if (_DECODED_CHUNKS.has(type)) kept.push(bytes.subarray(offset, end));
+    if (type === "IDAT") idat.push(bytes.subarray(offset + 8, end - 4));
+    offset = end;
+    if (type === "IEND") break;
+  }
+  // 2. Inflate the image data piece by piece, stopping once it passes the header's size.
+  const allowed = inflatedPngBytes(header, bytes[28] === 1);
+  let inflated = 0;
+  const inflater = new Unzlib((chunk) => {
+    inflated += chunk.length;
+  });
+  try {
+    for (const data of idat) {
+      for (let i = 0; i < data.length && inflated <= allowed; i += _INFLATE_PIECE) {
+        inflater.push(data.subarray(i, i + _INFLATE_PIECE));
+      }
+    }
+  } catch (error) {
+    throw new TypeError(`bytes are not a valid PNG: ${_describe(error)}`, { cause: error });
+  }
+  if (inflated > allowed) {
+    throw new RangeError(
+      `the image data inflates to more than the ${allowed} bytes its ${header.width}x${header.height} header allows`,
+    );
+  }
+  // 3. Join the kept chunks.
+  const out = new Uint8Array(kept.reduce((sum, chunk) => sum + chunk.length, 0));
+  let at = 0;
+  for (const chunk of kept) {
+    out.set(chunk, at);
+    at += chunk.length;
+  }
+  return out;
+}
 
 /** PNG spec §11.2.2: the colour type of 8-bit grey, RGB and RGBA. */
 const _COLOUR_TYPES: Readonly<Record<ImageChannels, number>> = { 1: 0, 3: 2, 4: 6 };

@@ -15,7 +15,6 @@
  */
 
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
-import { swaggerUI } from "@hono/swagger-ui";
 import type { Context } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { HTTPException } from "hono/http-exception";
@@ -27,8 +26,10 @@ import type { HwcImage } from "../lib/image.ts";
 import { encodeApng } from "../lib/png.ts";
 import type { SamplerKind } from "../lib/samplers.ts";
 import { spacedTimesteps, type TimestepSpacing } from "../lib/schedule.ts";
+import { apiKeyAuth, type AuthVariables } from "./auth.ts";
+import { ClientJobs } from "./clients.ts";
 import { corsMiddleware } from "./cors.ts";
-import { type ErrorBody, HttpError } from "./errors.ts";
+import { describeIssues, type ErrorBody, HttpError } from "./errors.ts";
 import {
   fromBase64,
   gridImage,
@@ -84,6 +85,11 @@ export interface AppDependencies {
    * (`https://app.example.com`), or none (the default: CORS off, same-origin use only).
    */
   readonly corsOrigins?: readonly string[];
+  /**
+   * API keys, one of which every `/v1/*` request must carry (`Authorization: Bearer <key>` or
+   * `X-API-Key`); none (the default) leaves the API open. See `serve/auth.ts`.
+   */
+  readonly apiKeys?: readonly string[];
 }
 
 /** One line of the access log. */
@@ -117,7 +123,7 @@ export function formatAccessLine(entry: AccessLogEntry, date: Date = new Date())
 }
 
 /** Hono's environment of the app: the request id each request is given. */
-export type AppEnv = { Variables: RequestIdVariables };
+export type AppEnv = { Variables: RequestIdVariables & AuthVariables };
 
 /** Longest client-sent `X-Request-Id` honoured; a longer one is replaced by a fresh UUID. */
 export const MAX_REQUEST_ID_LENGTH = 128;
@@ -174,14 +180,12 @@ export function createApp(dependencies: AppDependencies): DdpmApp {
     now,
   });
   const schemas = requestSchemas(limits);
+  const clientJobs = new ClientJobs(limits.maxJobsPerClient);
 
   const app = new OpenAPIHono<AppEnv>({
     defaultHook: (result) => {
       if (!result.success) {
-        const detail = result.error.issues
-          .map((issue) => `${issue.path.join(".") || "body"}: ${issue.message}`)
-          .join("; ");
-        throw new HttpError(400, "invalid_request", detail);
+        throw new HttpError(400, "invalid_request", describeIssues(result.error.issues));
       }
     },
   });
@@ -235,7 +239,9 @@ export function createApp(dependencies: AppDependencies): DdpmApp {
     }, 404)
   );
 
-  // 3. Bodies: a declared type and a bounded size, before anything reads them.
+  // 3. The API key, when the server has any; then bodies: a declared type and a bounded
+  // size, before anything reads them.
+  app.use("/v1/*", apiKeyAuth(dependencies.apiKeys ?? []));
   app.use("/v1/*", async (c, next) => {
     if (c.req.method === "POST" && !c.req.header("content-type")) {
       throw new HttpError(
@@ -275,8 +281,12 @@ export function createApp(dependencies: AppDependencies): DdpmApp {
     return model;
   }
 
-  /** Runs network work through the queue, under the time limit, stopped by a disconnect. */
+  /**
+   * Runs network work through the queue, under the time limit, stopped by a disconnect, and
+   * within the client's share of the queue (429 when it holds `maxJobsPerClient` already).
+   */
   async function runJob<T>(c: Context, job: (signal: AbortSignal) => Promise<T>): Promise<T> {
+    const release = clientJobs.take(_client(c), queue.retryAfterSeconds());
     const { signal, dispose } = deadline(c.req.raw.signal, limits.timeoutMs);
     try {
       return await queue.run(signal, () => job(signal));
@@ -284,6 +294,7 @@ export function createApp(dependencies: AppDependencies): DdpmApp {
       throw _jobError(error, signal, queue);
     } finally {
       dispose();
+      release();
     }
   }
 
@@ -539,9 +550,12 @@ export function createApp(dependencies: AppDependencies): DdpmApp {
       c.req.raw.signal.addEventListener("abort", onClientAbort, { once: true });
       const { signal, dispose } = deadline(disconnect.signal, limits.timeoutMs);
       let reservation;
+      let releaseClient = () => {};
       try {
+        releaseClient = clientJobs.take(_client(c), queue.retryAfterSeconds());
         reservation = queue.reserve(signal);
       } catch (error) {
+        releaseClient();
         dispose();
         c.req.raw.signal.removeEventListener("abort", onClientAbort);
         throw _jobError(error, signal, queue);
@@ -590,6 +604,7 @@ export function createApp(dependencies: AppDependencies): DdpmApp {
           );
         } finally {
           slot.release();
+          releaseClient();
           dispose();
           c.req.raw.signal.removeEventListener("abort", onClientAbort);
         }
@@ -846,7 +861,6 @@ export function createApp(dependencies: AppDependencies): DdpmApp {
     const document = app.getOpenAPIDocument(OPENAPI_CONFIG);
     return c.html(renderReference(document as unknown as OpenApiDocument));
   });
-  app.get("/docs/swagger", swaggerUI({ url: "/openapi.json" }));
 
   return { app, queue, limits };
 }
@@ -864,10 +878,14 @@ function _error(description: string) {
 /** The errors every endpoint that runs the network may answer with. */
 const _jobErrors = {
   400: _error("Bad JSON, a wrong type, or a value out of range (`detail` says which)."),
+  401: _error("The server has API keys and the request carried none of them."),
   404: _error("No such model."),
   413: _error("The body (or an image's pixel count) is over the limit."),
   415: _error("A content type other than the ones listed."),
-  429: _error("The job queue is full; `Retry-After` says when to try again."),
+  429: _error(
+    "The job queue is full, or this client already holds its share of it " +
+      "(`too_many_jobs`); `Retry-After` says when to try again.",
+  ),
   503: _error("The job ran past the per-request time limit."),
 };
 
@@ -900,6 +918,18 @@ function _classHeaderValues(
 ): Record<string, string> {
   if (!labels || labels[0] === model.classes.length) return {};
   return { "X-Label": String(labels[0]), "X-Guidance": String(guidance) };
+}
+
+/**
+ * Who a request counts against for per-client limits: its API key (`key 1`, ...) when the
+ * server has keys, else its address as `Deno.serve` passes it (`app.fetch(request, info)`
+ * makes `info` Hono's `c.env`); `local` for `app.request()` without one.
+ */
+function _client(c: Context<AppEnv>): string {
+  const key = c.get("apiKey");
+  if (key) return key;
+  const env = c.env as { remoteAddr?: { hostname?: string } } | undefined;
+  return env?.remoteAddr?.hostname ?? "local";
 }
 
 /** The body of a 500: the id to quote, and nothing of the error itself. */

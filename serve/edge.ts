@@ -6,14 +6,20 @@
  * first is the default), or the shipped models next to the deployed code when that is unset:
  * the conditional MNIST model (the default), the unconditional one and the conditional
  * Fashion-MNIST one. CORS origins come from
- * `DDPM_CORS_ORIGINS` as in `serve/main.ts`; each request is logged with its id.
+ * `DDPM_CORS_ORIGINS` as in `serve/main.ts`, API keys from `DDPM_API_KEYS`; each request is
+ * logged with its id.
  *
+ * The module's default export is `{ fetch }`, the form `deno serve` and Deno Deploy run (they
+ * own the listener, its address and its timeouts):
+ *
+ *   deno task serve:edge                     # deno serve on port 8000, as Deploy runs it
  *   deno deploy --entrypoint serve/edge.ts
  *
  * @module
  */
 
 import { createApp, formatAccessLine } from "./app.ts";
+import { parseApiKeys } from "./auth.ts";
 import { parseCorsOrigins } from "./cors.ts";
 import { chooseProvider } from "./provider.ts";
 import { loadRegistry } from "./registry.ts";
@@ -30,7 +36,8 @@ const registry = await loadRegistry(await fetchModelSources(urls), await chooseP
 const { app } = createApp({
   registry,
   corsOrigins: parseCorsOrigins(Deno.env.get("DDPM_CORS_ORIGINS") ?? ""),
+  apiKeys: parseApiKeys(Deno.env.get("DDPM_API_KEYS") ?? ""),
   logRequest: (entry) => console.log(formatAccessLine(entry)),
 });
 
-Deno.serve(app.fetch);
+export default { fetch: app.fetch } satisfies Deno.ServeDefaultExport;

@@ -71,6 +71,10 @@ export function imageForModel(
   try {
     image = decodePng(bytes);
   } catch (error) {
+    // A RangeError is image data that inflates past the header's size: a zlib bomb.
+    if (error instanceof RangeError) {
+      throw new HttpError(413, "image_too_large", `${field}: ${error.message}`);
+    }
     throw new HttpError(422, "invalid_image", `${field}: ${(error as Error).message}`);
   }
   // 3. Fit channels, then size (resizing one channel is cheaper than three).

@@ -30,11 +30,16 @@ export interface Limits {
   readonly queueSize: number;
   /** Time a job may take, waiting in the queue included, in milliseconds. */
   readonly timeoutMs: number;
+  /**
+   * Jobs one client (an API key, else an address) may have running and waiting at once; one
+   * more gets 429 `too_many_jobs`, so no client holds every place in the queue.
+   */
+  readonly maxJobsPerClient: number;
 }
 
 /**
  * The defaults: 64 images, 1000 steps (the paper's T), 32 frames, 8 MiB bodies, 4 megapixel
- * uploads, 2 jobs running and 8 waiting, 2 minutes per job. On two CPU cores a 16-image,
+ * uploads, 2 jobs running and 8 waiting, 2 minutes per job, 4 jobs per client. On two CPU cores a 16-image,
  * 50-step DDIM request on the mnist network takes about 7 s (README, Serving).
  */
 export const DEFAULT_LIMITS: Limits = {
@@ -46,6 +51,7 @@ export const DEFAULT_LIMITS: Limits = {
   concurrency: 2,
   queueSize: 8,
   timeoutMs: 120_000,
+  maxJobsPerClient: 4,
 };
 
 /** Fills the unset fields from {@linkcode DEFAULT_LIMITS} and checks each is a positive integer. */

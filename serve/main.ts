@@ -3,13 +3,18 @@
  * on port 8000 (or `--port`, or `PORT`), on WebGPU when the machine has a hardware adapter
  * and WebAssembly otherwise (`--provider`, or `DDPM_PROVIDER`). Prints one line per request
  * with its id (`--quiet` turns that off); CORS is off unless `--cors` (or
- * `DDPM_CORS_ORIGINS`) names origins.
+ * `DDPM_CORS_ORIGINS`) names origins. `--api-key` (or `DDPM_API_KEYS`) closes the API to
+ * requests without a key; connections whose request headers take over `--header-timeout`
+ * seconds are closed (`serve/listener.ts`).
  *
  * @module
  */
 
 import { parseArgs } from "node:util";
 import { createApp, formatAccessLine } from "./app.ts";
+import { parseApiKeys } from "./auth.ts";
+import { DEFAULT_LIMITS } from "./limits.ts";
+import { DEFAULT_HEADER_TIMEOUT_MS, serveWithTimeouts } from "./listener.ts";
 import { parseCorsOrigins } from "./cors.ts";
 import { chooseProvider, PROVIDER_CHOICES, type ProviderChoice } from "./provider.ts";
 import { loadRegistry } from "./registry.ts";
@@ -33,6 +38,15 @@ const USAGE = `Usage: deno task serve [options]
   --cors <origins>    origins whose pages may call the API from a browser: * for any, or a
                       comma-separated list such as https://app.example.com (default
                       $DDPM_CORS_ORIGINS or none: CORS off)
+  --api-key <keys>    API keys, comma-separated, at least 16 characters each: every /v1
+                      request must send one (Authorization: Bearer <key> or X-API-Key)
+                      (default $DDPM_API_KEYS or none: the API is open)
+  --max-jobs-per-client <n>
+                      jobs one client (an API key, else an address) may have running and
+                      waiting; the next gets 429 (default ${DEFAULT_LIMITS.maxJobsPerClient})
+  --header-timeout <s>
+                      seconds a request's headers may take to arrive before the
+                      connection is closed (default ${DEFAULT_HEADER_TIMEOUT_MS / 1000})
   --quiet             no log line per request (errors are still logged)
   --help              this text`;
 
@@ -52,6 +66,9 @@ async function main(args: string[]): Promise<number> {
           default: Deno.env.get("DDPM_DEFAULT_MODEL") ?? DEFAULT_MODELS,
         },
         cors: { type: "string", default: Deno.env.get("DDPM_CORS_ORIGINS") ?? "" },
+        "api-key": { type: "string", default: Deno.env.get("DDPM_API_KEYS") ?? "" },
+        "max-jobs-per-client": { type: "string", default: String(DEFAULT_LIMITS.maxJobsPerClient) },
+        "header-timeout": { type: "string", default: String(DEFAULT_HEADER_TIMEOUT_MS / 1000) },
         quiet: { type: "boolean", default: false },
         help: { type: "boolean", default: false },
       },
@@ -81,6 +98,31 @@ async function main(args: string[]): Promise<number> {
     );
     return 2;
   }
+  const maxJobsPerClient = Number(values["max-jobs-per-client"]);
+  if (!Number.isInteger(maxJobsPerClient) || maxJobsPerClient < 1) {
+    console.error(
+      `error: --max-jobs-per-client must be a positive integer, got ${
+        values["max-jobs-per-client"]
+      }`,
+    );
+    return 2;
+  }
+  const headerTimeoutMs = Math.round(Number(values["header-timeout"]) * 1000);
+  if (!(headerTimeoutMs >= 1 && headerTimeoutMs <= 3_600_000)) {
+    console.error(
+      `error: --header-timeout must be a number of seconds in 0.001..3600, got ${
+        values["header-timeout"]
+      }`,
+    );
+    return 2;
+  }
+  let apiKeys;
+  try {
+    apiKeys = parseApiKeys(values["api-key"]);
+  } catch (error) {
+    console.error(`error: --api-key: ${(error as Error).message}`);
+    return 2;
+  }
   let corsOrigins;
   try {
     corsOrigins = parseCorsOrigins(values.cors);
@@ -97,6 +139,7 @@ async function main(args: string[]): Promise<number> {
       }),
       values["default-model"].split(",").map((name) => name.trim()).filter(Boolean),
     );
+    _quietDisplayLookup();
     registry = await loadRegistry(sources, await chooseProvider(provider), { maxBatch });
   } catch (error) {
     console.error(`error: ${(error as Error).message}`);
@@ -106,17 +149,21 @@ async function main(args: string[]): Promise<number> {
   const { app } = createApp({
     registry,
     corsOrigins,
+    apiKeys,
+    limits: { maxJobsPerClient },
     logRequest: values.quiet ? undefined : (entry) => console.log(formatAccessLine(entry)),
   });
   const names = registry.models.map((m) => m.name).join(", ");
-  const server = Deno.serve({
+  const server = serveWithTimeouts({
     port,
     hostname: values.hostname,
+    headerTimeoutMs,
     onListen: ({ hostname, port }) => {
       console.log(
         `serving ${names} on ${registry.provider.reason}; default ${registry.models[0].name}`,
       );
       console.log(`listening on http://${hostname}:${port}/ (playground at /, API at /docs)`);
+      if (apiKeys.length > 0) console.log(`the API needs one of ${apiKeys.length} API key(s)`);
     },
   }, app.fetch);
   const stop = () => server.shutdown();
@@ -130,6 +177,17 @@ async function main(args: string[]): Promise<number> {
   await server.finished;
   await Promise.all(registry.models.map((m) => m.close()));
   return 0;
+}
+
+/**
+ * Probing for a WebGPU adapter loads the system's Vulkan drivers, whose Wayland support prints
+ * `error: XDG_RUNTIME_DIR is invalid or not set` (twice) when that variable is unset, as on a
+ * server with no desktop session; nothing is wrong, since no display is needed. An absolute
+ * path with no display socket in it keeps the lookup quiet (this process only).
+ */
+function _quietDisplayLookup(): void {
+  if (Deno.build.os !== "linux" || Deno.env.get("XDG_RUNTIME_DIR")) return;
+  Deno.env.set("XDG_RUNTIME_DIR", "/nonexistent/ddpm-serve-has-no-display");
 }
 
 if (import.meta.main) Deno.exit(await main(Deno.args));

@@ -1,7 +1,7 @@
 /**
  * The API reference page at `/docs`: plain HTML written from the OpenAPI document, with no
- * script and nothing loaded from elsewhere, so it works offline and on an edge runtime.
- * (`/docs/swagger` offers Swagger UI too, which loads its assets from a CDN.)
+ * script and nothing loaded from elsewhere, so it works offline and on an edge runtime. (The
+ * Swagger UI page that loaded unpinned scripts from a CDN, blank offline, is gone.)
  *
  * @module
  */
@@ -126,8 +126,8 @@ code { background: #f3f3f3; padding: 0 0.2rem; } section { border-top: 1px solid
 <body>
 <h1>${_escape(title)} ${_escape(version)}</h1>
 <p>${_escape(description ?? "")}</p>
-<p>The machine-readable contract: <a href="/openapi.json">/openapi.json</a>. Interactive:
-<a href="/docs/swagger">Swagger UI</a> (needs internet access for its scripts). Playground: <a href="/">/</a>.</p>
+<p>The machine-readable contract: <a href="/openapi.json">/openapi.json</a> (load it into any
+OpenAPI client). Playground: <a href="/">/</a>.</p>
 ${sections.join("\n")}
 </body>
 </html>

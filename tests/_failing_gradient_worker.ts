@@ -8,14 +8,15 @@
 
 import "../train/gradient_worker.ts";
 
-const real = self.onmessage;
+const scope = self as unknown as DedicatedWorkerGlobalScope;
+const real = scope.onmessage;
 let steps = 0;
-self.onmessage = (event: MessageEvent) => {
-  if (event.data.kind === "step" && ++steps === 3 && self.name === "gradient worker 2") {
+scope.onmessage = (event: MessageEvent) => {
+  if (event.data.kind === "step" && ++steps === 3 && scope.name === "gradient worker 2") {
     setTimeout(() => {
       throw new Error("simulated crash in the worker");
     });
     return;
   }
-  return real?.call(self, event);
+  return real?.call(scope, event);
 };

@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { decodeApng, encode } from "fast-png";
-import { unzlibSync } from "fflate";
+import { unzlibSync, zlibSync } from "fflate";
 import type { HwcImage, ImageChannels } from "../lib/image.ts";
-import { decodePng, encodeApng, encodePng, readPngHeader } from "../lib/png.ts";
+import { decodePng, encodeApng, encodePng, inflatedPngBytes, readPngHeader } from "../lib/png.ts";
 
 /** A deterministic image whose bytes differ from pixel to pixel and channel to channel. */
 function pattern(width: number, height: number, channels: ImageChannels, seed = 0): HwcImage {
@@ -384,3 +384,88 @@ Deno.test("encodeApng() names bad frames, delays and loop counts in a RangeError
     rejects(() => encodeApng(frames, { loop }), new RegExp(`loop .*0\\.\\.65535, got ${loop}`));
   }
 });
+
+Deno.test("inflatedPngBytes() counts a filter byte per row and the packed samples, per Adam7 pass", () => {
+  const grey8 = { width: 8, height: 8, bitDepth: 8, colorType: 0 } as const;
+  assert.equal(inflatedPngBytes(grey8), 8 * (1 + 8));
+  // Adam7 passes of 8x8 by hand (width x height): 1x1, 1x1, 2x1, 2x2, 4x2, 4x4, 8x4; each row
+  // is a filter byte and its pixels.
+  assert.equal(inflatedPngBytes(grey8, true), 2 + 2 + 3 + 2 * 3 + 2 * 5 + 4 * 5 + 4 * 9);
+  // 10 one-bit pixels pack into 2 bytes; 3 RGBA 16-bit pixels are 24 bytes.
+  assert.equal(inflatedPngBytes({ width: 10, height: 3, bitDepth: 1, colorType: 0 }), 3 * 3);
+  assert.equal(inflatedPngBytes({ width: 3, height: 2, bitDepth: 16, colorType: 6 }), 2 * 25);
+});
+
+Deno.test("decodePng() reads an Adam7-interlaced image whose data is exactly the bound", () => {
+  // 8x8 grey with pixel (x, y) = 8y + x, written pass by pass with filter type 0 (None).
+  const passes = [[0, 0, 8, 8], [4, 0, 8, 8], [0, 4, 4, 8], [2, 0, 4, 4], [0, 2, 2, 4], [
+    1,
+    0,
+    2,
+    2,
+  ], [0, 1, 1, 2]];
+  const raw: number[] = [];
+  for (const [x0, y0, dx, dy] of passes) {
+    for (let y = y0; y < 8; y += dy) {
+      raw.push(0);
+      for (let x = x0; x < 8; x += dx) raw.push(8 * y + x);
+    }
+  }
+  const header = { width: 8, height: 8, bitDepth: 8, colorType: 0 } as const;
+  assert.equal(raw.length, inflatedPngBytes(header, true));
+  const still = encodePng({ data: new Uint8Array(64), width: 8, height: 8, channels: 1 });
+  const ihdr = still.slice(8, 33);
+  ihdr[8 + 12] = 1; // interlace method: Adam7
+  const idat = zlibSync(Uint8Array.from(raw));
+  const png = concat([
+    still.subarray(0, 8),
+    withCrc(ihdr),
+    chunk("IDAT", idat),
+    chunk("IEND", new Uint8Array(0)),
+  ]);
+  assert.deepEqual([...decodePng(png).data], Array.from({ length: 64 }, (_, i) => i));
+  // One byte more than the header allows is a RangeError naming the bound.
+  const over = concat([
+    still.subarray(0, 8),
+    withCrc(ihdr),
+    chunk("IDAT", zlibSync(Uint8Array.from([...raw, 0]))),
+    chunk("IEND", new Uint8Array(0)),
+  ]);
+  assert.throws(
+    () => decodePng(over),
+    /RangeError: the image data inflates to more than the 79 bytes/,
+  );
+});
+
+/** A chunk with its length, type, data and CRC. */
+function chunk(type: string, data: Uint8Array): Uint8Array {
+  const out = new Uint8Array(12 + data.length);
+  new DataView(out.buffer).setUint32(0, data.length);
+  for (let i = 0; i < 4; i++) out[4 + i] = type.charCodeAt(i);
+  out.set(data, 8);
+  return withCrc(out);
+}
+
+/** The chunk with its CRC (the last 4 bytes) recomputed over its type and data. */
+function withCrc(chunk: Uint8Array): Uint8Array {
+  let crc = 0xffffffff;
+  for (const byte of chunk.subarray(4, chunk.length - 4)) {
+    crc ^= byte;
+    for (let k = 0; k < 8; k++) crc = crc & 1 ? 0xedb88320 ^ (crc >>> 1) : crc >>> 1;
+  }
+  new DataView(chunk.buffer, chunk.byteOffset).setUint32(
+    chunk.length - 4,
+    (crc ^ 0xffffffff) >>> 0,
+  );
+  return chunk;
+}
+
+function concat(parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((sum, p) => sum + p.length, 0));
+  let offset = 0;
+  for (const part of parts) {
+    out.set(part, offset);
+    offset += part.length;
+  }
+  return out;
+}

@@ -87,7 +87,10 @@ export function pngBase64(image: HwcImage): string {
 /** The repository root. */
 export const ROOT: URL = new URL("..", import.meta.url);
 
-/** The flags of `deno task serve` (deno.json): the server's permissions and abort semantics. */
+/**
+ * Broad permissions for `serve/main.ts` and the abort semantics of `deno task serve` (the task
+ * itself narrows the permissions to its weights and address: `serve/launch.ts`).
+ */
 export const SERVE_FLAGS: readonly string[] = [
   "--allow-read",
   "--allow-env",

@@ -100,23 +100,39 @@ Deno.test("the real server: --weights, --port 0, then HTTP on a free port", asyn
   }
 });
 
-Deno.test("the edge entry fetches its models by URL and serves them on WebAssembly", async () => {
+Deno.test("deno serve serve/edge.ts, as Deno Deploy runs it (no writes, no native code), fetches its models by URL", async () => {
   const dir = await Deno.makeTempDir();
   try {
     await Deno.writeFile(`${dir}/edge-tiny.onnx`, randomOnnxModel(PRESETS.tiny));
-    const child = denoRun("serve/edge.ts", [], {
-      DDPM_MODEL_URLS: `file://${dir}/edge-tiny.onnx`,
-      // Deno.serve's address without a port option, as Deno Deploy sets it.
-      DENO_SERVE_ADDRESS: "tcp:127.0.0.1:0",
-    });
-    // Deno.serve's own announcement goes to stderr.
+    // The serve:edge task's command (deno.json), on a free port of 127.0.0.1.
+    const task =
+      (await import("../deno.json", { with: { type: "json" } })).default.tasks["serve:edge"];
+    const flags = task.split(" ").slice(2, -1);
+    assert.ok(flags.includes("--deny-write") && flags.includes("--deny-ffi"), task);
+    const child = new Deno.Command(Deno.execPath(), {
+      args: ["serve", ...flags, "--host", "127.0.0.1", "--port", "0", "serve/edge.ts"],
+      cwd: ROOT,
+      env: { NO_COLOR: "1", DDPM_MODEL_URLS: `file://${dir}/edge-tiny.onnx` },
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
     const started = await waitForServer(child, "stderr", /Listening on (http:\/\/[^/\s]+)\//);
     try {
       const models = await (await fetch(`${started.base}/v1/models`)).json();
       assert.equal(models.provider.name, "wasm");
       assert.deepEqual(models.models.map((m: { name: string }) => m.name), ["edge-tiny"]);
+      const response = await fetch(`${started.base}/v1/samples`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ n: 1, steps: 2, seed: 1 }),
+      });
+      assert.equal(response.status, 200);
+      assert.equal(response.headers.get("content-type"), "image/png");
+      assert.equal(decodePng(new Uint8Array(await response.arrayBuffer())).channels, 1);
     } finally {
-      await stop(child, started);
+      const status = await stop(child, started);
+      // The same abort semantics as deno task serve: no legacy-abort warning.
+      assert.doesNotMatch(status.output, /legacy behavior/);
     }
   } finally {
     await Deno.remove(dir, { recursive: true });

@@ -12,10 +12,10 @@
  */
 
 import * as tf from "@tensorflow/tfjs";
-import { parseArgs } from "node:util";
 import { createRng } from "../lib/rng.ts";
-import { initBackend } from "./backend.ts";
+import { BACKEND_CHOICES, initBackend } from "./backend.ts";
 import type { NamedTensors } from "./checkpoint.ts";
+import { FlagError, Flags, type FlagTable, runCommand, usageText } from "./cli.ts";
 import { BatchSampler, type Dataset, loadMnist } from "./data.ts";
 import { onnxModelBytes, writeOnnxFiles } from "./export.ts";
 import { describeNetwork, initParameters, type NetworkOps, ShapeOps } from "./network.ts";
@@ -134,62 +134,93 @@ export function classifierGraph(weights: NamedTensors, config: ClassifierConfig)
   return builder;
 }
 
+/** The flags of `deno task train:classifier`. */
+const CLASSIFIER_FLAGS: FlagTable = {
+  out: { default: "weights/mnist-classifier.onnx", help: "where to write the ONNX classifier" },
+  steps: { default: "600", help: "optimizer steps" },
+  backend: { default: "auto", help: `tfjs backend: ${BACKEND_CHOICES.join(", ")}` },
+  seed: { default: "0", help: "seed of the initial weights and the data order" },
+  help: { boolean: true, help: "show this help" },
+};
+
+const CLASSIFIER_USAGE = usageText(
+  "deno task train:classifier [flags]",
+  "Trains the MNIST classifier whose features `deno task eval` measures samples with, on the\n" +
+    "trainer's held-out split, and exports it to ONNX.",
+  CLASSIFIER_FLAGS,
+);
+
 if (import.meta.main) {
-  const { values } = parseArgs({
-    args: Deno.args,
-    options: {
-      out: { type: "string", default: "weights/mnist-classifier.onnx" },
-      steps: { type: "string", default: "600" },
-      backend: { type: "string", default: "auto" },
-      seed: { type: "string", default: "0" },
-    },
-  });
-  console.log((await initBackend(values.backend as "auto")).summary);
-  const data = await loadMnist({ seed: 0 }); // the same held-out split as the diffusion model's
-  const started = performance.now();
-  const weights = await trainClassifier(data.train, MNIST_CLASSIFIER, {
-    steps: Number(values.steps),
-    seed: Number(values.seed),
-  });
-  // Held-out accuracy, measured with tfjs before export (the export's parity is tested).
-  const vars = new Map(Object.entries(weights).map(([k, v]) => [k, tf.tensor(v.data, v.shape)]));
-  let correct = 0;
-  const heldOut = data.heldOut;
-  for (let i = 0; i < heldOut.length; i++) {
-    const predicted = tf.tidy(() => {
-      const x = tf.tensor4d(heldOut.image(i), [1, 28, 28, 1]);
-      return tf.argMax(classifierForward(new TfjsOps(vars), x, MNIST_CLASSIFIER).logits, 1);
+  await runCommand(CLASSIFIER_USAGE, async () => {
+    const flags = new Flags(Deno.args, CLASSIFIER_FLAGS);
+    if (flags.boolean("help")) {
+      console.log(CLASSIFIER_USAGE);
+      return 0;
+    }
+    const values = {
+      out: flags.text("out"),
+      steps: String(flags.integer("steps", 1)),
+      backend: flags.oneOf("backend", BACKEND_CHOICES),
+      seed: String(
+        flags.number(
+          "seed",
+          (v) => Number.isInteger(v) && v >= 0 && v < 2 ** 32,
+          "an integer in 0..4294967295",
+        ),
+      ),
+    };
+    if (!values.out.endsWith(".onnx")) {
+      throw new FlagError(`--out must name a .onnx file, got ${values.out}`);
+    }
+    console.log((await initBackend(values.backend)).summary);
+    console.log(`training the classifier for ${values.steps} steps`);
+    const data = await loadMnist({ seed: 0 }); // the same held-out split as the diffusion model's
+    const started = performance.now();
+    const weights = await trainClassifier(data.train, MNIST_CLASSIFIER, {
+      steps: Number(values.steps),
+      seed: Number(values.seed),
     });
-    if ((await predicted.data())[0] === heldOut.label(i)) correct++;
-    predicted.dispose();
-  }
-  vars.forEach((v) => v.dispose());
-  const accuracy = correct / heldOut.length;
-  const card = {
-    kind: "mnist-classifier",
-    purpose: "feature space for the Fréchet distance and class histogram of `deno task eval`",
-    config: MNIST_CLASSIFIER,
-    trainingSteps: Number(values.steps),
-    heldOutAccuracy: accuracy,
-    heldOutImages: heldOut.length,
-    trainingSeconds: (performance.now() - started) / 1000,
-    dataScaling: "x = pixel / 127.5 - 1 (8-bit pixels to [-1, 1])",
-  };
-  const bytes = onnxModelBytes(classifierGraph(weights, MNIST_CLASSIFIER), {
-    inputs: [{ name: "x", dims: ["N", 1, 28, 28], doc: "digits scaled to [-1, 1]" }],
-    outputs: [
-      { name: "features", dims: ["N", MNIST_CLASSIFIER.widths[3]], doc: "pooled features" },
-      { name: "logits", dims: ["N", MNIST_CLASSIFIER.classes], doc: "class logits" },
-    ],
-  }, {
-    name: "mnist_classifier",
-    docString: "MNIST classifier for the toolkit's evaluation",
-    metadata: [{ key: "ddpm.classifier", value: JSON.stringify(card) }],
+    // Held-out accuracy, measured with tfjs before export (the export's parity is tested).
+    const vars = new Map(Object.entries(weights).map(([k, v]) => [k, tf.tensor(v.data, v.shape)]));
+    let correct = 0;
+    const heldOut = data.heldOut;
+    for (let i = 0; i < heldOut.length; i++) {
+      const predicted = tf.tidy(() => {
+        const x = tf.tensor4d(heldOut.image(i), [1, 28, 28, 1]);
+        return tf.argMax(classifierForward(new TfjsOps(vars), x, MNIST_CLASSIFIER).logits, 1);
+      });
+      if ((await predicted.data())[0] === heldOut.label(i)) correct++;
+      predicted.dispose();
+    }
+    vars.forEach((v) => v.dispose());
+    const accuracy = correct / heldOut.length;
+    const card = {
+      kind: "mnist-classifier",
+      purpose: "feature space for the Fréchet distance and class histogram of `deno task eval`",
+      config: MNIST_CLASSIFIER,
+      trainingSteps: Number(values.steps),
+      heldOutAccuracy: accuracy,
+      heldOutImages: heldOut.length,
+      trainingSeconds: (performance.now() - started) / 1000,
+      dataScaling: "x = pixel / 127.5 - 1 (8-bit pixels to [-1, 1])",
+    };
+    const bytes = onnxModelBytes(classifierGraph(weights, MNIST_CLASSIFIER), {
+      inputs: [{ name: "x", dims: ["N", 1, 28, 28], doc: "digits scaled to [-1, 1]" }],
+      outputs: [
+        { name: "features", dims: ["N", MNIST_CLASSIFIER.widths[3]], doc: "pooled features" },
+        { name: "logits", dims: ["N", MNIST_CLASSIFIER.classes], doc: "class logits" },
+      ],
+    }, {
+      name: "mnist_classifier",
+      docString: "MNIST classifier for the toolkit's evaluation",
+      metadata: [{ key: "ddpm.classifier", value: JSON.stringify(card) }],
+    });
+    const files = await writeOnnxFiles(bytes, card, values.out);
+    console.log(
+      `held-out accuracy ${
+        (100 * accuracy).toFixed(2)
+      }% on ${heldOut.length} digits; wrote ${files.onnx}`,
+    );
+    return 0;
   });
-  const files = await writeOnnxFiles(bytes, card, values.out);
-  console.log(
-    `held-out accuracy ${
-      (100 * accuracy).toFixed(2)
-    }% on ${heldOut.length} digits; wrote ${files.onnx}`,
-  );
 }

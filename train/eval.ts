@@ -16,7 +16,6 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
 import { featureStatistics, frechetDistance } from "../lib/frechet.ts";
 import { classifierFreeGuidance } from "../lib/guidance.ts";
 import { variationalBound } from "../lib/likelihood.ts";
@@ -30,6 +29,7 @@ import {
   onnxDenoiser,
   type OnnxModel,
 } from "../serve/onnx.ts";
+import { FlagError, Flags, type FlagTable, readFlagFile, runCommand, usageText } from "./cli.ts";
 import { imagesAt, loadMnist } from "./data.ts";
 import { classCount } from "./network.ts";
 
@@ -210,6 +210,11 @@ export async function evaluate(options: EvalOptions): Promise<EvalResult> {
       `the evaluation classifier knows 10 digits, the model has ${numClasses} classes`,
     );
   }
+  if (numClasses === 0 && options.guidance !== undefined) {
+    throw new RangeError(
+      "guidance applies to a class-conditional model; this model has no classes",
+    );
+  }
   const guidanceWeights = numClasses > 0 ? options.guidance ?? [0] : [undefined];
   // The trainer's split: its seed (from the card; 0 before cards recorded it), 10% held out.
   const { train, heldOut } = await loadMnist({ seed: card.seed ?? 0 });
@@ -350,44 +355,144 @@ export function evalTable(result: EvalResult, samples: number): string {
   return lines.join("\n");
 }
 
-if (import.meta.main) {
-  const { values } = parseArgs({
-    args: Deno.args,
-    options: {
-      model: { type: "string", default: "weights/mnist.onnx" },
-      classifier: { type: "string", default: "weights/mnist-classifier.onnx" },
-      samples: { type: "string", default: "5000" },
-      samplers: { type: "string", default: "ddpm:1000,ddpm:100,ddim:10,ddim:20,ddim:50,ddim:100" },
-      "nll-images": { type: "string", default: "100" },
-      batch: { type: "string", default: "100" },
-      seed: { type: "string", default: "0" },
-      provider: { type: "string", default: "wasm" },
-      guidance: { type: "string", default: "0" },
-      json: { type: "string" },
-    },
-  });
-  const provider = values.provider as ExecutionProvider;
-  const model = await loadOnnxModel(await Deno.readFile(values.model), provider, values.model);
-  const classifier = await loadClassifier(await Deno.readFile(values.classifier), provider);
-  const samples = Number(values.samples);
-  const result = await evaluate({
-    model,
-    classifier,
-    samples,
-    samplers: parseSamplers(values.samplers),
-    nllImages: Number(values["nll-images"]),
-    batch: Number(values.batch),
-    seed: Number(values.seed),
-    guidance: parseGuidance(values.guidance),
-  });
-  console.log(
-    `\n${values.model} (${model.card.trainingSteps} training steps), provider ${provider}\n`,
+/** The flags of `deno task eval`: defaults sized to finish in minutes on two CPU cores. */
+const EVAL_FLAGS: FlagTable = {
+  model: { default: "weights/mnist.onnx", help: "the exported model to evaluate" },
+  classifier: {
+    default: "weights/mnist-classifier.onnx",
+    help: "the feature network (deno task train:classifier)",
+  },
+  samples: { default: "300", help: "generated digits per sampler setting (Frechet distance)" },
+  samplers: {
+    default: "ddim:20,ddim:50",
+    help: "sampler settings, comma-separated: ddim:<steps> or ddpm:<steps>",
+  },
+  "nll-images": {
+    default: "8",
+    help: "held-out digits for the bits/dim bound (T network calls each); 0 skips it",
+  },
+  batch: { default: "100", help: "images per network call" },
+  seed: { default: "0", help: "seed of the samples and of the training digits of the floor" },
+  provider: { default: "wasm", help: "onnxruntime execution provider: wasm, webgpu" },
+  guidance: {
+    help: "class-conditional models only: guidance weights, comma-separated, or none for no\n" +
+      "class, such as none,0,1,3 [0]",
+  },
+  json: { help: "also write the results and settings to this JSON file" },
+  help: { boolean: true, help: "show this help" },
+};
+
+const EVAL_USAGE = usageText(
+  "deno task eval [flags]",
+  "Bits/dim, Frechet distance, class histogram and (conditional models) label accuracy of an\n" +
+    "exported model, on onnxruntime-web. The defaults finish in minutes on two CPU cores; the\n" +
+    "README's tables used more samples (their commands are listed there).",
+  EVAL_FLAGS,
+);
+
+/**
+ * Network evaluations of one image that an evaluation makes: T per image of the bound, and per
+ * sampler setting and guidance weight `samples * steps`, twice over when guided (w > 0).
+ */
+export function evalWorkload(options: {
+  timesteps: number;
+  samples: number;
+  samplers: readonly SamplerSetting[];
+  nllImages: number;
+  guidance: readonly (number | null | undefined)[];
+}): number {
+  const perSetting = options.samplers.reduce((sum, s) => sum + options.samples * s.steps, 0);
+  const guided = options.guidance.reduce<number>(
+    (sum, w) => sum + (typeof w === "number" && w > 0 ? 2 : 1),
+    0,
   );
-  console.log(evalTable(result, samples));
-  if (values.json) {
-    await Deno.writeTextFile(
-      values.json,
-      JSON.stringify({ settings: values, ...result }, null, 2) + "\n",
+  return options.nllImages * options.timesteps + perSetting * guided;
+}
+
+if (import.meta.main) {
+  await runCommand(EVAL_USAGE, async () => {
+    const flags = new Flags(Deno.args, EVAL_FLAGS);
+    if (flags.boolean("help")) {
+      console.log(EVAL_USAGE);
+      return 0;
+    }
+    const provider = flags.oneOf("provider", ["wasm", "webgpu"] as const) as ExecutionProvider;
+    const samples = flags.integer("samples", 1);
+    const nllImages = flags.integer("nll-images", 0);
+    const batch = flags.integer("batch", 1);
+    const seed = flags.number(
+      "seed",
+      (v) => Number.isInteger(v) && v >= 0 && v < 2 ** 32,
+      "an integer in 0..4294967295",
     );
-  }
+    const parsed = <T>(flag: string, parse: (text: string) => T): T => {
+      try {
+        return parse(flags.text(flag));
+      } catch (error) {
+        throw new FlagError(`--${flag}: ${(error as Error).message}`);
+      }
+    };
+    const samplers = parsed("samplers", parseSamplers);
+    const guidance = flags.given("guidance") ? parsed("guidance", parseGuidance) : undefined;
+    const modelPath = flags.text("model");
+    const model = await loadOnnxModel(await readFlagFile("model", modelPath), provider, modelPath);
+    const numClasses = classCount(model.card.config);
+    if (guidance && numClasses === 0) {
+      throw new FlagError(
+        `--guidance applies to a class-conditional model; ${modelPath} has no classes`,
+      );
+    }
+    const classifier = await loadClassifier(
+      await readFlagFile("classifier", flags.text("classifier")),
+      provider,
+    );
+    // The estimate: one batch through the network, timed after a warm-up call.
+    const T = model.card.schedule.timesteps;
+    const network = onnxDenoiser(model, { maxBatch: batch });
+    const [c, h, w] = [model.card.channels, model.card.imageSize, model.card.imageSize];
+    const probe = Math.min(batch, samples);
+    const x = new Float32Array(probe * c * h * w);
+    const t = new Float32Array(probe).fill(T - 1);
+    const shape = [probe, c, h, w] as const;
+    await network(x, t, shape);
+    const t0 = performance.now();
+    await network(x, t, shape);
+    const msPerImage = (performance.now() - t0) / probe;
+    const workload = evalWorkload({
+      timesteps: T,
+      samples,
+      samplers,
+      nllImages,
+      guidance: numClasses > 0 ? guidance ?? [0] : [undefined],
+    });
+    const minutes = (workload * msPerImage) / 60_000;
+    console.log(
+      `estimate: about ${minutes < 1 ? "1" : minutes.toFixed(0)} min (${
+        workload.toLocaleString("en-US")
+      } network evaluations of one image at ${msPerImage.toFixed(1)} ms each, measured); ` +
+        "--samples, --samplers and --nll-images set the size",
+    );
+    const result = await evaluate({
+      model,
+      classifier,
+      samples,
+      samplers,
+      nllImages,
+      batch,
+      seed,
+      guidance,
+    });
+    console.log(
+      `\n${modelPath} (${model.card.trainingSteps} training steps), provider ${provider}\n`,
+    );
+    console.log(evalTable(result, samples));
+    const json = flags.text("json");
+    if (json) {
+      const settings = Object.fromEntries(
+        Object.keys(EVAL_FLAGS).filter((k) => k !== "help").map((k) => [k, flags.text(k)]),
+      );
+      await Deno.writeTextFile(json, JSON.stringify({ settings, ...result }, null, 2) + "\n");
+    }
+    return 0;
+  });
 }

@@ -1,5 +1,5 @@
 /**
- * `deno task export --ckpt <checkpoint> --out <file.onnx>`: the trained U-Net as an ONNX model,
+ * `deno task export --ckpt <checkpoint> [--out <file.onnx>]`: the trained U-Net as an ONNX model,
  * with a model card (JSON) beside it and the same card in the model's `metadata_props`, so a
  * server samples correctly without guessing (schedule, prediction, image shape, scaling).
  *
@@ -14,9 +14,9 @@
 import { create, toBinary } from "@bufbuild/protobuf";
 import { ModelProtoSchema, TensorProto_DataType } from "onnx-buf";
 import { basename, dirname, join } from "node:path";
-import { parseArgs } from "node:util";
 import denoJson from "../deno.json" with { type: "json" };
 import { type Checkpoint, loadCheckpoint, type NamedTensors } from "./checkpoint.ts";
+import { FlagError, Flags, type FlagTable, runCommand, usageText } from "./cli.ts";
 import {
   classCount,
   countParameters,
@@ -256,7 +256,7 @@ export async function exportCheckpoint(
   options: { raw?: boolean } = {},
 ): Promise<{ onnx: string; card: string; modelCard: ModelCard; bytes: number }> {
   if (!outPath.endsWith(".onnx")) {
-    throw new RangeError(`--out must name a .onnx file, got ${outPath}`);
+    throw new RangeError(`the output must be a .onnx file, got ${outPath}`);
   }
   const ckpt = await loadCheckpoint(ckptPath);
   const weights = options.raw ? "raw" : "ema";
@@ -276,7 +276,7 @@ export async function writeOnnxFiles(
   outPath: string,
 ): Promise<{ onnx: string; card: string }> {
   if (!outPath.endsWith(".onnx")) {
-    throw new RangeError(`--out must name a .onnx file, got ${outPath}`);
+    throw new RangeError(`the output must be a .onnx file, got ${outPath}`);
   }
   const cardPath = outPath.replace(/\.onnx$/, ".json");
   await Deno.mkdir(dirname(outPath) || ".", { recursive: true });
@@ -294,49 +294,73 @@ export async function writeOnnxFiles(
   return { onnx: outPath, card: cardPath };
 }
 
+/** The flags of `deno task export`. */
+const EXPORT_FLAGS: FlagTable = {
+  ckpt: {
+    help: "a checkpoint (.ddpm), or a run directory for its newest complete checkpoint",
+  },
+  out: {
+    help: "the .onnx file to write (its card goes beside it as .json); default beside the\n" +
+      "checkpoint, with .onnx for .ddpm (runs/x/ckpt-00001000.onnx)",
+  },
+  raw: {
+    boolean: true,
+    help: "export the live training weights instead of their exponential moving average\n" +
+      "(EMA, the default and what the paper samples from: smoother, better samples); raw is\n" +
+      "for comparing the two or for a run too short for the EMA to have caught up",
+  },
+  help: { boolean: true, help: "show this help" },
+};
+
+const EXPORT_USAGE = usageText(
+  "deno task export --ckpt <checkpoint.ddpm | run dir> [--out <file.onnx>] [--raw]",
+  "Writes a trained U-Net as an ONNX model with its model card, for deno task serve and eval.",
+  EXPORT_FLAGS,
+);
+
+/**
+ * Where `deno task export` writes when `--out` is not given: beside the checkpoint, with its
+ * name and `.onnx` (`runs/x/ckpt-00001000.ddpm` -> `runs/x/ckpt-00001000.onnx`).
+ *
+ * @example
+ * ```ts
+ * import { defaultExportPath } from "./export.ts";
+ * console.assert(defaultExportPath("runs/x/ckpt-00001000.ddpm") === "runs/x/ckpt-00001000.onnx");
+ * ```
+ */
+export function defaultExportPath(ckptPath: string): string {
+  return join(dirname(ckptPath), basename(ckptPath).replace(/\.ddpm$/, "") + ".onnx");
+}
+
 if (import.meta.main) {
-  const usage =
-    "Usage: deno task export --ckpt <checkpoint.ddpm | run dir> --out <file.onnx> [--raw]";
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: Deno.args,
-      options: {
-        ckpt: { type: "string" },
-        out: { type: "string" },
-        raw: { type: "boolean", default: false },
-        help: { type: "boolean", default: false },
-      },
-    }));
-  } catch (error) {
-    console.error(`error: ${(error as Error).message}\n${usage}`);
-    Deno.exit(2);
-  }
-  if (values.help || !values.ckpt) {
-    console.log(usage);
-    Deno.exit(values.help ? 0 : 2);
-  }
-  let ckptPath = values.ckpt;
-  if ((await Deno.stat(ckptPath).catch(() => null))?.isDirectory) {
-    const { latestCheckpoint } = await import("./checkpoint.ts");
-    const latest = await latestCheckpoint(ckptPath);
-    if (!latest) {
-      console.error(`error: no complete checkpoint in ${ckptPath}`);
-      Deno.exit(1);
+  await runCommand(EXPORT_USAGE, async () => {
+    const flags = new Flags(Deno.args, EXPORT_FLAGS);
+    if (flags.boolean("help")) {
+      console.log(EXPORT_USAGE);
+      return 0;
     }
-    ckptPath = latest;
-  }
-  const out = values.out ?? join("weights", basename(ckptPath).replace(/\.ddpm$/, ".onnx"));
-  try {
-    const result = await exportCheckpoint(ckptPath, out, { raw: values.raw });
+    if (!flags.given("ckpt")) throw new FlagError("--ckpt is required: the checkpoint to export");
+    if (flags.given("out") && !flags.text("out").endsWith(".onnx")) {
+      throw new FlagError(`--out must name a .onnx file, got ${flags.text("out")}`);
+    }
+    let ckptPath = flags.text("ckpt");
+    const stat = await Deno.stat(ckptPath).catch(() => null);
+    if (!stat) throw new Error(`--ckpt ${ckptPath}: no such file or directory`);
+    if (stat.isDirectory) {
+      const { latestCheckpoint } = await import("./checkpoint.ts");
+      const latest = await latestCheckpoint(ckptPath);
+      if (!latest) throw new Error(`--ckpt ${ckptPath}: no complete checkpoint in the directory`);
+      ckptPath = latest;
+    }
+    const out = flags.given("out") ? flags.text("out") : defaultExportPath(ckptPath);
+    const raw = flags.boolean("raw");
+    const result = await exportCheckpoint(ckptPath, out, { raw });
     console.log(
       `wrote ${result.onnx} (${
         (result.bytes / 1e6).toFixed(2)
       } MB, ${result.modelCard.parameters} parameters, ` +
         `${result.modelCard.weights} weights, step ${result.modelCard.trainingSteps}) and ${result.card}`,
     );
-  } catch (error) {
-    console.error(`error: ${(error as Error).message}`);
-    Deno.exit(1);
-  }
+    return 0;
+  });
 }

@@ -40,6 +40,10 @@ const FLAGS: Record<string, { default?: string; help: string; boolean?: true }> 
   seed: { default: "0", help: "seed of the initial weights, the data order and every noise draw" },
   out: { help: "run directory (default runs/<preset>-<dataset>)" },
   resume: { boolean: true, help: "continue from the newest good checkpoint in --out" },
+  overwrite: {
+    boolean: true,
+    help: "start a new run in an --out that holds another run, deleting that run's files",
+  },
   conditional: {
     boolean: true,
     help: "class-conditional network on the dataset's labels (classifier-free guidance)",
@@ -165,6 +169,7 @@ export function parseTrainArgs(args: string[]): {
       ),
       out: given("out") ? text("out") : `runs/${presetName}-${datasetTag}`,
       resume: Boolean(values.resume),
+      overwrite: Boolean(values.overwrite),
       conditional: Boolean(values.conditional),
       labelDropout: number("label-dropout", (v) => v >= 0 && v <= 1, "in [0, 1]"),
       ...(given("init-from") ? { initFrom: text("init-from") } : {}),
@@ -296,7 +301,9 @@ if (import.meta.main) {
     Deno.exit(2);
   }
   console.log(backend.summary + (workers > 0 ? `, ${workers} gradient workers` : ""));
-  // Ctrl-C: finish the current step, save a checkpoint, exit. A second Ctrl-C exits at once.
+  // Ctrl-C: finish the current step, save a checkpoint, exit 130. A second Ctrl-C exits at
+  // once; checkpoints are written to a temporary file and renamed, so the newest complete one
+  // stays.
   const stop = new AbortController();
   Deno.addSignalListener("SIGINT", () => {
     if (stop.signal.aborted) Deno.exit(130);
@@ -320,5 +327,6 @@ if (import.meta.main) {
     `\n${result.interrupted ? "interrupted" : "finished"} at step ${result.step}; ` +
       `smoothed loss ${result.lossSmoothed.toFixed(4)}; checkpoint ${result.checkpoint}`,
   );
-  Deno.exit(0);
+  // 130 = 128 + SIGINT, the shell's code for a run stopped by Ctrl-C.
+  Deno.exit(result.interrupted ? 130 : 0);
 }

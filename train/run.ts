@@ -55,6 +55,12 @@ export interface RunOptions {
   /** Continue from the newest good checkpoint in `out`. */
   resume?: boolean;
   /**
+   * Start a new run in an `out` that holds another run's checkpoints, metrics or grids,
+   * deleting them first. Without it (or `resume`) such an `out` is refused, so two runs never
+   * mix.
+   */
+  overwrite?: boolean;
+  /**
    * Train a class-conditional network on the dataset's labels (`numClasses` set from its class
    * names), for classifier-free guidance. Ignored when resuming: the checkpoint's config rules.
    */
@@ -98,7 +104,10 @@ export interface RunOptions {
   workerModule?: URL;
   /** Progress lines and notices; default writes to stdout. */
   report?: (event: RunEvent) => void;
-  /** Stops the run after the current step, with a checkpoint (Ctrl-C). */
+  /**
+   * Stops the run after the current step, with a checkpoint (Ctrl-C). The loop gives the
+   * event loop a turn after every step, so a signal listener runs within the step it came in.
+   */
   signal?: AbortSignal;
   /**
    * What a NaN or infinite loss does: `stop` (default) ends the run with an error, keeping the
@@ -160,6 +169,12 @@ export async function runTraining(options: RunOptions): Promise<RunResult> {
   _positiveInteger("keep", keep);
   _positiveInteger("logEvery", logEvery);
 
+  if (options.resume && options.overwrite) {
+    throw new RangeError(
+      "--resume continues the run in --out and --overwrite replaces it: pass one",
+    );
+  }
+  if (!options.resume) await _claimRunDirectory(options.out, Boolean(options.overwrite), report);
   await _prepareRunDirectory(options.out, report);
 
   // 1. Start fresh or from the newest good checkpoint.
@@ -322,6 +337,9 @@ export async function runTraining(options: RunOptions): Promise<RunResult> {
   try {
     // 3. The loop: one batch, one step; logs, held-out loss, samples and checkpoints on schedule.
     while (trainer.step < options.steps) {
+      // A macrotask turn: tfjs's awaits settle as microtasks, so without it a Ctrl-C listener
+      // ran only at the next file write (the metrics line, every --log-every steps).
+      await new Promise((resolve) => setTimeout(resolve, 0));
       if (options.signal?.aborted) {
         interrupted = true;
         break;
@@ -352,6 +370,13 @@ export async function runTraining(options: RunOptions): Promise<RunResult> {
         : LOSS_SMOOTHING * lossSmoothed + (1 - LOSS_SMOOTHING) * result.loss;
       const step = trainer.step;
       const elapsed = (performance.now() - started) / 1000;
+      if (step === startStep + 1) {
+        report({
+          kind: "notice",
+          message: `step ${step} took ${elapsed.toFixed(1)} s (the first builds the kernels); ` +
+            `a line every ${logEvery} steps`,
+        });
+      }
       const stepsPerSecond = (step - startStep) / elapsed;
 
       if (step % logEvery === 0 || step === options.steps) {
@@ -366,6 +391,10 @@ export async function runTraining(options: RunOptions): Promise<RunResult> {
           wallSeconds: wallSeconds + elapsed,
         };
         if (evalEvery > 0 && step % evalEvery === 0) {
+          report({
+            kind: "notice",
+            message: `step ${step}: held-out loss on ${heldOutCount} images`,
+          });
           record.heldOutLoss = await trainer.evalLoss(
             heldOutBatch.x,
             heldOutBatch.shape,
@@ -387,6 +416,7 @@ export async function runTraining(options: RunOptions): Promise<RunResult> {
         });
       }
       if (sampleEvery > 0 && step % sampleEvery === 0) {
+        report({ kind: "notice", message: _samplingNotice(step, options, trainer) });
         const path = await _writeSamples(trainer, options, step, seed);
         report({ kind: "samples", path, step });
       }
@@ -395,6 +425,7 @@ export async function runTraining(options: RunOptions): Promise<RunResult> {
     // 4. The end, or an interruption: always leave a checkpoint of the last step taken.
     if (trainer.step !== lastSaved || !lastCheckpoint) await writeCheckpoint();
     if (!interrupted && sampleEvery > 0 && trainer.step % sampleEvery !== 0) {
+      report({ kind: "notice", message: _samplingNotice(trainer.step, options, trainer) });
       const path = await _writeSamples(trainer, options, trainer.step, seed);
       report({ kind: "samples", path, step: trainer.step });
     }
@@ -403,6 +434,63 @@ export async function runTraining(options: RunOptions): Promise<RunResult> {
     trainer.dispose();
   }
   return { step: trainer.step, interrupted, checkpoint: lastCheckpoint, lossSmoothed };
+}
+
+/** What a run directory holds of a run: checkpoints (also partial ones), metrics, grids. */
+async function _runFiles(out: string): Promise<string[]> {
+  const found: string[] = [];
+  for (
+    const [dir, pattern] of [[out, /^ckpt-\d+\.ddpm|^metrics\.jsonl$/], [
+      join(out, "samples"),
+      /^step-\d+\.png/,
+    ]] as const
+  ) {
+    try {
+      for await (const entry of Deno.readDir(dir)) {
+        if (entry.isFile && pattern.test(entry.name)) found.push(join(dir, entry.name));
+      }
+    } catch (error) {
+      // Absent, or not a directory: _prepareRunDirectory then says why it cannot be used.
+      if (!(error instanceof Deno.errors.NotFound || error instanceof Deno.errors.NotADirectory)) {
+        throw error;
+      }
+    }
+  }
+  return found.sort();
+}
+
+/**
+ * Refuses to start a new run in a directory that holds another one (its higher-step
+ * checkpoints would outrank the new run's for `--resume` and `export`, and its metrics would
+ * be appended to), or with `overwrite` deletes that run's files first.
+ */
+async function _claimRunDirectory(
+  out: string,
+  overwrite: boolean,
+  report: (event: RunEvent) => void,
+): Promise<void> {
+  const files = await _runFiles(out);
+  if (files.length === 0) return;
+  const checkpoints = files.filter((f) => /ckpt-\d+\.ddpm$/.test(f));
+  const what = `${checkpoints.length} checkpoint(s)${
+    checkpoints.length > 0 ? ` up to ${checkpoints.at(-1)}` : ""
+  }, ${files.length - checkpoints.length} other run file(s)`;
+  if (!overwrite) {
+    throw new RangeError(
+      `--out ${out} already holds a run (${what}); pass --resume to continue it, --overwrite ` +
+        "to delete it and start again there, or another --out",
+    );
+  }
+  for (const file of files) await Deno.remove(file);
+  report({ kind: "notice", message: `--overwrite: deleted the earlier run in ${out} (${what})` });
+}
+
+/** The line printed before a sample grid is drawn (it takes a while on a CPU). */
+function _samplingNotice(step: number, options: RunOptions, trainer: Trainer): string {
+  const steps = Math.min(options.sampleSteps ?? 20, trainer.schedule.timesteps);
+  return `step ${step}: drawing a grid of ${
+    options.sampleCount ?? 16
+  } samples (${steps} DDIM steps)`;
 }
 
 /**
