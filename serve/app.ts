@@ -27,6 +27,7 @@ import type { HwcImage } from "../lib/image.ts";
 import { encodeApng } from "../lib/png.ts";
 import type { SamplerKind } from "../lib/samplers.ts";
 import { spacedTimesteps, type TimestepSpacing } from "../lib/schedule.ts";
+import { browserRoutes } from "./browser.ts";
 import { corsMiddleware } from "./cors.ts";
 import { type ErrorBody, HttpError } from "./errors.ts";
 import {
@@ -50,7 +51,7 @@ import { type Limits, resolveLimits } from "./limits.ts";
 import { interpolateImages, noisePreview, sampleImages } from "./pipeline.ts";
 import playgroundHtml from "./playground.html" with { type: "text" };
 import { type OpenApiDocument, renderReference } from "./reference.ts";
-import type { ModelRegistry, ServedModel } from "./registry.ts";
+import type { ModelRegistry, ModelSource, ServedModel } from "./registry.ts";
 import {
   ErrorSchema,
   HealthSchema,
@@ -84,6 +85,11 @@ export interface AppDependencies {
    * (`https://app.example.com`), or none (the default: CORS off, same-origin use only).
    */
   readonly corsOrigins?: readonly string[];
+  /**
+   * The served models' `.onnx` bytes, for the playground's "run in this browser"
+   * (`serve/browser.ts`). Default none: the page then cannot sample in the browser.
+   */
+  readonly modelFiles?: readonly ModelSource[];
 }
 
 /** One line of the access log. */
@@ -289,6 +295,7 @@ export function createApp(dependencies: AppDependencies): DdpmApp {
 
   // 4. Routes.
   app.get("/", (c) => c.html(playgroundHtml));
+  app.route("/browser", browserRoutes(dependencies.modelFiles ?? []));
 
   app.openapi(
     createRoute({

@@ -90,8 +90,9 @@ async function main(args: string[]): Promise<number> {
   }
 
   let registry;
+  let sources;
   try {
-    const sources = preferModels(
+    sources = preferModels(
       await readModelSources(values.weights, {
         onSkip: (file, reason) => console.error(`note: skipping ${file}: ${reason}`),
       }),
@@ -106,6 +107,7 @@ async function main(args: string[]): Promise<number> {
   const { app } = createApp({
     registry,
     corsOrigins,
+    modelFiles: sources,
     logRequest: values.quiet ? undefined : (entry) => console.log(formatAccessLine(entry)),
   });
   const names = registry.models.map((m) => m.name).join(", ");
