@@ -2430,7 +2430,7 @@ function dataRange(dataScaling) {
   ];
 }
 function _byId(id) {
-  const element = document.getElementById(id);
+  const element = document?.getElementById(id);
   if (!element) throw new Error(`the page has no #${id}`);
   return element;
 }
@@ -2507,7 +2507,7 @@ function _wire() {
     }
   };
 }
-if (typeof document !== "undefined" && document.getElementById("local-button")) _wire();
+if (typeof document !== "undefined" && document?.getElementById("local-button")) _wire();
 export {
   browserDenoiser,
   dataRange,

@@ -1,5 +1,3 @@
-/// <reference lib="dom" />
-
 /**
  * The playground's "run in this browser": the model's `.onnx` runs in the page on
  * onnxruntime-web (WebGPU when the browser has an adapter, WebAssembly otherwise) and `lib/`
@@ -200,11 +198,30 @@ export function dataRange(dataScaling: string): [number, number] {
   return [low, high];
 }
 
-/** The page's controls: the model, class, sampler and seed fields the playground already has. */
-function _byId<T extends HTMLElement>(id: string): T {
-  const element = document.getElementById(id);
+/**
+ * The few DOM members this module touches. Deno's type library has no DOM, and a
+ * `lib="dom"` reference here would change the types of every module checked beside this one.
+ */
+interface _Element {
+  value: string;
+  disabled: boolean;
+  hidden: boolean;
+  textContent: string | null;
+  className: string;
+  src: string;
+  width: number;
+  readonly naturalWidth: number;
+  readonly dataset: Record<string, string | undefined>;
+  onclick: (() => void) | null;
+  decode(): Promise<void>;
+}
+declare const document: { getElementById(id: string): _Element | null } | undefined;
+
+/** An element of the page by id: the playground's model, class, sampler and seed fields. */
+function _byId(id: string): _Element {
+  const element = document?.getElementById(id);
   if (!element) throw new Error(`the page has no #${id}`);
-  return element as T;
+  return element;
 }
 
 interface _ModelsResponse {
@@ -213,10 +230,10 @@ interface _ModelsResponse {
 
 /** Wires the "Run in this browser" section of the playground. */
 function _wire(): void {
-  const value = (id: string) => _byId<HTMLInputElement | HTMLSelectElement>(id).value;
-  const status = _byId<HTMLParagraphElement>("local-status");
-  const image = _byId<HTMLImageElement>("local-image");
-  const button = _byId<HTMLButtonElement>("local-button");
+  const value = (id: string) => _byId(id).value;
+  const status = _byId("local-status");
+  const image = _byId("local-image");
+  const button = _byId("local-button");
   const setStatus = (text: string, isError = false) => {
     status.textContent = text;
     status.className = isError ? "status error" : "status";
@@ -287,4 +304,4 @@ function _wire(): void {
   };
 }
 
-if (typeof document !== "undefined" && document.getElementById("local-button")) _wire();
+if (typeof document !== "undefined" && document?.getElementById("local-button")) _wire();
