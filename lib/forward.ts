@@ -14,9 +14,11 @@ export type Shape = readonly [number, number, number, number];
 
 /** Mean, variance and log-variance of a diagonal Gaussian, one value per element. */
 export interface GaussianParams {
+  /** Mean, per element (NCHW). */
   readonly mean: Float32Array;
   /** Per example (length n): the variance is the same for every element of an example. */
   readonly variance: Float64Array;
+  /** The log of `variance`, per example. */
   readonly logVariance: Float64Array;
 }
 

@@ -15,9 +15,11 @@ export type Mixing = "linear" | "spherical";
 
 /** Options of {@linkcode interpolate}. */
 export interface InterpolateOptions extends ReverseOptions {
+  /** The noise schedule the network was trained with. */
   schedule: Schedule;
   /** The two source images, each one image of `imageShape` (CHW) in [-1, 1]. */
   x0a: Float32Array;
+  /** The second source image, like `x0a`. */
   x0b: Float32Array;
   /** `[c, h, w]` of one image. */
   imageShape: readonly [number, number, number];
@@ -33,8 +35,11 @@ export interface InterpolateOptions extends ReverseOptions {
   sampler?: SamplerKind;
   /** Decoder steps in `1..t+1`, spread evenly from t down to 0 inclusive. Default t + 1. */
   steps?: number;
+  /** DDIM decoder noise scale in [0, 1], as in `sample`. Default 0. */
   eta?: number;
+  /** Called after each decoder step, as in `sample`. */
   onStep?: (info: StepInfo) => void | Promise<void>;
+  /** Aborting stops the run before the next network evaluation. */
   signal?: AbortSignal;
 }
 
@@ -42,9 +47,11 @@ export interface InterpolateOptions extends ReverseOptions {
 export interface Interpolation {
   /** Decoded images, one per lambda, NCHW. */
   readonly images: Float32Array;
+  /** NCHW `[lambdas.length, c, h, w]` of `images` and `latents`. */
   readonly shape: Shape;
   /** The mixed latents `x_t`, one per lambda, NCHW. */
   readonly latents: Float32Array;
+  /** The mixing weights used, one per image. */
   readonly lambdas: readonly number[];
 }
 

@@ -157,15 +157,19 @@ export function priorBitsPerDim(schedule: Schedule, x0: Float32Array, shape: Sha
 
 /** Options of {@linkcode variationalBound}. */
 export interface VariationalBoundOptions extends ReverseOptions {
+  /** The noise schedule the network was trained with. */
   schedule: Schedule;
   /** Images on the 8-bit grid scaled to [-1, 1], NCHW. */
   x0: Float32Array;
+  /** Shape NCHW `[n, c, h, w]` of `x0`. */
   shape: Shape;
   /** Seed of the noise used to draw each `x_t`. Default 0. Ignored when `rng` is given. */
   seed?: number;
+  /** A generator to draw from instead of one made from `seed`. */
   rng?: Rng;
   /** Called after each timestep with the number done and the total. */
   onProgress?: (done: number, total: number) => void | Promise<void>;
+  /** Aborting stops the computation before the next network evaluation. */
   signal?: AbortSignal;
 }
 

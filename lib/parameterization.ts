@@ -43,6 +43,7 @@ export interface ReverseStep {
   readonly mean: Float32Array;
   /** Variance per example (the same for every element of an example). */
   readonly variance: Float64Array;
+  /** The log of `variance`, per example. */
   readonly logVariance: Float64Array;
   /** The model's estimate of `x_0` (clipped if `clipDenoised`). */
   readonly predX0: Float32Array;

@@ -11,8 +11,8 @@
  * @module
  */
 
-import { convertIndexedToRgb, decode, type DecodedPng, encode } from "fast-png";
-import { Unzlib, zlibSync } from "fflate";
+import { convertIndexedToRgb, decode, type DecodedPng, encode } from "npm:fast-png@8.0.0";
+import { Unzlib, zlibSync } from "npm:fflate@0.8.2";
 import { checkHwcImage, type HwcImage, type ImageChannels } from "./image.ts";
 
 /**

@@ -48,6 +48,7 @@ export interface StepInfo {
 
 /** Options of {@linkcode sample}. */
 export interface SampleOptions extends ReverseOptions {
+  /** The noise schedule the network was trained with. */
   schedule: Schedule;
   /** Output shape NCHW `[n, c, h, w]`. */
   shape: Shape;
@@ -120,8 +121,11 @@ export async function sample(denoiser: Denoiser, options: SampleOptions): Promis
 
 /** Options of {@linkcode reverseProcess}. */
 export interface ReverseProcessOptions extends ReverseOptions {
+  /** The noise schedule the network was trained with. */
   schedule: Schedule;
+  /** Shape NCHW `[n, c, h, w]` of `x`. */
   shape: Shape;
+  /** As in {@linkcode SampleOptions.sampler}. */
   sampler: SamplerKind;
   /** The starting point `x_t` at the largest kept timestep. Not modified. */
   x: Float32Array;
@@ -129,8 +133,11 @@ export interface ReverseProcessOptions extends ReverseOptions {
   kept: readonly number[];
   /** Fresh standard normal noise of the batch's size for one step. */
   drawNoise: () => Float32Array;
+  /** As in {@linkcode SampleOptions.eta}. */
   eta?: number;
+  /** As in {@linkcode SampleOptions.onStep}. */
   onStep?: (info: StepInfo) => void | Promise<void>;
+  /** As in {@linkcode SampleOptions.signal}. */
   signal?: AbortSignal;
 }
 

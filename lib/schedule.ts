@@ -51,6 +51,7 @@ export interface ScheduleOptions {
  * the 0-based timestep.
  */
 export interface Schedule {
+  /** The named schedule it was made from, or `custom` for betas given directly. */
   readonly kind: ScheduleKind | "custom";
   /** Number of steps T of this schedule. */
   readonly timesteps: number;
@@ -60,6 +61,7 @@ export interface Schedule {
    * network was trained with (improved DDPM's respacing).
    */
   readonly modelTimesteps: Float64Array;
+  /** `beta_t`, the variance of the noise added at step t (eq. 2). */
   readonly betas: Float64Array;
   /** `1 - beta`. */
   readonly alphas: Float64Array;
@@ -67,8 +69,11 @@ export interface Schedule {
   readonly alphasCumprod: Float64Array;
   /** `abar_{t-1}`, with 1 at index 0. */
   readonly alphasCumprodPrev: Float64Array;
+  /** `sqrt(abar_t)`. */
   readonly sqrtAlphasCumprod: Float64Array;
+  /** `sqrt(1 - abar_t)`. */
   readonly sqrtOneMinusAlphasCumprod: Float64Array;
+  /** `log(1 - abar_t)`. */
   readonly logOneMinusAlphasCumprod: Float64Array;
   /** `sqrt(1 / abar_t)`. */
   readonly sqrtRecipAlphasCumprod: Float64Array;

@@ -28,6 +28,7 @@ import type { SamplerKind } from "../lib/samplers.ts";
 import { spacedTimesteps, type TimestepSpacing } from "../lib/schedule.ts";
 import { apiKeyAuth, type AuthVariables } from "./auth.ts";
 import { ClientJobs } from "./clients.ts";
+import { browserRoutes } from "./browser.ts";
 import { corsMiddleware } from "./cors.ts";
 import { describeIssues, type ErrorBody, HttpError } from "./errors.ts";
 import {
@@ -51,7 +52,7 @@ import { type Limits, resolveLimits } from "./limits.ts";
 import { interpolateImages, noisePreview, sampleImages } from "./pipeline.ts";
 import playgroundHtml from "./playground.html" with { type: "text" };
 import { type OpenApiDocument, renderReference } from "./reference.ts";
-import type { ModelRegistry, ServedModel } from "./registry.ts";
+import type { ModelRegistry, ModelSource, ServedModel } from "./registry.ts";
 import {
   ErrorSchema,
   HealthSchema,
@@ -90,6 +91,11 @@ export interface AppDependencies {
    * `X-API-Key`); none (the default) leaves the API open. See `serve/auth.ts`.
    */
   readonly apiKeys?: readonly string[];
+  /**
+   * The served models' `.onnx` bytes, for the playground's "run in this browser"
+   * (`serve/browser.ts`). Default none: the page then cannot sample in the browser.
+   */
+  readonly modelFiles?: readonly ModelSource[];
 }
 
 /** One line of the access log. */
@@ -300,6 +306,7 @@ export function createApp(dependencies: AppDependencies): DdpmApp {
 
   // 4. Routes.
   app.get("/", (c) => c.html(playgroundHtml));
+  app.route("/browser", browserRoutes(dependencies.modelFiles ?? []));
 
   app.openapi(
     createRoute({

@@ -132,8 +132,9 @@ async function main(args: string[]): Promise<number> {
   }
 
   let registry;
+  let sources;
   try {
-    const sources = preferModels(
+    sources = preferModels(
       await readModelSources(values.weights, {
         onSkip: (file, reason) => console.error(`note: skipping ${file}: ${reason}`),
       }),
@@ -151,6 +152,7 @@ async function main(args: string[]): Promise<number> {
     corsOrigins,
     apiKeys,
     limits: { maxJobsPerClient },
+    modelFiles: sources,
     logRequest: values.quiet ? undefined : (entry) => console.log(formatAccessLine(entry)),
   });
   const names = registry.models.map((m) => m.name).join(", ");
