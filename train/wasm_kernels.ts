@@ -100,17 +100,22 @@ export function conv2dFilterGradient(
     const info = _convInfo(x.shape, filterShape, attrs);
     const { top, bottom, left, right } = info.padInfo;
     const [kh, kw] = filterShape;
-    // The padded input with channels as the batch: [c, H + pt + pb, W + pl + pr, n].
-    const padded = tf.pad(x, [[0, 0], [top, bottom], [left, right], [0, 0]]);
-    const asBatch = tf.transpose(padded, [3, 1, 2, 0]) as tf.Tensor4D;
+    // The input with channels as the batch, [c, H, W, n], padded inside the convolution.
+    const asBatch = tf.transpose(x, [3, 1, 2, 0]) as tf.Tensor4D;
     // dY as a filter [Ho, Wo, n, k], dilated by the stride.
     const asFilter = tf.transpose(dy, [1, 2, 0, 3]) as tf.Tensor4D;
-    const grad = tf.conv2d(asBatch, asFilter, 1, "valid", "NHWC", [
-      info.strideHeight,
-      info.strideWidth,
-    ]);
+    const grad = tf.conv2d(
+      asBatch,
+      asFilter,
+      1,
+      [[0, 0], [top, bottom], [left, right], [0, 0]],
+      "NHWC",
+      [info.strideHeight, info.strideWidth],
+    );
     // 'same' padding can leave a row or column beyond the kernel (stride > 1): cut to [kh, kw].
-    const cut = tf.slice(grad, [0, 0, 0, 0], [grad.shape[0], kh, kw, grad.shape[3]]);
+    const cut = grad.shape[1] === kh && grad.shape[2] === kw
+      ? grad
+      : tf.slice(grad, [0, 0, 0, 0], [grad.shape[0], kh, kw, grad.shape[3]]);
     return tf.transpose(cut, [1, 2, 0, 3]) as tf.Tensor4D;
   });
 }
@@ -133,10 +138,37 @@ export function conv2dInputGradient(
     const padTop = kh - 1 - top, padLeft = kw - 1 - left;
     const padBottom = h + kh - 1 - padTop - dilated.shape[1];
     const padRight = w + kw - 1 - padLeft - dilated.shape[2];
-    const padded = tf.pad(dilated, [[0, 0], [padTop, padBottom], [padLeft, padRight], [0, 0]]);
-    const flipped = tf.transpose(tf.reverse(filter, [0, 1]), [0, 1, 3, 2]) as tf.Tensor4D;
-    return tf.conv2d(padded, flipped, 1, "valid");
+    if (padBottom < 0 || padRight < 0) {
+      throw new RangeError(`conv2d input gradient: negative padding for input [${inputShape}]`);
+    }
+    return tf.conv2d(dilated, _flippedFilter(filter), 1, [
+      [0, 0],
+      [padTop, padBottom],
+      [padLeft, padRight],
+      [0, 0],
+    ]);
   });
+}
+
+/**
+ * The filter flipped in space with its in and out channels swapped, `[kh, kw, k, c]`, computed on
+ * the CPU: filters are small (at most a few hundred thousand values), and the backend's `Reverse`
+ * took longer than the convolution that uses it.
+ */
+function _flippedFilter(filter: tf.Tensor4D): tf.Tensor4D {
+  const [kh, kw, c, k] = filter.shape;
+  const w = filter.dataSync() as Float32Array;
+  const out = new Float32Array(w.length);
+  for (let i = 0; i < kh; i++) {
+    for (let j = 0; j < kw; j++) {
+      const from = ((kh - 1 - i) * kw + (kw - 1 - j)) * c * k; // w[kh-1-i, kw-1-j, :, :]
+      const to = (i * kw + j) * k * c; // out[i, j, :, :]
+      for (let ci = 0; ci < c; ci++) {
+        for (let ko = 0; ko < k; ko++) out[to + ko * c + ci] = w[from + ci * k + ko];
+      }
+    }
+  }
+  return tf.tensor4d(out, [kh, kw, k, c]);
 }
 
 /** What a kernel of the `wasm` backend receives, as far as the kernels here use it. */
