@@ -248,6 +248,8 @@ export function createApp(dependencies: AppDependencies): DdpmApp {
   // 3. The API key, when the server has any; then bodies: a declared type and a bounded
   // size, before anything reads them.
   app.use("/v1/*", apiKeyAuth(dependencies.apiKeys ?? []));
+  // The weights the playground downloads to sample in the browser are the model: same keys.
+  app.use("/browser/models/*", apiKeyAuth(dependencies.apiKeys ?? []));
   app.use("/v1/*", async (c, next) => {
     if (c.req.method === "POST" && !c.req.header("content-type")) {
       throw new HttpError(

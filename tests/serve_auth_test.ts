@@ -146,3 +146,21 @@ Deno.test("with API keys, the per-client cap counts by key, whatever the address
     await response.body?.cancel();
   }
 });
+
+Deno.test("with API keys, the weights the playground downloads for in-browser sampling need one too", async () => {
+  const { registry } = await heldModels();
+  const modelFiles = [{ name: "held", bytes: await Deno.readFile("weights/mnist.onnx") }];
+  const { app } = createApp({ registry, apiKeys: KEYS, modelFiles });
+  const refused = await app.request("/browser/models/held.onnx");
+  assert.equal(refused.status, 401);
+  await refused.body?.cancel();
+  const allowed = await app.request("/browser/models/held.onnx", {
+    headers: { authorization: `Bearer ${KEYS[0]}` },
+  });
+  assert.equal(allowed.status, 200);
+  assert.equal((await allowed.arrayBuffer()).byteLength, modelFiles[0].bytes.length);
+  // The page's code and onnxruntime's files are not secrets.
+  const page = await app.request("/browser/local.js");
+  assert.equal(page.status, 200);
+  await page.body?.cancel();
+});

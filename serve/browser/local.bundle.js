@@ -2315,7 +2315,8 @@ var ORT_BUILDS = {
   wasm: "ort.wasm.bundle.min.mjs",
   webgpu: "ort.webgpu.bundle.min.mjs"
 };
-async function loadBrowserModel(name, card, provider) {
+async function loadBrowserModel(name, card, options) {
+  const { provider, headers = {} } = options;
   const gpu = navigator.gpu;
   let chosen = provider === "auto" ? "webgpu" : provider;
   if (chosen === "webgpu" && !(gpu && await gpu.requestAdapter().catch(() => null))) {
@@ -2325,7 +2326,9 @@ async function loadBrowserModel(name, card, provider) {
   const url = ORT_BASE + ORT_BUILDS[chosen];
   const ort = await import(url);
   ort.env.wasm.numThreads = 1;
-  const response = await fetch(`/browser/models/${encodeURIComponent(name)}.onnx`);
+  const response = await fetch(`/browser/models/${encodeURIComponent(name)}.onnx`, {
+    headers
+  });
   if (!response.ok) throw new Error(`GET the model ${name}: ${response.status}`);
   const bytes = new Uint8Array(await response.arrayBuffer());
   const session = await ort.InferenceSession.create(bytes, {
@@ -2460,7 +2463,19 @@ function _wire() {
     button.disabled = true;
     delete image.dataset.seed;
     try {
-      models ??= fetch("/v1/models").then((r) => r.json());
+      const apiKey = new URLSearchParams(location.hash.slice(1)).get("key") ?? localStorage.getItem("ddpm-api-key");
+      const headers = apiKey ? {
+        authorization: `Bearer ${apiKey}`
+      } : {};
+      models ??= fetch("/v1/models", {
+        headers
+      }).then((r) => {
+        if (!r.ok) throw new Error(`GET /v1/models: ${r.status}`);
+        return r.json();
+      }).catch((error) => {
+        models = void 0;
+        throw error;
+      });
       const name = value("model");
       const entry = (await models).models.find((m) => m.name === name);
       if (!entry) throw new Error(`no model ${name}`);
@@ -2468,7 +2483,10 @@ function _wire() {
       const key = `${name}/${provider}`;
       let loading = sessions.get(key);
       if (!loading) {
-        loading = loadBrowserModel(name, entry.card, provider);
+        loading = loadBrowserModel(name, entry.card, {
+          provider,
+          headers
+        });
         sessions.set(key, loading);
       }
       setStatus(`Loading ${name} and onnxruntime-web...`);

@@ -59,12 +59,16 @@ const ORT_BUILDS = {
   webgpu: "ort.webgpu.bundle.min.mjs",
 } as const;
 
-/** Fetches the model's `.onnx` and starts a session on `provider`. */
+/**
+ * Fetches the model's `.onnx` (with `headers`: the API key of a server that has them) and starts
+ * a session on `provider`.
+ */
 export async function loadBrowserModel(
   name: string,
   card: BrowserCard,
-  provider: BrowserProvider,
+  options: { provider: BrowserProvider; headers?: Record<string, string> },
 ): Promise<BrowserModel> {
+  const { provider, headers = {} } = options;
   // 1. WebGPU only when asked for (or on auto) and an adapter is there.
   const gpu = (navigator as Navigator & { gpu?: { requestAdapter(): Promise<unknown> } }).gpu;
   let chosen: "webgpu" | "wasm" = provider === "auto" ? "webgpu" : provider;
@@ -79,7 +83,7 @@ export async function loadBrowserModel(
   // One thread, as on the server (threads need cross-origin isolation in a page anyway).
   ort.env.wasm.numThreads = 1;
   // 3. The model bytes.
-  const response = await fetch(`/browser/models/${encodeURIComponent(name)}.onnx`);
+  const response = await fetch(`/browser/models/${encodeURIComponent(name)}.onnx`, { headers });
   if (!response.ok) throw new Error(`GET the model ${name}: ${response.status}`);
   const bytes = new Uint8Array(await response.arrayBuffer());
   const session = await ort.InferenceSession.create(bytes, { executionProviders: [chosen] });
@@ -216,6 +220,8 @@ interface _Element {
   decode(): Promise<void>;
 }
 declare const document: { getElementById(id: string): _Element | null } | undefined;
+declare const localStorage: { getItem(key: string): string | null };
+declare const location: { hash: string };
 
 /** An element of the page by id: the playground's model, class, sampler and seed fields. */
 function _byId(id: string): _Element {
@@ -254,7 +260,17 @@ function _wire(): void {
     button.disabled = true;
     delete image.dataset.seed;
     try {
-      models ??= fetch("/v1/models").then((r) => r.json());
+      // A server started with --api-key needs the key the playground keeps (or #key=<key>).
+      const apiKey = new URLSearchParams(location.hash.slice(1)).get("key") ??
+        localStorage.getItem("ddpm-api-key");
+      const headers: Record<string, string> = apiKey ? { authorization: `Bearer ${apiKey}` } : {};
+      models ??= fetch("/v1/models", { headers }).then((r) => {
+        if (!r.ok) throw new Error(`GET /v1/models: ${r.status}`);
+        return r.json();
+      }).catch((error) => {
+        models = undefined; // ask again on the next click
+        throw error;
+      });
       const name = value("model");
       const entry = (await models).models.find((m) => m.name === name);
       if (!entry) throw new Error(`no model ${name}`);
@@ -262,7 +278,7 @@ function _wire(): void {
       const key = `${name}/${provider}`;
       let loading = sessions.get(key);
       if (!loading) {
-        loading = loadBrowserModel(name, entry.card, provider);
+        loading = loadBrowserModel(name, entry.card, { provider, headers });
         sessions.set(key, loading);
       }
       setStatus(`Loading ${name} and onnxruntime-web...`);
