@@ -15,6 +15,13 @@ import type { ParamLayout } from "./optimizer.ts";
 import { type LossSetup, sliceInputs, type StepInputs } from "./step.ts";
 import type { WorkerInit, WorkerReply, WorkerStep } from "./gradient_worker.ts";
 
+/**
+ * The web `Worker`, as this module finds it when it loads: onnxruntime-web's WebAssembly loader
+ * replaces `globalThis.Worker` with Node's `worker_threads.Worker` when it starts under Deno,
+ * and a process that evaluates a model (tests, `deno task eval`) may train afterwards.
+ */
+const WebWorker = globalThis.Worker;
+
 /** Options of {@linkcode GradientPool.start}. */
 export interface GradientPoolOptions {
   /** Worker threads. */
@@ -85,7 +92,10 @@ export class GradientPool {
     try {
       const started = [];
       for (let k = 0; k < count; k++) {
-        const worker = new Worker(url.href, { type: "module", name: `gradient worker ${k + 1}` });
+        const worker = new WebWorker(url.href, {
+          type: "module",
+          name: `gradient worker ${k + 1}`,
+        });
         workers.push(worker);
         const buffer = new SharedArrayBuffer(layout.total * 4);
         grads.push(new Float32Array(buffer));
