@@ -30,16 +30,9 @@ import { apiKeyAuth, type AuthVariables } from "./auth.ts";
 import { ClientJobs } from "./clients.ts";
 import { browserRoutes } from "./browser.ts";
 import { corsMiddleware } from "./cors.ts";
+import { imageForModelOffThread } from "./decode.ts";
 import { describeIssues, type ErrorBody, HttpError } from "./errors.ts";
-import {
-  fromBase64,
-  gridImage,
-  gridPng,
-  imageForModel,
-  jsonImages,
-  type ModelImage,
-  toBase64,
-} from "./images.ts";
+import { fromBase64, gridImage, gridPng, jsonImages, type ModelImage, toBase64 } from "./images.ts";
 import { deadline, JobQueue, QueueFullError } from "./jobs.ts";
 import {
   checkGuidedBatch,
@@ -704,7 +697,7 @@ export function createApp(dependencies: AppDependencies): DdpmApp {
       const k = timesteps.length;
       const { labels, guidance, guided } = conditioning(model, options.label, options.guidance, k);
       checkGuidedBatch(options.timesteps ? "timesteps" : "count", k, guided, limits.maxFrames);
-      const image = _upload(uploads, "image", model, options.resize, limits);
+      const image = await _upload(uploads, "image", model, options.resize, limits);
       const seed = options.seed ?? randomSeed();
       const compute = (signal?: AbortSignal) =>
         noisePreview(model, image.x, timesteps, {
@@ -818,8 +811,8 @@ export function createApp(dependencies: AppDependencies): DdpmApp {
         guided,
         limits.maxFrames,
       );
-      const a = _upload(uploads, "a", model, options.resize, limits);
-      const b = _upload(uploads, "b", model, options.resize, limits);
+      const a = await _upload(uploads, "a", model, options.resize, limits);
+      const b = await _upload(uploads, "b", model, options.resize, limits);
       const seed = options.seed ?? randomSeed();
       const plan = {
         t,
@@ -982,15 +975,15 @@ function _jobError(error: unknown, signal: AbortSignal, queue: JobQueue): unknow
   return error;
 }
 
-/** Decodes and fits one upload. */
+/** Decodes and fits one upload; a large one in a Worker (`decode.ts`). */
 function _upload(
   uploads: Record<string, Uint8Array>,
   field: string,
   model: ServedModel,
   resize: boolean,
   limits: Limits,
-): ModelImage {
-  return imageForModel(uploads[field], model, {
+): Promise<ModelImage> {
+  return imageForModelOffThread(uploads[field], model, {
     field,
     resize,
     maxPixels: limits.maxImagePixels,

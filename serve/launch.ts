@@ -1,6 +1,7 @@
 /**
  * `deno task serve`: starts `serve/main.ts` in a process that may read only the weights it
- * serves (and onnxruntime-web's own files in Deno's npm cache, for its WebAssembly), listen
+ * serves and the code it runs (Deno's npm cache, for onnxruntime-web's WebAssembly, and `serve/`
+ * and `lib/`, for the Worker that decodes large uploads), listen
  * only at the `--hostname` and `--port` it is given (plus the loopback relay of
  * `serve/listener.ts`), and read only the environment variables it documents. This launcher
  * itself may only read `PORT` and run `deno`.
@@ -23,6 +24,12 @@ export const SERVE_ENV = [
   "DDPM_API_KEYS",
   "XDG_RUNTIME_DIR",
 ] as const;
+
+/** This project's code directories, which the decoding Worker reads its modules from. */
+const _CODE_DIRS = [
+  new URL(".", import.meta.url).pathname,
+  new URL("../lib/", import.meta.url).pathname,
+];
 
 /** The `deno run` permission flags of the server for its command-line flags. */
 export function servePermissions(
@@ -47,13 +54,14 @@ export function servePermissions(
       throw new RangeError(`${flag} must not contain a comma, got ${value}`);
     }
   }
-  // onnxruntime-web fetches its .wasm next to its own module in the npm cache.
-  const runtime = `${options.npmCache}/registry.npmjs.org/onnxruntime-web`;
+  // onnxruntime-web fetches its .wasm next to its own module in the npm cache; the Worker that
+  // decodes large uploads (`decode.ts`) loads its modules (serve/, lib/, npm) with read checks.
+  const code = [options.npmCache, ..._CODE_DIRS];
   // Port 0 picks a free port: the host, any port. The relay's inner server is on 127.0.0.1.
   const listen = port === "0" ? hostname : `${hostname}:${port}`;
   return [
     "--no-prompt",
-    `--allow-read=${weights},${runtime}`,
+    `--allow-read=${[weights, ...code].join(",")}`,
     `--allow-net=${listen},127.0.0.1`,
     `--allow-env=${SERVE_ENV.join(",")}`,
   ];

@@ -175,7 +175,7 @@ Deno.test("a corrupt or truncated checkpoint gives a clear error and writes no O
     );
     await assert.rejects(
       exportCheckpoint(good, `${dir}/weights/c.txt`),
-      /--out must name a \.onnx file/,
+      /the output must be a \.onnx file/,
     );
     assert.deepEqual([...Deno.readDirSync(`${dir}/weights`)], []);
   } finally {

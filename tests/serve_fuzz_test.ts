@@ -1,8 +1,10 @@
 /**
  * A seeded fuzz of every endpoint through `app.request()` (no socket): random JSON shapes and
  * values, random, truncated and corrupted bytes as PNG (base64 in JSON and multipart
- * uploads), PNG headers that declare huge images (decompression bombs), wrong content types,
- * oversized bodies, unknown routes and methods. Every answer must be a 2xx or a 4xx, never a
+ * uploads), PNG headers that declare huge images (decompression bombs), zlib bombs under a
+ * small header (an IDAT or an iCCP profile that inflates to megabytes), form fields holding
+ * long comma-separated lists (up to 1.3 million items, on a server with the default 8 MiB
+ * body limit), wrong content types, oversized bodies, unknown routes and methods. Every answer must be a 2xx or a 4xx, never a
  * 5xx; every error body is `{ error, detail, requestId }` with no stack trace; memory stays
  * bounded; and the app still serves a valid request afterwards.
  *
@@ -104,6 +106,10 @@ interface FuzzCase {
    * the request's only fault (then the answer must be the header check's 413).
    */
   readonly bomb?: { readonly width: number; readonly height: number; readonly only: boolean };
+  /** The status and error code the answer must have, when the case fixes them. */
+  readonly expect?: { readonly status: number; readonly error: string };
+  /** Sent to the server with the default limits (8 MiB bodies) instead of the small ones. */
+  readonly big?: boolean;
 }
 
 // 1. Small random helpers over the seeded stream.
@@ -256,10 +262,12 @@ function fieldPools(rng: Rng) {
     label: labels,
     guidance,
   };
+  // Now and then a long list: thousands of items, within the 64 KiB body limit or past it.
+  const length = () => chance(rng, 0.05) ? pick(rng, [1000, 5000, 20_000]) : int(rng, 10);
   const timesteps = () =>
-    Array.from({ length: int(rng, 10) }, () => pick(rng, [0, 1, 50, 99, 100, 500, 999, 1000, -1]));
+    Array.from({ length: length() }, () => pick(rng, [0, 1, 50, 99, 100, 500, 999, 1000, -1]));
   const lambdas = () =>
-    Array.from({ length: int(rng, 10) }, () => pick(rng, [0, 0.25, 0.5, 1, 1.5, -0.5]));
+    Array.from({ length: length() }, () => pick(rng, [0, 0.25, 0.5, 1, 1.5, -0.5]));
   return {
     samples: { ...sampling, format: words("png", "json", "apng") },
     stream: sampling,
@@ -377,6 +385,89 @@ function bomb(rng: Rng): { bytes: Uint8Array; bomb: { width: number; height: num
   const huge = () => pick(rng, [129, 1000, 4097, 65_535, 100_000, 2 ** 31 - 1]);
   const [width, height] = chance(rng, 0.5) ? [huge(), huge()] : [huge(), 128];
   return { bytes: bombPng(rng, width, height, chance(rng, 0.5)), bomb: { width, height } };
+}
+
+/**
+ * zlib streams of zeros that inflate to 1, 8 and 32 MiB (about 1, 8 and 32 kB compressed),
+ * made once: the payloads of the small-header bombs.
+ */
+const ZLIB_BOMBS = [1, 8, 32].map((mib) => zlibSync(new Uint8Array(mib * 2 ** 20), { level: 9 }));
+
+/**
+ * A zlib bomb under a small header: an 8x8 grey PNG whose IDAT inflates to megabytes (the
+ * header allows 72 bytes), or a valid image with an iCCP profile that does (ancillary, so it
+ * is skipped unread and the image decodes).
+ */
+function smallHeaderBomb(rng: Rng): { bytes: Uint8Array; kind: "idat" | "iccp" } {
+  const stream = pick(rng, ZLIB_BOMBS);
+  const valid = VALID_PNGS[0]; // 8x8 grey: signature, IHDR (33 bytes), IDAT, IEND
+  const concat = (parts: Uint8Array[]) => {
+    const out = new Uint8Array(parts.reduce((sum, p) => sum + p.length, 0));
+    let offset = 0;
+    for (const part of parts) {
+      out.set(part, offset);
+      offset += part.length;
+    }
+    return out;
+  };
+  const iend = chunk("IEND", new Uint8Array(0));
+  if (chance(rng, 0.5)) {
+    return { bytes: concat([valid.subarray(0, 33), chunk("IDAT", stream), iend]), kind: "idat" };
+  }
+  // iCCP: a name, a 0 separator, compression method 0, the zlib stream (PNG spec 11.3.3.3).
+  const iccp = concat([new TextEncoder().encode("bomb"), new Uint8Array(2), stream]);
+  return {
+    bytes: concat([valid.subarray(0, 33), chunk("iCCP", iccp), valid.subarray(33)]),
+    kind: "iccp",
+  };
+}
+
+/** A zlib-bomb case: the only fault in a request that is valid otherwise. */
+async function zlibBombCase(rng: Rng): Promise<FuzzCase> {
+  const { bytes, kind } = smallHeaderBomb(rng);
+  const form = new FormData();
+  form.append("image", new File([bytes as Uint8Array<ArrayBuffer>], "bomb.png"));
+  form.append("count", "2");
+  return {
+    kind: `zlib bomb ${kind}`,
+    path: "/v1/noise",
+    init: await multipartRequest(rng, form, true),
+    what: `/v1/noise with an ${kind} bomb of ${bytes.length} bytes`,
+    // The IDAT bomb is refused as too large; the profile is skipped and the image served.
+    expect: kind === "idat"
+      ? { status: 413, error: "image_too_large" }
+      : { status: 200, error: "" },
+  };
+}
+
+/** 1,300,000 numbers joined by commas (2.6 MB): the list that overflowed the regex's stack. */
+const LONG_FIELD = new Array(1_300_000).fill("0").join(",");
+
+/** A form field of 1.3 million items, on the server with the default 8 MiB body limit. */
+async function longFieldCase(rng: Rng): Promise<FuzzCase> {
+  const [path, field, files] = pick(
+    rng,
+    [
+      ["/v1/noise", "timesteps", ["image"]],
+      ["/v1/noise", "label", ["image"]],
+      ["/v1/interpolate", "lambdas", ["a", "b"]],
+      ["/v1/interpolate", "label", ["a", "b"]],
+    ] as const,
+  );
+  const form = new FormData();
+  for (const name of files) {
+    form.append(name, new File([VALID_PNGS[0] as Uint8Array<ArrayBuffer>], "x.png"));
+  }
+  if (field === "label") form.append("model", "cond");
+  form.append(field, LONG_FIELD);
+  return {
+    kind: "long field",
+    path,
+    init: await multipartRequest(rng, form, true),
+    what: `${path} with ${field} of 1.3 million items`,
+    expect: { status: 400, error: "invalid_request" },
+    big: true,
+  };
 }
 
 /** Bytes sent as an image, and the declared size when they are a bomb. */
@@ -589,7 +680,7 @@ function oversizedCase(rng: Rng): FuzzCase {
 }
 
 async function nextCase(rng: Rng, pools: ReturnType<typeof fieldPools>): Promise<FuzzCase> {
-  const roll = int(rng, 100);
+  const roll = 100 * rng.nextFloat64();
   if (roll < 20) {
     const body = chance(rng, 0.9) ? fields(rng, pools.samples) : anyJson(rng);
     return {
@@ -614,6 +705,8 @@ async function nextCase(rng: Rng, pools: ReturnType<typeof fieldPools>): Promise
     const endpoint = chance(rng, 0.5) ? "noise" : "interpolate";
     return await imageCase(rng, endpoint, pools[endpoint], true);
   }
+  if (roll < 78) return await zlibBombCase(rng);
+  if (roll < 78.5) return await longFieldCase(rng);
   if (roll < 86) return getCase(rng);
   if (roll < 94) return unknownRouteCase(rng);
   return oversizedCase(rng);
@@ -639,6 +732,11 @@ async function _check(
 ): Promise<string | null> {
   const { status } = response;
   if (status >= 500) return `status ${status}: ${await response.text()}`;
+  if (fuzz.expect && status !== fuzz.expect.status) {
+    return `expected ${fuzz.expect.status}, got ${status}: ${
+      (await response.text()).slice(0, 300)
+    }`;
+  }
   if (!(status >= 200 && status < 300) && !(status >= 400 && status < 500)) {
     return `status ${status} is neither 2xx nor 4xx`;
   }
@@ -660,6 +758,9 @@ async function _check(
     if (typeof body.error !== "string" || typeof body.detail !== "string") return "error types";
     if (body.requestId !== id) return "the body's requestId is not the header's";
     code.value = body.error;
+    if (fuzz.expect && body.error !== fuzz.expect.error) {
+      return `error ${body.error}: ${body.detail}`;
+    }
     if (/\n\s+at |\.ts:\d+:\d+|\.js:\d+:\d+/.test(body.detail)) return `a stack trace: ${text}`;
     if (fuzz.bomb?.only) {
       const { width, height } = fuzz.bomb;
@@ -686,6 +787,9 @@ async function _check(
 
 Deno.test(`fuzz: ${FUZZ_CASES} seeded hostile requests to every endpoint get 2xx or 4xx, never 5xx`, async () => {
   const { app, queue } = createApp({ registry, limits: LIMITS });
+  const big = createApp({ registry }).app;
+  let slowestZlibBombMs = 0;
+  let peakRss = 0;
   const rng = createRng(FUZZ_SEED);
   const pools = fieldPools(rng);
   const perKind = new Map<string, number>();
@@ -703,6 +807,7 @@ Deno.test(`fuzz: ${FUZZ_CASES} seeded hostile requests to every endpoint get 2xx
     if (i > 0 && (i % MEMORY_EVERY === 0 || i === third)) {
       await collectGarbage();
       const { rss, heapUsed } = Deno.memoryUsage();
+      peakRss = Math.max(peakRss, rss);
       if (i <= third) rssPeakFirstThird = Math.max(rssPeakFirstThird, rss);
       if (i >= FUZZ_CASES - third) rssPeakLastThird = Math.max(rssPeakLastThird, rss);
       if (i === third) heapAfterFirstThird = heapUsed;
@@ -710,8 +815,11 @@ Deno.test(`fuzz: ${FUZZ_CASES} seeded hostile requests to every endpoint get 2xx
     const fuzz = await nextCase(rng, pools);
     perKind.set(fuzz.kind, (perKind.get(fuzz.kind) ?? 0) + 1);
     const t0 = performance.now();
-    const response = await app.request(fuzz.path, fuzz.init);
+    const response = await (fuzz.big ? big : app).request(fuzz.path, fuzz.init);
     const { failure, code } = await check(fuzz, response);
+    if (fuzz.kind.startsWith("zlib bomb")) {
+      slowestZlibBombMs = Math.max(slowestZlibBombMs, performance.now() - t0);
+    }
     if (fuzz.bomb?.only) {
       bombs++;
       slowestBombMs = Math.max(slowestBombMs, performance.now() - t0);
@@ -738,6 +846,12 @@ Deno.test(`fuzz: ${FUZZ_CASES} seeded hostile requests to every endpoint get 2xx
   console.log(`  error codes: ${sorted(codes)}`);
   console.log(`  bombs refused from the header: ${bombs} (slowest ${slowestBombMs.toFixed(1)} ms)`);
   console.log(
+    `  zlib bombs under a small header: ${
+      (perKind.get("zlib bomb idat") ?? 0) + (perKind.get("zlib bomb iccp") ?? 0)
+    } (slowest ${slowestZlibBombMs.toFixed(1)} ms); long fields: ${perKind.get("long field") ?? 0}`,
+  );
+  console.log(`  resident memory at its highest reading: ${mib(Math.max(peakRss, atEnd.rss))}`);
+  console.log(
     `  resident peak ${mib(rssPeakFirstThird)} in the first third, ` +
       `${mib(rssPeakLastThird)} in the last; live heap ${mib(heapAfterFirstThird)} after ` +
       `the first third, ${mib(atEnd.heapUsed)} at the end`,
@@ -745,6 +859,9 @@ Deno.test(`fuzz: ${FUZZ_CASES} seeded hostile requests to every endpoint get 2xx
 
   assert.deepEqual(failures, []);
   assert.ok(bombs > 0 && perKind.size >= 8, "every kind of case was drawn");
+  for (const kind of ["zlib bomb idat", "zlib bomb iccp", "long field"]) {
+    assert.ok((perKind.get(kind) ?? 0) > 0, `no ${kind} case was drawn`);
+  }
   assert.ok(rssGrowth < RSS_GROWTH_BOUND, `resident memory grew by ${mib(rssGrowth)}`);
   assert.ok(heapGrowth < HEAP_GROWTH_BOUND, `the live heap grew by ${mib(heapGrowth)}`);
   // Still serving: the queue is idle and a valid request succeeds.

@@ -219,3 +219,67 @@ Deno.test("an error lists at most 10 problems and 20 unknown keys, and says how 
   assert.equal(items.status, 400);
   assert.ok(items.bytes < 4096, `a ${items.bytes}-byte error body`);
 });
+
+/** A 2048x2048 RGBA PNG (4 megapixels, the default limit) of varied pixels. */
+function bigPng(): Uint8Array {
+  const side = 2048;
+  const data = new Uint8Array(side * side * 4);
+  for (let i = 0; i < data.length; i++) data[i] = (i * 2654435761) >>> 24;
+  return encodePng({ data, width: side, height: side, channels: 4 });
+}
+
+Deno.test("a 4-megapixel upload is decoded in a worker: the event loop keeps turning meanwhile", async () => {
+  const big = bigPng();
+  // The longest gap between 10 ms ticks while the request runs: a decode on the event loop
+  // (seconds here) would be one gap as long as the decode itself.
+  let last = performance.now();
+  let longestGap = 0;
+  const ticker = setInterval(() => {
+    const now = performance.now();
+    longestGap = Math.max(longestGap, now - last);
+    last = now;
+  }, 10);
+  const t0 = performance.now();
+  let response;
+  try {
+    response = await app.request("/v1/noise", {
+      method: "POST",
+      body: form({ image: big }, { format: "json", count: "2", seed: "1" }),
+    });
+  } finally {
+    clearInterval(ticker);
+  }
+  const ms = performance.now() - t0;
+  longestGap = Math.max(longestGap, performance.now() - last); // up to the answer
+  assert.equal(response.status, 200);
+  assert.match(response.headers.get("x-image-conversion") ?? "", /^2048x2048 RGBA -> 8x8 grey/);
+  const json = await response.json();
+  assert.equal(json.frames.length, 2);
+  console.log(`longest gap ${longestGap.toFixed(0)} ms of a ${ms.toFixed(0)} ms request`);
+  assert.ok(
+    longestGap < ms / 2,
+    `the event loop stalled for ${longestGap.toFixed(0)} ms of a ${ms.toFixed(0)} ms request`,
+  );
+});
+
+Deno.test("in the worker, a large bomb is still 413 and a large corrupt PNG 422", async () => {
+  const big = bigPng();
+  // A 2048x2048 header over a 64 MiB stream: within the pixel limit, over the header's bytes.
+  const bomb = new Uint8Array([
+    ...big.subarray(0, 33),
+    ...pngChunk("IDAT", bombStream),
+    ...pngChunk("IEND", new Uint8Array(0)),
+  ]);
+  const bombAnswer = await errorOf(
+    await app.request("/v1/noise", { method: "POST", body: form({ image: bomb }, {}) }),
+  );
+  assert.equal(bombAnswer.status, 413, bombAnswer.detail);
+  assert.match(bombAnswer.detail, /image: .* 2048x2048 header allows/);
+  const corrupt = big.slice();
+  corrupt.fill(7, 100, 200);
+  const corruptAnswer = await errorOf(
+    await app.request("/v1/noise", { method: "POST", body: form({ image: corrupt }, {}) }),
+  );
+  assert.equal(corruptAnswer.status, 422, corruptAnswer.detail);
+  assert.equal(corruptAnswer.error, "invalid_image");
+});

@@ -2,21 +2,26 @@ import assert from "node:assert/strict";
 import { servePermissions } from "../serve/launch.ts";
 import { PRESETS } from "../train/network.ts";
 import { randomOnnxModel } from "./_models.ts";
-import { ROOT, stop, waitForServer } from "./serve_helpers.ts";
+import { randomImage, ROOT, stop, waitForServer } from "./serve_helpers.ts";
+import { encodePng } from "../lib/png.ts";
 
 const NPM = "/cache/npm";
-const RUNTIME = `${NPM}/registry.npmjs.org/onnxruntime-web`;
+const CODE = [
+  NPM,
+  new URL("../serve/", import.meta.url).pathname,
+  new URL("../lib/", import.meta.url).pathname,
+].join(",");
 
-Deno.test("deno task serve grants read of the weights and the runtime, and net where it listens", () => {
+Deno.test("deno task serve grants read of the weights and its code, and net where it listens", () => {
   assert.deepEqual(servePermissions([], { npmCache: NPM }), [
     "--no-prompt",
-    `--allow-read=weights/,${RUNTIME}`,
+    `--allow-read=weights/,${CODE}`,
     "--allow-net=0.0.0.0:8000,127.0.0.1",
     "--allow-env=PORT,DDPM_PROVIDER,DDPM_DEFAULT_MODEL,DDPM_CORS_ORIGINS,DDPM_API_KEYS,XDG_RUNTIME_DIR",
   ]);
   const flags = ["--weights", "models/a.onnx", "--hostname", "127.0.0.1", "--quiet"];
   const some = servePermissions(flags, { npmCache: NPM, port: "9000" });
-  assert.equal(some[1], `--allow-read=models/a.onnx,${RUNTIME}`);
+  assert.equal(some[1], `--allow-read=models/a.onnx,${CODE}`);
   assert.equal(some[2], "--allow-net=127.0.0.1:9000,127.0.0.1");
   // --port wins over PORT; port 0 is any free port of the host.
   const free = servePermissions(["--port", "0", "--hostname", "::1"], {
@@ -65,6 +70,15 @@ Deno.test("deno task serve starts the server with only those permissions, and SI
       });
       assert.equal(response.status, 200);
       await response.body?.cancel();
+      // A 300x300 upload is decoded in a Worker, which the narrowed permissions let start.
+      const body = new FormData();
+      const big = encodePng(randomImage(300, 300, 3, 1));
+      body.append("image", new File([big as Uint8Array<ArrayBuffer>], "big.png"));
+      body.append("count", "2");
+      const noise = await fetch(`${started.base}/v1/noise`, { method: "POST", body });
+      assert.equal(noise.status, 200, await noise.clone().text());
+      assert.match(noise.headers.get("x-image-conversion") ?? "", /^300x300 RGB -> 8x8 grey/);
+      await noise.body?.cancel();
     } finally {
       const status = await stop(child, started);
       assert.equal(status.code, 0, "the launcher passes SIGTERM on and exits with the server");

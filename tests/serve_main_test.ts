@@ -2,14 +2,7 @@ import assert from "node:assert/strict";
 import { decodePng } from "../lib/png.ts";
 import { PRESETS } from "../train/network.ts";
 import { randomOnnxModel } from "./_models.ts";
-import {
-  denoRun,
-  ROOT,
-  SERVE_FLAGS,
-  startMainServer,
-  stop,
-  waitForServer,
-} from "./serve_helpers.ts";
+import { ROOT, SERVE_FLAGS, startMainServer, stop, waitForServer } from "./serve_helpers.ts";
 
 Deno.test("deno task serve with no model says how to make one, without a stack trace", async () => {
   const dir = await Deno.makeTempDir();
