@@ -37,6 +37,8 @@ export interface BatcherOptions {
   readonly merge?: boolean;
   /** The class index that means "no class" (the model's class count; 0 when unconditional). */
   readonly nullLabel?: number;
+  /** Called before each network call with its rows (padding included) and how many calls share it. */
+  readonly onBatch?: (rows: number, callers: number) => void;
 }
 
 interface _Pending {
@@ -129,6 +131,7 @@ export function batchedDenoiser(
       t[1] = t[0];
       labels[1] = labels[0];
     }
+    options.onBatch?.(size, pieces.length);
     let out: Float32Array;
     try {
       out = await network(x, t, labels, [size, c, h, w]);

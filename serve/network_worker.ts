@@ -7,9 +7,38 @@
  * @module
  */
 
-import { loadOnnxModel, type OnnxModel, onnxNetworkCall } from "./onnx.ts";
+import type { Shape } from "../lib/forward.ts";
+import type { ModelCard } from "../train/export.ts";
 import type { NetworkCall } from "./batcher.ts";
-import type { WorkerReply, WorkerRequest } from "./worker.ts";
+import { type ExecutionProvider, loadOnnxModel, type OnnxModel, onnxNetworkCall } from "./onnx.ts";
+
+/** A message to the worker. */
+export type WorkerRequest =
+  | {
+    readonly kind: "load";
+    readonly id: number;
+    readonly provider: ExecutionProvider;
+    readonly threads: number;
+    readonly models: readonly { readonly name: string; readonly bytes: Uint8Array }[];
+  }
+  | {
+    readonly kind: "run";
+    readonly id: number;
+    /** Index of the model in the load request. */
+    readonly model: number;
+    readonly x: Float32Array;
+    readonly t: Float32Array;
+    readonly labels: Int32Array;
+    readonly shape: Shape;
+  }
+  | { readonly kind: "close"; readonly id: number };
+
+/** A message from the worker, answering the request with the same id. */
+export type WorkerReply =
+  | { readonly kind: "loaded"; readonly id: number; readonly cards: readonly ModelCard[] }
+  | { readonly kind: "result"; readonly id: number; readonly out: Float32Array }
+  | { readonly kind: "closed"; readonly id: number }
+  | { readonly kind: "error"; readonly id: number; readonly message: string };
 
 /** The worker's global scope, as far as this module uses it. */
 const scope = globalThis as unknown as {

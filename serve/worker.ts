@@ -10,9 +10,9 @@
  * @module
  */
 
-import type { Shape } from "../lib/forward.ts";
 import type { ModelCard } from "../train/export.ts";
-import { batchedDenoiser } from "./batcher.ts";
+import type { WorkerReply, WorkerRequest } from "./network_worker.ts";
+import { batchedDenoiser, type BatcherOptions, type NetworkCall } from "./batcher.ts";
 import type { ExecutionProvider } from "./onnx.ts";
 import {
   type GpuAdapterSummary,
@@ -23,34 +23,6 @@ import {
 } from "./provider.ts";
 import { type ModelRegistry, type ModelSource, servedModel } from "./registry.ts";
 
-/** A message to the worker. */
-export type WorkerRequest =
-  | {
-    readonly kind: "load";
-    readonly id: number;
-    readonly provider: ExecutionProvider;
-    readonly threads: number;
-    readonly models: readonly ModelSource[];
-  }
-  | {
-    readonly kind: "run";
-    readonly id: number;
-    /** Index of the model in the load request. */
-    readonly model: number;
-    readonly x: Float32Array;
-    readonly t: Float32Array;
-    readonly labels: Int32Array;
-    readonly shape: Shape;
-  }
-  | { readonly kind: "close"; readonly id: number };
-
-/** A message from the worker, answering the request with the same id. */
-export type WorkerReply =
-  | { readonly kind: "loaded"; readonly id: number; readonly cards: readonly ModelCard[] }
-  | { readonly kind: "result"; readonly id: number; readonly out: Float32Array }
-  | { readonly kind: "closed"; readonly id: number }
-  | { readonly kind: "error"; readonly id: number; readonly message: string };
-
 /** Options of {@linkcode loadWorkerRegistry}. */
 export interface WorkerRegistryOptions {
   /** Most images in one network call, >= 1. Default 64. */
@@ -59,6 +31,8 @@ export interface WorkerRegistryOptions {
   readonly merge?: boolean;
   /** Threads the network computes with, >= 1. Default: the machine's cores. */
   readonly threads?: number;
+  /** Called before each network call, as {@linkcode BatcherOptions.onBatch}. */
+  readonly onBatch?: (model: string, rows: number, callers: number) => void;
   /** The WebGPU probe, injectable for tests. */
   readonly probe?: () => Promise<GpuAdapterSummary | null>;
 }
@@ -87,65 +61,87 @@ export async function loadWorkerRegistry(
   if (names.size !== sources.length) throw new RangeError("two models have the same name");
 
   const candidates = await providerCandidates(requested, options.probe ?? probeWebGpu);
-  const worker = new _WorkerClient();
   const passedOver: string[] = [];
   for (const candidate of candidates) {
-    let reply;
+    let worker: NetworkWorker;
     try {
-      reply = await worker.request({
-        kind: "load",
-        id: 0,
-        provider: candidate.name,
-        threads,
-        models: sources,
-      });
+      worker = await startNetworkWorker(sources, candidate.name, threads);
     } catch (error) {
       passedOver.push(`${candidate.name} failed to start (${(error as Error).message})`);
       continue;
     }
-    const cards = (reply as { cards: readonly ModelCard[] }).cards;
     const reason = [candidate.reason, ...passedOver].join("; ") +
       `; ${threads} thread${threads === 1 ? "" : "s"}`;
     const provider: ProviderInfo = { ...candidate, reason, threads };
     let open = sources.length;
-    const close = async () => {
-      if (--open > 0) return;
-      await worker.request({ kind: "close", id: 0 }).catch(() => {});
-      worker.terminate();
-    };
     try {
       const models = sources.map(({ name }, index) => {
-        const nullLabel = cards[index].config.numClasses ?? 0;
-        const network = async (
-          x: Float32Array,
-          t: Float32Array,
-          labels: Int32Array,
-          shape: Shape,
-        ) => {
-          const result = await worker.request(
-            { kind: "run", id: 0, model: index, x, t, labels, shape },
-            [x.buffer, t.buffer, labels.buffer] as ArrayBuffer[],
-          );
-          return (result as { out: Float32Array }).out;
-        };
+        const card = worker.cards[index];
+        const onBatch = options.onBatch;
+        const denoiser = batchedDenoiser(worker.network(index), {
+          maxBatch,
+          merge: options.merge,
+          nullLabel: card.config.numClasses ?? 0,
+          onBatch: onBatch && ((rows, callers) => onBatch(name, rows, callers)),
+        });
         let closed = false;
-        const closeOnce = () => {
-          if (closed) return Promise.resolve();
+        const close = async () => {
+          if (closed) return;
           closed = true;
-          return close();
+          if (--open === 0) await worker.close();
         };
-        const denoiser = batchedDenoiser(network, { maxBatch, merge: options.merge, nullLabel });
-        return servedModel(name, cards[index], denoiser, closeOnce);
+        return servedModel(name, card, denoiser, close);
       });
       return { provider, models };
     } catch (error) {
-      open = 1;
-      await close();
+      await worker.close();
       throw error;
     }
   }
-  worker.terminate();
   throw new Error(`no execution provider started: ${passedOver.join("; ")}`);
+}
+
+/** A worker with every model's session loaded. */
+export interface NetworkWorker {
+  /** The models' cards, in the order of the sources. */
+  readonly cards: readonly ModelCard[];
+  /** Model `index`'s network, one call per message, unbatched and unpadded. */
+  network(index: number): NetworkCall;
+  /** Releases the sessions and stops the worker. */
+  close(): Promise<void>;
+}
+
+/**
+ * Starts a worker and loads every model's session there on `provider` with `threads` threads;
+ * rejects with the worker's error (and stops it) when a session does not start.
+ */
+export async function startNetworkWorker(
+  sources: readonly ModelSource[],
+  provider: ExecutionProvider,
+  threads: number,
+): Promise<NetworkWorker> {
+  const client = new _WorkerClient();
+  let reply;
+  try {
+    reply = await client.request({ kind: "load", id: 0, provider, threads, models: sources });
+  } catch (error) {
+    client.terminate();
+    throw error;
+  }
+  return {
+    cards: (reply as { cards: readonly ModelCard[] }).cards,
+    network: (index) => async (x, t, labels, shape) => {
+      const result = await client.request(
+        { kind: "run", id: 0, model: index, x, t, labels, shape },
+        [x.buffer, t.buffer, labels.buffer] as ArrayBuffer[],
+      );
+      return (result as { out: Float32Array }).out;
+    },
+    close: async () => {
+      await client.request({ kind: "close", id: 0 }).catch(() => {});
+      client.terminate();
+    },
+  };
 }
 
 /** Requests to the worker and their replies, matched by id. */

@@ -58,7 +58,10 @@ Deno.test("the real server: --weights, --port 0, then HTTP on a free port", asyn
     const requestIds: string[] = [];
     try {
       const health = await (await fetch(`${base}/healthz`)).json();
-      assert.deepEqual([health.status, health.models, health.provider], ["ok", 1, "wasm"]);
+      // auto on a machine without a hardware WebGPU adapter: onnxruntime-node, which ships its
+      // Linux, macOS and Windows libraries inside the npm package, in the network worker.
+      assert.deepEqual([health.status, health.models, health.provider], ["ok", 1, "native"]);
+      assert.match(health.providerReason, /^onnxruntime-node: .*; \d+ threads?$/);
       const response = await fetch(`${base}/v1/samples`, {
         method: "POST",
         headers: {
