@@ -12,7 +12,7 @@
 
 import type { ModelCard } from "../train/export.ts";
 import type { WorkerReply, WorkerRequest } from "./network_worker.ts";
-import { batchedDenoiser, type BatcherOptions, type NetworkCall } from "./batcher.ts";
+import { batchedDenoiser, type NetworkCall } from "./batcher.ts";
 import type { ExecutionProvider } from "./onnx.ts";
 import {
   type GpuAdapterSummary,
@@ -31,7 +31,7 @@ export interface WorkerRegistryOptions {
   readonly merge?: boolean;
   /** Threads the network computes with, >= 1. Default: the machine's cores. */
   readonly threads?: number;
-  /** Called before each network call, as {@linkcode BatcherOptions.onBatch}. */
+  /** Called before each network call with its model, rows and how many calls share it. */
   readonly onBatch?: (model: string, rows: number, callers: number) => void;
   /** The WebGPU probe, injectable for tests. */
   readonly probe?: () => Promise<GpuAdapterSummary | null>;
