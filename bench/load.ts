@@ -99,6 +99,7 @@ async function startServer(weights: string): Promise<Server> {
       "--allow-read",
       "--allow-env",
       "--allow-net=127.0.0.1",
+      "--allow-ffi",
       "--unstable-no-legacy-abort",
       `--inspect=127.0.0.1:${inspectorPort}`,
       "serve/main.ts",
