@@ -282,6 +282,8 @@ Deno.test("the edge entry's module graph has no onnxruntime-node and no worker",
   const graph = JSON.parse(new TextDecoder().decode(output.stdout));
   const specifiers: string[] = graph.modules.map((m: { specifier: string }) => m.specifier);
   assert.ok(specifiers.some((s) => s.endsWith("serve/registry.ts")));
-  const native = specifiers.filter((s) => /onnxruntime-node|serve\/(native|worker|network_worker)\.ts$/.test(s));
+  const native = specifiers.filter((s) =>
+    /onnxruntime-node|serve\/(native|worker|network_worker)\.ts$/.test(s)
+  );
   assert.deepEqual(native, []);
 });
