@@ -66,7 +66,7 @@ Deno.test("the real server: --weights, --port 0, then HTTP on a free port", asyn
       assert.deepEqual([health.status, health.models], ["ok", 1]);
       assert.match(
         `${health.provider} ${health.providerReason}`,
-        /^(native onnxruntime-node|webgpu WebGPU on) .*; 2 threads$/,
+        /^(native onnxruntime-node:|webgpu WebGPU on) .*; 2 threads$/,
       );
       const response = await fetch(`${base}/v1/samples`, {
         method: "POST",
