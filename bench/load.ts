@@ -9,7 +9,7 @@
  * `--inspect` on a loopback port; nothing else attaches). Resident memory grows while V8
  * sizes its heap to the allocation rate; the live heap is what a leak would grow.
  *
- *   deno task bench:load [--duration 30] [--clients 8] [--samplers 16] [--preset tiny]
+ *   deno task bench:load [--duration 30] [--clients 8] [--samplers 24] [--preset tiny]
  *                        [--images 8] [--steps 50]
  *
  * Exits with 1 when any response is a 5xx, any connection drops (a request fails without the
@@ -44,7 +44,7 @@ function parseOptions(args: string[]): Options {
     options: {
       duration: { type: "string", default: "30" },
       clients: { type: "string", default: "8" },
-      samplers: { type: "string", default: "16" },
+      samplers: { type: "string", default: "24" },
       preset: { type: "string", default: "tiny" },
       images: { type: "string", default: "8" },
       steps: { type: "string", default: "50" },
@@ -99,6 +99,7 @@ async function startServer(weights: string): Promise<Server> {
       "--allow-read",
       "--allow-env",
       "--allow-net=127.0.0.1",
+      "--allow-ffi",
       "--unstable-no-legacy-abort",
       `--inspect=127.0.0.1:${inspectorPort}`,
       "serve/main.ts",

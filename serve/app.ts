@@ -315,6 +315,7 @@ export function createApp(dependencies: AppDependencies): DdpmApp {
         status: "ok" as const,
         models: registry.models.length,
         provider: registry.provider.name,
+        providerReason: registry.provider.reason,
         queue: queue.stats(),
       }, 200),
   );

@@ -22,6 +22,7 @@ export const SERVE_ENV = [
   "DDPM_DEFAULT_MODEL",
   "DDPM_CORS_ORIGINS",
   "DDPM_API_KEYS",
+  "DDPM_THREADS",
   "XDG_RUNTIME_DIR",
 ] as const;
 
@@ -64,6 +65,8 @@ export function servePermissions(
     `--allow-read=${[weights, ...code].join(",")}`,
     `--allow-net=${listen},127.0.0.1`,
     `--allow-env=${SERVE_ENV.join(",")}`,
+    // The native provider's library (onnxruntime-node ships it inside its npm package).
+    `--allow-ffi=${options.npmCache}`,
   ];
 }
 

@@ -24,7 +24,10 @@ export interface Limits {
   readonly maxBodyBytes: number;
   /** Pixels of an uploaded image, checked from its header before it is decoded. */
   readonly maxImagePixels: number;
-  /** Jobs that run the network at the same time. */
+  /**
+   * Jobs that run the network at the same time. Their network calls are merged into shared
+   * batches (`serve/batcher.ts`), so more running jobs means larger, cheaper-per-image calls.
+   */
   readonly concurrency: number;
   /** Jobs that may wait for a free slot; one more gets 429. */
   readonly queueSize: number;
@@ -39,8 +42,9 @@ export interface Limits {
 
 /**
  * The defaults: 64 images, 1000 steps (the paper's T), 32 frames, 8 MiB bodies, 4 megapixel
- * uploads, 2 jobs running and 8 waiting, 2 minutes per job, 4 jobs per client. On two CPU cores a 16-image,
- * 50-step DDIM request on the mnist network takes about 7 s (README, Serving).
+ * uploads, 8 jobs running (eight 4-image requests fill half of a 64-image batch) and 8
+ * waiting, 2 minutes per job, 4 jobs per client. On two CPU cores a 16-image, 50-step DDIM
+ * request on the mnist network takes about a second on native onnxruntime (README, Serving).
  */
 export const DEFAULT_LIMITS: Limits = {
   maxImages: 64,
@@ -48,7 +52,7 @@ export const DEFAULT_LIMITS: Limits = {
   maxFrames: 32,
   maxBodyBytes: 8 * 1024 * 1024,
   maxImagePixels: 2048 * 2048,
-  concurrency: 2,
+  concurrency: 8,
   queueSize: 8,
   timeoutMs: 120_000,
   maxJobsPerClient: 4,

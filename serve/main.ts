@@ -1,7 +1,9 @@
 /**
  * `deno task serve`: serves the models in `weights/` (or `--weights <folder or .onnx file>`)
- * on port 8000 (or `--port`, or `PORT`), on WebGPU when the machine has a hardware adapter
- * and WebAssembly otherwise (`--provider`, or `DDPM_PROVIDER`). Prints one line per request
+ * on port 8000 (or `--port`, or `PORT`). The network runs in a worker on every core
+ * (`--threads`): on WebGPU when the machine has a hardware adapter, else on native onnxruntime
+ * where it loads, else on WebAssembly (`--provider`, or `DDPM_PROVIDER`); concurrent requests'
+ * network calls share batches (`--max-batch`, `--batching`). Prints one line per request
  * with its id (`--quiet` turns that off); CORS is off unless `--cors` (or
  * `DDPM_CORS_ORIGINS`) names origins. `--api-key` (or `DDPM_API_KEYS`) closes the API to
  * requests without a key; connections whose request headers take over `--header-timeout`
@@ -16,9 +18,9 @@ import { parseApiKeys } from "./auth.ts";
 import { DEFAULT_LIMITS } from "./limits.ts";
 import { DEFAULT_HEADER_TIMEOUT_MS, serveWithTimeouts } from "./listener.ts";
 import { parseCorsOrigins } from "./cors.ts";
-import { chooseProvider, PROVIDER_CHOICES, type ProviderChoice } from "./provider.ts";
-import { loadRegistry } from "./registry.ts";
+import { PROVIDER_CHOICES, type ProviderChoice } from "./provider.ts";
 import { NoModelError, preferModels, readModelSources } from "./sources.ts";
+import { loadWorkerRegistry } from "./worker.ts";
 
 /** The shipped models, in order of preference as the default. */
 const DEFAULT_MODELS = "mnist-cond,mnist";
@@ -28,13 +30,18 @@ const USAGE = `Usage: deno task serve [options]
   --weights <path>    a folder of .onnx models or one .onnx file (default weights/)
   --port <n>          port to listen on; 0 picks a free one (default $PORT or 8000)
   --hostname <name>   interface to listen on (default 0.0.0.0)
-  --provider <p>      auto | wasm | webgpu (default $DDPM_PROVIDER or auto: WebGPU on a
-                      hardware adapter, WebAssembly otherwise)
+  --provider <p>      auto | wasm | webgpu | native (default $DDPM_PROVIDER or auto: WebGPU
+                      on a hardware adapter, else native onnxruntime where it loads, else
+                      WebAssembly)
+  --threads <n>       threads the network computes with (default $DDPM_THREADS or the
+                      cores, ${navigator.hardwareConcurrency} here)
   --default-model <names>
                       the model a request that names none gets: the first of these
                       comma-separated names that is served, else the first model by name
                       (default $DDPM_DEFAULT_MODEL or ${DEFAULT_MODELS})
-  --max-batch <n>     images per network call; larger batches are split (default 64)
+  --max-batch <n>     images per network call: concurrent requests share calls up to this
+                      many images; larger batches are split (default 64)
+  --batching <on|off> merge concurrent requests' network calls (default on)
   --cors <origins>    origins whose pages may call the API from a browser: * for any, or a
                       comma-separated list such as https://app.example.com (default
                       $DDPM_CORS_ORIGINS or none: CORS off)
@@ -60,7 +67,12 @@ async function main(args: string[]): Promise<number> {
         port: { type: "string", default: Deno.env.get("PORT") ?? "8000" },
         hostname: { type: "string", default: "0.0.0.0" },
         provider: { type: "string", default: Deno.env.get("DDPM_PROVIDER") ?? "auto" },
+        threads: {
+          type: "string",
+          default: Deno.env.get("DDPM_THREADS") ?? String(navigator.hardwareConcurrency),
+        },
         "max-batch": { type: "string", default: "64" },
+        batching: { type: "string", default: "on" },
         "default-model": {
           type: "string",
           default: Deno.env.get("DDPM_DEFAULT_MODEL") ?? DEFAULT_MODELS,
@@ -90,6 +102,15 @@ async function main(args: string[]): Promise<number> {
   }
   if (!Number.isInteger(maxBatch) || maxBatch < 1) {
     console.error(`error: --max-batch must be a positive integer, got ${values["max-batch"]}`);
+    return 2;
+  }
+  const threads = Number(values.threads);
+  if (!Number.isInteger(threads) || threads < 1 || threads > 256) {
+    console.error(`error: --threads must be an integer in 1..256, got ${values.threads}`);
+    return 2;
+  }
+  if (values.batching !== "on" && values.batching !== "off") {
+    console.error(`error: --batching must be on or off, got ${values.batching}`);
     return 2;
   }
   if (!PROVIDER_CHOICES.includes(provider)) {
@@ -141,7 +162,11 @@ async function main(args: string[]): Promise<number> {
       values["default-model"].split(",").map((name) => name.trim()).filter(Boolean),
     );
     _quietDisplayLookup();
-    registry = await loadRegistry(sources, await chooseProvider(provider), { maxBatch });
+    registry = await loadWorkerRegistry(sources, provider, {
+      maxBatch,
+      threads,
+      merge: values.batching === "on",
+    });
   } catch (error) {
     console.error(`error: ${(error as Error).message}`);
     return error instanceof NoModelError ? 1 : 2;

@@ -3,7 +3,8 @@
  * the model card read from the file, and the network as a `Denoiser` for the samplers.
  *
  * The package's default (Node) build has WebAssembly only; the WebGPU provider comes from
- * `onnxruntime-web/webgpu`, loaded only when asked for.
+ * `onnxruntime-web/webgpu`, loaded only when asked for. The native provider's package is handed
+ * in by the caller (`serve/native.ts`), so nothing here loads native code.
  *
  * @module
  */
@@ -12,10 +13,23 @@ import { fromBinary } from "@bufbuild/protobuf";
 import { ModelProtoSchema } from "onnx-buf";
 import * as ortWasm from "onnxruntime-web";
 import type { ConditionalDenoiser } from "../lib/guidance.ts";
+import { batchedDenoiser, type NetworkCall } from "./batcher.ts";
 import type { ModelCard } from "../train/export.ts";
 
-/** Execution providers this toolkit uses. */
-export type ExecutionProvider = "wasm" | "webgpu";
+/**
+ * Execution providers this toolkit uses: onnxruntime-web on WebAssembly or WebGPU, or native
+ * onnxruntime (onnxruntime-node, `serve/native.ts`) on the CPU.
+ */
+export type ExecutionProvider = "wasm" | "webgpu" | "native";
+
+/**
+ * The part of an onnxruntime package this module uses. onnxruntime-web and onnxruntime-node
+ * both re-export it from onnxruntime-common.
+ */
+export interface OrtRuntime {
+  readonly InferenceSession: Pick<typeof ortWasm.InferenceSession, "create">;
+  readonly Tensor: typeof ortWasm.Tensor;
+}
 
 /** A loaded model: the session, its provider and its card. */
 export interface OnnxModel {
@@ -23,7 +37,22 @@ export interface OnnxModel {
   readonly provider: ExecutionProvider;
   readonly card: ModelCard;
   /** The ort module the session belongs to (its `Tensor` class must be used for inputs). */
-  readonly ort: typeof ortWasm;
+  readonly ort: OrtRuntime;
+}
+
+/** Options of {@linkcode loadOnnxModel}. */
+export interface LoadOnnxOptions {
+  /**
+   * Threads a session computes with, >= 1. Default 1: WebAssembly threads in Deno need the
+   * session to live in a worker (`serve/worker.ts` sets the cores), and one thread is
+   * predictable everywhere.
+   */
+  readonly threads?: number;
+  /**
+   * The onnxruntime-node module, for `provider: "native"`. It is passed in rather than imported
+   * here so that the edge entry, which imports this module, never loads native code.
+   */
+  readonly native?: OrtRuntime;
 }
 
 /** Reads the model card from an exported model's `metadata_props` (`ddpm.card`). */
@@ -50,68 +79,91 @@ export async function loadOnnxModel(
   bytes: Uint8Array,
   provider: ExecutionProvider = "wasm",
   source = "model",
+  options: LoadOnnxOptions = {},
 ): Promise<OnnxModel> {
+  const threads = options.threads ?? 1;
+  if (!Number.isInteger(threads) || threads < 1) {
+    throw new RangeError(`threads must be a positive integer, got ${threads}`);
+  }
   const card = readModelCard(bytes, source);
-  const ort: typeof ortWasm = provider === "webgpu"
-    ? await import("onnxruntime-web/webgpu")
-    : ortWasm;
-  // Threads need cross-origin isolation in browsers and workers in Deno; one thread is
-  // predictable everywhere (the server runs requests concurrently instead).
-  ort.env.wasm.numThreads = 1;
-  const session = await ort.InferenceSession.create(bytes, { executionProviders: [provider] });
-  return { session, provider, card, ort };
+  switch (provider) {
+    case "native": {
+      const ort = options.native;
+      if (!ort) {
+        throw new TypeError(
+          "the native provider needs onnxruntime-node: load it with serve/native.ts",
+        );
+      }
+      const session = await ort.InferenceSession.create(bytes, {
+        intraOpNumThreads: threads,
+        interOpNumThreads: 1,
+      });
+      return { session, provider, card, ort };
+    }
+    case "wasm":
+    case "webgpu": {
+      const ort: typeof ortWasm = provider === "webgpu"
+        ? await import("onnxruntime-web/webgpu")
+        : ortWasm;
+      // Set explicitly: left unset, onnxruntime-web picks half the cores and, in Deno, falls
+      // back to one thread.
+      ort.env.wasm.numThreads = threads;
+      const session = await ort.InferenceSession.create(bytes, {
+        executionProviders: [provider],
+      });
+      return { session, provider, card, ort };
+    }
+    default: {
+      const unknown: never = provider;
+      throw new RangeError(`unknown execution provider ${unknown}`);
+    }
+  }
 }
 
 /**
- * The model as a `ConditionalDenoiser`: NCHW `x`, timesteps `t` and, for a conditional model,
- * class indices in, the model's prediction out (labels left out mean "no class"; an
- * unconditional model ignores them). Batches larger than `maxBatch` run as several calls.
- * Calls on one session run one at a time, in the order they were made, so several requests
- * may share a model safely.
+ * One network call on the model's session, as {@linkcode batchedDenoiser} makes them: NCHW `x`
+ * `[n, c, h, w]`, one timestep and one class index per image (`numClasses` for no class; an
+ * unconditional model has no `y` input and ignores them). Calls on one session run one at a
+ * time, in the order they were made.
+ */
+export function onnxNetworkCall(model: OnnxModel): NetworkCall {
+  const { ort, session } = model;
+  const numClasses = model.card.config.numClasses ?? 0; // 0: unconditional, no input y
+  return async (x, t, labels, shape) => {
+    const n = shape[0];
+    const feeds: Record<string, ortWasm.Tensor> = {
+      x: new ort.Tensor("float32", x, [...shape]),
+      t: new ort.Tensor("float32", t, [n]),
+    };
+    if (numClasses > 0) {
+      feeds.y = new ort.Tensor("int64", BigInt64Array.from(labels, (l) => BigInt(l)), [n]);
+    }
+    const result = await _exclusive(session, () => session.run(feeds));
+    // Copied: onnxruntime-node's output may be a view of a larger buffer, and a copy can be
+    // transferred to another thread.
+    const out = new Float32Array(result.out.data as Float32Array);
+    result.out.dispose();
+    return out;
+  };
+}
+
+/**
+ * The model as a `ConditionalDenoiser` on this thread: NCHW `x`, timesteps `t` and, for a
+ * conditional model, class indices in, the model's prediction out (labels left out mean "no
+ * class"; an unconditional model ignores them). Concurrent calls are batched together up to
+ * `maxBatch` rows and larger ones split ({@linkcode batchedDenoiser}); after each network call
+ * the event loop gets a turn.
  */
 export function onnxDenoiser(
   model: OnnxModel,
-  options: { maxBatch?: number } = {},
+  options: { maxBatch?: number; merge?: boolean } = {},
 ): ConditionalDenoiser {
-  const maxBatch = options.maxBatch ?? 64;
-  if (!Number.isInteger(maxBatch) || maxBatch < 1) {
-    throw new RangeError(`maxBatch must be a positive integer, got ${maxBatch}`);
-  }
-  const { ort, session } = model;
-  const numClasses = model.card.config.numClasses ?? 0; // 0: unconditional, no input y
-  return async (x, t, shape, labels) => {
-    const [n, c, h, w] = shape;
-    const per = c * h * w;
-    if (labels && labels.length !== n) {
-      throw new RangeError(`the batch has ${n} images but ${labels.length} labels`);
-    }
-    const out = new Float32Array(x.length);
-    for (let start = 0; start < n; start += maxBatch) {
-      const count = Math.min(maxBatch, n - start);
-      const feeds: Record<string, ortWasm.Tensor> = {
-        x: new ort.Tensor("float32", x.subarray(start * per, (start + count) * per), [
-          count,
-          c,
-          h,
-          w,
-        ]),
-        t: new ort.Tensor("float32", t.subarray(start, start + count), [count]),
-      };
-      if (numClasses > 0) {
-        const y = BigInt64Array.from(
-          { length: count },
-          (_, i) => BigInt(labels?.[start + i] ?? numClasses),
-        );
-        feeds.y = new ort.Tensor("int64", y, [count]);
-      }
-      const result = await _exclusive(session, () => session.run(feeds));
-      const data = result.out.data as Float32Array;
-      out.set(data, start * per);
-      result.out.dispose();
-      await _yieldToEventLoop();
-    }
+  const call = onnxNetworkCall(model);
+  return batchedDenoiser(async (x, t, labels, shape) => {
+    const out = await call(x, t, labels, shape);
+    await _yieldToEventLoop();
     return out;
-  };
+  }, { ...options, nullLabel: model.card.config.numClasses ?? 0 });
 }
 
 /**

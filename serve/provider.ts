@@ -1,6 +1,7 @@
 /**
- * Which onnxruntime-web execution provider the server runs on: WebGPU when the machine has a
- * hardware adapter, WebAssembly otherwise. A software adapter (Mesa's llvmpipe, SwiftShader, a
+ * Which execution provider the server runs on. `auto` tries, in order: onnxruntime-web on WebGPU
+ * when the machine has a hardware adapter, native onnxruntime (onnxruntime-node) where it loads,
+ * then onnxruntime-web on WebAssembly. A software adapter (Mesa's llvmpipe, SwiftShader, a
  * fallback adapter) counts as none: it computes correctly but far slower than WebAssembly.
  *
  * This is a small probe of its own rather than the trainer's `train/backend.ts`, which imports
@@ -14,7 +15,7 @@ import type { ExecutionProvider } from "./onnx.ts";
 /** What `--provider` and `DDPM_PROVIDER` accept. */
 export type ProviderChoice = "auto" | ExecutionProvider;
 /** Every choice, for validation and help text. */
-export const PROVIDER_CHOICES: readonly ProviderChoice[] = ["auto", "wasm", "webgpu"];
+export const PROVIDER_CHOICES: readonly ProviderChoice[] = ["auto", "wasm", "webgpu", "native"];
 
 /** A WebGPU adapter as the runtime describes it. */
 export interface GpuAdapterSummary {
@@ -33,6 +34,8 @@ export interface ProviderInfo {
   readonly adapter: GpuAdapterSummary | null;
   /** One line for a person. */
   readonly reason: string;
+  /** Threads the network computes with (WebAssembly threads, or native intra-op threads). */
+  readonly threads?: number;
 }
 
 const SOFTWARE_ADAPTER = /llvmpipe|lavapipe|swiftshader|softpipe|software/i;
@@ -54,9 +57,11 @@ export async function probeWebGpu(): Promise<GpuAdapterSummary | null> {
 }
 
 /**
- * Chooses the execution provider. `auto` takes WebGPU only on a hardware adapter; `webgpu`
- * insists (a software adapter is accepted when asked for by name, so it can be tested);
- * `wasm` never probes. `probe` is injectable for tests.
+ * Chooses the execution provider for a runtime without native code (the edge entry, tests):
+ * `auto` takes WebGPU only on a hardware adapter, else WebAssembly; `webgpu` insists (a
+ * software adapter is accepted when asked for by name, so it can be tested); `wasm` and
+ * `native` never probe. `probe` is injectable for tests. The server's worker runtime tries
+ * {@linkcode providerCandidates} instead, which puts native before WebAssembly.
  *
  * @example
  * ```ts
@@ -77,6 +82,8 @@ export async function chooseProvider(
   switch (requested) {
     case "wasm":
       return { name: "wasm", requested, adapter: null, reason: "WebAssembly, as asked" };
+    case "native":
+      return { name: "native", requested, adapter: null, reason: "onnxruntime-node, as asked" };
     case "webgpu": {
       const adapter = await probe();
       if (!adapter) {
@@ -102,4 +109,39 @@ export async function chooseProvider(
       throw new RangeError(`unknown provider ${unknown}`);
     }
   }
+}
+
+/**
+ * The providers to try, in order, for `requested`: `auto` gives WebGPU on a hardware adapter,
+ * then native onnxruntime, then WebAssembly; a named provider gives itself alone. Each
+ * candidate's reason says why it is tried; the loader (`serve/worker.ts`) takes the first whose
+ * sessions start and appends why the earlier ones failed.
+ *
+ * @example
+ * ```ts
+ * import { providerCandidates } from "./provider.ts";
+ * const order = await providerCandidates("auto", () => Promise.resolve(null));
+ * console.assert(order.map((p) => p.name).join() === "native,wasm");
+ * ```
+ */
+export async function providerCandidates(
+  requested: ProviderChoice,
+  probe: () => Promise<GpuAdapterSummary | null> = probeWebGpu,
+): Promise<ProviderInfo[]> {
+  if (requested !== "auto") return [await chooseProvider(requested, probe)];
+  const adapter = await probe();
+  const gpu = adapter === null
+    ? "no WebGPU adapter"
+    : adapter.software
+    ? `the only WebGPU adapter, ${adapter.name}, is a software one`
+    : null;
+  const candidates: ProviderInfo[] = [];
+  if (adapter && !adapter.software) {
+    candidates.push({ name: "webgpu", requested, adapter, reason: `WebGPU on ${adapter.name}` });
+  }
+  candidates.push(
+    { name: "native", requested, adapter, reason: `onnxruntime-node: ${gpu ?? "after WebGPU"}` },
+    { name: "wasm", requested, adapter, reason: `WebAssembly: ${gpu ?? "after WebGPU"}` },
+  );
+  return candidates;
 }

@@ -133,10 +133,13 @@ export function dataRange(dataScaling: string, name = "model"): [number, number]
 export interface LoadOptions {
   /** Images per network call; larger batches are split. Default 64. */
   readonly maxBatch?: number;
+  /** Merge concurrent requests' network calls into one batch. Default true. */
+  readonly merge?: boolean;
 }
 
 /**
- * Creates one onnxruntime session per model on the chosen provider. When `auto` picked WebGPU
+ * Creates one onnxruntime session per model on the chosen provider, on this thread (the edge
+ * entry and tests; `serve/worker.ts` runs them in a worker instead). When `auto` picked WebGPU
  * and a session fails to start there, every model falls back to WebAssembly and the provider
  * says why.
  */
@@ -172,7 +175,10 @@ async function _loadAll(
       const model = await loadOnnxModel(bytes, provider, name);
       const close = () => model.session.release();
       try {
-        const denoiser = onnxDenoiser(model, { maxBatch: options.maxBatch ?? 64 });
+        const denoiser = onnxDenoiser(model, {
+          maxBatch: options.maxBatch ?? 64,
+          merge: options.merge,
+        });
         models.push(servedModel(name, model.card, denoiser, close));
       } catch (error) {
         await close();

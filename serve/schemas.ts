@@ -351,10 +351,13 @@ export const InterpolateJsonSchema = z
 export const ModelsSchema = z
   .object({
     provider: z.object({
-      name: z.enum(["wasm", "webgpu"]),
-      requested: z.enum(["auto", "wasm", "webgpu"]),
+      name: z.enum(["wasm", "webgpu", "native"]),
+      requested: z.enum(["auto", "wasm", "webgpu", "native"]),
       adapter: z.object({ name: z.string(), software: z.boolean() }).nullable(),
       reason: z.string(),
+      threads: z.number().int().optional().openapi({
+        description: "Threads the network computes with.",
+      }),
     }),
     models: z.array(z.object({
       name: z.string(),
@@ -387,7 +390,8 @@ export const HealthSchema = z
   .object({
     status: z.literal("ok"),
     models: z.number().int(),
-    provider: z.enum(["wasm", "webgpu"]),
+    provider: z.enum(["wasm", "webgpu", "native"]),
+    providerReason: z.string().openapi({ description: "Why this provider: what was tried." }),
     queue: z.object({
       running: z.number().int(),
       waiting: z.number().int(),

@@ -34,14 +34,15 @@ function gridSize(n: number, s: number, columns: number): [number, number] {
   return [columns * s + (columns + 1) * 2, rows * s + (rows + 1) * 2];
 }
 
-Deno.test("GET /healthz reports the provider and an idle queue", async () => {
+Deno.test("GET /healthz reports the provider, why, and an idle queue", async () => {
   const response = await app.request("/healthz");
   assert.equal(response.status, 200);
   assert.deepEqual(await response.json(), {
     status: "ok",
     models: 2,
     provider: "wasm",
-    queue: { running: 0, waiting: 0, concurrency: 2, queueSize: 8 },
+    providerReason: "WebAssembly, as asked",
+    queue: { running: 0, waiting: 0, concurrency: 8, queueSize: 8 },
   });
 });
 

@@ -95,6 +95,7 @@ export const SERVE_FLAGS: readonly string[] = [
   "--allow-read",
   "--allow-env",
   "--allow-net",
+  "--allow-ffi",
   "--unstable-no-legacy-abort",
 ];
 

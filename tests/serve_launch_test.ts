@@ -17,7 +17,8 @@ Deno.test("deno task serve grants read of the weights and its code, and net wher
     "--no-prompt",
     `--allow-read=weights/,${CODE}`,
     "--allow-net=0.0.0.0:8000,127.0.0.1",
-    "--allow-env=PORT,DDPM_PROVIDER,DDPM_DEFAULT_MODEL,DDPM_CORS_ORIGINS,DDPM_API_KEYS,XDG_RUNTIME_DIR",
+    "--allow-env=PORT,DDPM_PROVIDER,DDPM_DEFAULT_MODEL,DDPM_CORS_ORIGINS,DDPM_API_KEYS,DDPM_THREADS,XDG_RUNTIME_DIR",
+    `--allow-ffi=${NPM}`,
   ]);
   const flags = ["--weights", "models/a.onnx", "--hostname", "127.0.0.1", "--quiet"];
   const some = servePermissions(flags, { npmCache: NPM, port: "9000" });
