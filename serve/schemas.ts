@@ -20,7 +20,7 @@ import type { Limits } from "./limits.ts";
  * The sampler of a `/v1/samples` or `/v1/samples/stream` request that names none; its step
  * count is the sampler's default in lib's {@linkcode SAMPLER_CAPABILITIES}.
  */
-export const DEFAULT_SAMPLER: SamplerKind = "ddim";
+export const DEFAULT_SAMPLER: SamplerKind = "dpmpp-2m";
 
 /** The samplers that take `eta`, from lib's table: `ddim`. */
 export const ETA_SAMPLERS: readonly SamplerKind[] = SAMPLERS.filter((s) =>
