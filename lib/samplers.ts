@@ -116,7 +116,10 @@ export interface StepInfo {
   readonly steps: number;
   /** The 0-based model timestep the network was called with. */
   readonly t: number;
-  /** `x_t`, the input of this step (NCHW). */
+  /**
+   * `x_t`, the input of this step (NCHW); for `unipc`, after its corrector has refined it with
+   * this step's x0 prediction.
+   */
   readonly x: Float32Array;
   /** The model's estimate of `x_0` from `x_t` (progressive generation, DDPM Fig. 6). */
   readonly predX0: Float32Array;
@@ -312,8 +315,9 @@ export async function reverseProcess(
         // 2. The predictor (UniP-2 with B(h) = e^h - 1 is DPM-Solver++(2M)): second order
         //    when there is a previous x0 and the target is neither the smallest kept step nor
         //    the clean image.
+        //    The last step lands on the clean image (sigma = 0): the x0 prediction itself.
         const order = history.length > 0 && k >= 2 ? 2 : 1;
-        next = abarPrev === 1 ? step.predX0.slice() : _dpmSolverPlusPlus(x, here, abarPrev, {
+        next = k === 0 ? step.predX0.slice() : _dpmSolverPlusPlus(x, here, abarPrev, {
           previous: order === 2 ? history[history.length - 1] : undefined,
         });
         history.push(here);
