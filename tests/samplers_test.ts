@@ -483,7 +483,7 @@ Deno.test("each sampler's default step count comes from SAMPLER_CAPABILITIES, at
       assert.equal(calls, defaultSteps(sampler, s.timesteps));
     }
   }
-  assert.equal(defaultSteps("dpmpp-2m", 1000), 20);
+  assert.equal(defaultSteps("dpmpp-2m", 1000), 15);
 });
 
 Deno.test("eta is refused by the samplers that do not take it, naming them", async () => {

@@ -127,8 +127,8 @@ Deno.test("GET /v1/samplers is lib's capabilities table, and a request without s
     (await (await postJson(app, "/v1/samples", { n: 1, seed: 1, format: "json", ...request }))
       .json()).steps;
   assert.equal(await steps({}), defaultSteps(DEFAULT_SAMPLER, 1000));
-  assert.equal(await steps({ sampler: "dpmpp-2m" }), 20);
-  assert.equal(await steps({ sampler: "unipc", model: "tiny-v" }), 20);
+  assert.equal(await steps({ sampler: "dpmpp-2m" }), 15);
+  assert.equal(await steps({ sampler: "unipc", model: "tiny-v" }), 15);
   assert.equal(await steps({ sampler: "ddim" }), 50);
   // The documentation says the same: every sampler and its default step count.
   const openapi = await (await app.request("/openapi.json")).json();

@@ -179,7 +179,7 @@ Deno.test("the playground in headless Chromium: generate, stream, noise, interpo
       })()`);
     assert.deepEqual(await pick("ddim"), ["50", false]);
     assert.deepEqual(await pick("ddpm"), ["1000", true]);
-    assert.deepEqual(await pick("unipc"), ["20", true]);
+    assert.deepEqual(await pick("unipc"), ["15", true]);
 
     // 3. Generate a grid with a chosen seed (UniPC, picked above).
     await evaluate(`(() => {
