@@ -361,10 +361,7 @@ if (import.meta.main) {
       model: { type: "string", default: "weights/mnist.onnx" },
       classifier: { type: "string", default: "weights/mnist-classifier.onnx" },
       samples: { type: "string", default: "5000" },
-      samplers: {
-        type: "string",
-        default: "ddpm:1000,ddpm:100,ddim:10,ddim:20,ddim:50,ddim:100,dpmpp-2m:15,unipc:15",
-      },
+      samplers: { type: "string", default: "ddpm:1000,ddpm:100,ddim:10,ddim:20,ddim:50,ddim:100" },
       "nll-images": { type: "string", default: "100" },
       batch: { type: "string", default: "100" },
       seed: { type: "string", default: "0" },
