@@ -1,8 +1,8 @@
 /**
  * A DDPM toolkit in TypeScript (Ho, Jain & Abbeel 2020): noise schedules, the forward
- * process, eps / x0 / v parameterisations, DDPM and DDIM samplers over a model-free
- * denoiser, latent interpolation, the variational bound in bits/dim, a seeded random
- * generator that is identical on every runtime, and PNG helpers. Pure TypeScript: it runs
+ * process, eps / x0 / v parameterisations, DDPM, DDIM, DPM-Solver++(2M) and UniPC samplers
+ * over a model-free denoiser, latent interpolation, the variational bound in bits/dim, a
+ * seeded random generator that is identical on every runtime, and PNG helpers. Pure TypeScript: it runs
  * unchanged in Deno, browsers and edge runtimes. Timesteps are 0-based throughout.
  *
  * @example

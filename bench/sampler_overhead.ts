@@ -6,7 +6,13 @@
  *   deno task bench:sampler
  */
 
-import { makeSchedule, sample, type SamplerKind, type Shape } from "../mod.ts";
+import {
+  makeSchedule,
+  sample,
+  SAMPLER_CAPABILITIES,
+  type SamplerKind,
+  type Shape,
+} from "../mod.ts";
 
 const schedule = makeSchedule();
 const zeroNoise = (x: Float32Array) => new Float32Array(x.length);
@@ -14,9 +20,12 @@ const zeroNoise = (x: Float32Array) => new Float32Array(x.length);
 const cases: { sampler: SamplerKind; steps: number; shape: Shape }[] = [
   { sampler: "ddpm", steps: 1000, shape: [16, 1, 28, 28] },
   { sampler: "ddim", steps: 50, shape: [16, 1, 28, 28] },
+  { sampler: "dpmpp-2m", steps: 20, shape: [16, 1, 28, 28] },
+  { sampler: "unipc", steps: 20, shape: [16, 1, 28, 28] },
   { sampler: "ddpm", steps: 250, shape: [16, 3, 32, 32] },
   { sampler: "ddim", steps: 50, shape: [16, 3, 32, 32] },
   { sampler: "ddim", steps: 50, shape: [64, 3, 32, 32] },
+  { sampler: "unipc", steps: 20, shape: [64, 3, 32, 32] },
 ];
 
 console.log("| sampler | shape | steps | ms/step | Mvalues/s |");
@@ -28,7 +37,7 @@ for (const { sampler, steps, shape } of cases) {
     sampler,
     steps,
     seed: 0,
-    eta: sampler === "ddim" ? 0 : undefined,
+    eta: SAMPLER_CAPABILITIES[sampler].takesEta ? 0 : undefined,
   };
   await sample(zeroNoise, { ...options, steps: Math.min(steps, 10) }); // warm-up (JIT)
   const start = performance.now();

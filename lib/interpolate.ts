@@ -31,7 +31,10 @@ export interface InterpolateOptions extends ReverseOptions {
   mixing?: Mixing;
   /** Seed of the encoder noise and of the shared decoder noise. Default 0. */
   seed?: number;
-  /** Decoder: `ddpm` (the paper's, default) or `ddim`. */
+  /**
+   * Decoder: `ddpm` (the paper's, default), or any other sampler; the ODE solvers (`ddim` with
+   * eta 0, `dpmpp-2m`, `unipc`) decode each mix deterministically.
+   */
   sampler?: SamplerKind;
   /** Decoder steps in `1..t+1`, spread evenly from t down to 0 inclusive. Default t + 1. */
   steps?: number;

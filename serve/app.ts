@@ -24,7 +24,7 @@ import type { ContentfulStatusCode } from "hono/utils/http-status";
 import denoJson from "../deno.json" with { type: "json" };
 import type { HwcImage } from "../lib/image.ts";
 import { encodeApng } from "../lib/png.ts";
-import type { SamplerKind } from "../lib/samplers.ts";
+import { defaultSteps, SAMPLER_CAPABILITIES, type SamplerKind, SAMPLERS } from "../lib/samplers.ts";
 import { spacedTimesteps, type TimestepSpacing } from "../lib/schedule.ts";
 import { apiKeyAuth, type AuthVariables } from "./auth.ts";
 import { ClientJobs } from "./clients.ts";
@@ -47,13 +47,16 @@ import playgroundHtml from "./playground.html" with { type: "text" };
 import { type OpenApiDocument, renderReference } from "./reference.ts";
 import type { ModelRegistry, ModelSource, ServedModel } from "./registry.ts";
 import {
+  DEFAULT_SAMPLER,
   ErrorSchema,
+  ETA_SAMPLERS,
   HealthSchema,
   InterpolateJsonSchema,
   ModelsSchema,
   NoiseJsonSchema,
   requestSchemas,
   SampleJsonSchema,
+  SamplersSchema,
   ScheduleSchema,
 } from "./schemas.ts";
 
@@ -342,6 +345,25 @@ export function createApp(dependencies: AppDependencies): DdpmApp {
   app.openapi(
     createRoute({
       method: "get",
+      path: "/v1/samplers",
+      summary: "The samplers, their default step counts and options, and the default one",
+      description: "Read from lib's table (`SAMPLER_CAPABILITIES`), which the request " +
+        "validation and the playground's sampler picker also follow.",
+      responses: { 200: _json(SamplersSchema, "The samplers.") },
+    }),
+    (c) =>
+      c.json({
+        default: {
+          sampler: DEFAULT_SAMPLER,
+          steps: Math.min(defaultSteps(DEFAULT_SAMPLER, 1000), limits.maxSteps),
+        },
+        samplers: SAMPLERS.map((name) => ({ name, ...SAMPLER_CAPABILITIES[name] })),
+      }, 200),
+  );
+
+  app.openapi(
+    createRoute({
+      method: "get",
       path: "/v1/schedule",
       summary: "A model's noise schedule, for plots",
       description: "Betas, cumulative alphas, the posterior variance (eq. 7) and the " +
@@ -384,8 +406,7 @@ export function createApp(dependencies: AppDependencies): DdpmApp {
   }) {
     const model = findModel(body.model);
     const T = model.schedule.timesteps;
-    const steps = body.steps ??
-      (body.sampler === "ddim" ? Math.min(50, T) : Math.min(T, limits.maxSteps));
+    const steps = body.steps ?? Math.min(defaultSteps(body.sampler, T), limits.maxSteps);
     if (steps > T) {
       throw new HttpError(
         400,
@@ -393,9 +414,7 @@ export function createApp(dependencies: AppDependencies): DdpmApp {
         `steps: must be in 1..${T} for model ${model.name} (its T), got ${steps}`,
       );
     }
-    if (body.eta !== undefined && body.sampler !== "ddim") {
-      throw new HttpError(400, "invalid_request", "eta: applies to the ddim sampler only");
-    }
+    _checkEta(body.sampler, body.eta);
     if (body.columns !== undefined && body.columns > body.n) {
       throw new HttpError(
         400,
@@ -797,9 +816,7 @@ export function createApp(dependencies: AppDependencies): DdpmApp {
           `steps: must be in 1..${t + 1} (t + 1) for t = ${t}, got ${steps}`,
         );
       }
-      if (options.eta !== undefined && options.sampler !== "ddim") {
-        throw new HttpError(400, "invalid_request", "eta: applies to the ddim sampler only");
-      }
+      _checkEta(options.sampler, options.eta);
       const { labels, guidance, guided } = conditioning(
         model,
         options.label,
@@ -1007,4 +1024,15 @@ function _concat(a: Float32Array, b: Float32Array): Float32Array {
   out.set(a);
   out.set(b, a.length);
   return out;
+}
+
+/** `eta` is for the samplers whose capabilities say so (DDIM's noise scale). */
+function _checkEta(sampler: SamplerKind, eta: number | undefined): void {
+  if (eta !== undefined && !SAMPLER_CAPABILITIES[sampler].takesEta) {
+    throw new HttpError(
+      400,
+      "invalid_request",
+      `eta: applies to the ${ETA_SAMPLERS.join(", ")} sampler only, got sampler ${sampler}`,
+    );
+  }
 }

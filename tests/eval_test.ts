@@ -90,11 +90,17 @@ Deno.test("evaluate() runs every part end to end on a small random model", async
 });
 
 Deno.test("sampler settings parse, and bad ones are named", () => {
-  assert.deepEqual(parseSamplers("ddpm:1000, ddim:50"), [{ sampler: "ddpm", steps: 1000 }, {
-    sampler: "ddim",
-    steps: 50,
-  }]);
-  assert.throws(() => parseSamplers("euler:10"), /look like ddim:50 or ddpm:1000, got "euler:10"/);
+  assert.deepEqual(parseSamplers("ddpm:1000, ddim:50,dpmpp-2m:15,unipc:10"), [
+    { sampler: "ddpm", steps: 1000 },
+    { sampler: "ddim", steps: 50 },
+    { sampler: "dpmpp-2m", steps: 15 },
+    { sampler: "unipc", steps: 10 },
+  ]);
+  assert.throws(
+    () => parseSamplers("euler:10"),
+    /look like ddim:50, one of ddpm, ddim, dpmpp-2m, unipc and a step count, got "euler:10"/,
+  );
+  assert.throws(() => parseSamplers("unipc:0"), /got "unipc:0"/);
 });
 
 Deno.test("evaluate() samples a conditional model digit by digit at each guidance weight", async () => {

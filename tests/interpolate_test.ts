@@ -126,3 +126,35 @@ Deno.test("bad interpolation options name the value and the allowed range", asyn
     /must each hold 16 values/,
   );
 });
+
+Deno.test("the ODE solvers decode an interpolation along the exact probability-flow ODE from x_t", async () => {
+  // Data N(0, 0.5^2): the flow from t maps each latent pixel to x_t * 0.5 / sd_t, with
+  // sd_t^2 = abar_t 0.25 + 1 - abar_t (tests/samplers_test.ts derives it). Decoding from
+  // t = 500 in 10 steps, the second-order solvers land closer to it than DDIM (measured RMS
+  // errors: ddim 0.055, dpmpp-2m 0.021, unipc 0.019).
+  const t = 500;
+  const abar = schedule.alphasCumprod[t];
+  const scale = 0.5 / Math.sqrt(abar * 0.25 + 1 - abar);
+  const error = async (sampler: "ddim" | "dpmpp-2m" | "unipc") => {
+    const { images, latents } = await interpolate(ideal, {
+      schedule,
+      x0a: a,
+      x0b: b,
+      imageShape,
+      t,
+      steps: 10,
+      lambdas: [0, 0.3, 1],
+      sampler,
+      clipDenoised: false,
+      seed: 3,
+    });
+    return Math.sqrt(
+      images.reduce((sum, v, i) => sum + (v - latents[i] * scale) ** 2, 0) / images.length,
+    );
+  };
+  const ddim = await error("ddim");
+  for (const sampler of ["dpmpp-2m", "unipc"] as const) {
+    const e = await error(sampler);
+    assert.ok(e < ddim, `${sampler}: ${e} vs ddim ${ddim}`);
+  }
+});

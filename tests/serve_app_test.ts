@@ -1,7 +1,9 @@
 import assert from "node:assert/strict";
 import { makeGrid } from "../lib/image.ts";
 import { decodePng, encodePng, readPngHeader } from "../lib/png.ts";
+import { defaultSteps, SAMPLER_CAPABILITIES, SAMPLERS } from "../lib/samplers.ts";
 import { createApp } from "../serve/app.ts";
+import { DEFAULT_SAMPLER } from "../serve/schemas.ts";
 import { fromBase64 } from "../serve/images.ts";
 import { tinyRegistry } from "./_models.ts";
 import { pngBase64, postJson, randomImage } from "./serve_helpers.ts";
@@ -100,7 +102,7 @@ Deno.test("POST /v1/samples: the same request and seed give the same bytes", asy
       bytes: new Uint8Array(await response.arrayBuffer()),
     };
   };
-  for (const sampler of ["ddim", "ddpm"]) {
+  for (const sampler of SAMPLERS) {
     const body = { n: 4, steps: 4, sampler, seed: 1234 };
     const [a, b] = [await ask(body), await ask(body)];
     assert.equal(a.seed, 1234);
@@ -110,6 +112,34 @@ Deno.test("POST /v1/samples: the same request and seed give the same bytes", asy
   // A seed the server picked reproduces too.
   const picked = await ask({ n: 2, steps: 2 });
   assert.deepEqual((await ask({ n: 2, steps: 2, seed: picked.seed })).bytes, picked.bytes);
+});
+
+Deno.test("GET /v1/samplers is lib's capabilities table, and a request without steps runs its default", async () => {
+  const body = await (await app.request("/v1/samplers")).json();
+  assert.deepEqual(body.default, {
+    sampler: DEFAULT_SAMPLER,
+    steps: defaultSteps(DEFAULT_SAMPLER, 1000),
+  });
+  assert.deepEqual(
+    body.samplers,
+    SAMPLERS.map((name) => ({ name, ...SAMPLER_CAPABILITIES[name] })),
+  );
+  const steps = async (request: Record<string, unknown>) =>
+    (await (await postJson(app, "/v1/samples", { n: 1, seed: 1, format: "json", ...request }))
+      .json()).steps;
+  assert.equal(await steps({}), defaultSteps(DEFAULT_SAMPLER, 1000));
+  assert.equal(await steps({ sampler: "dpmpp-2m" }), 15);
+  assert.equal(await steps({ sampler: "unipc", model: "tiny-v" }), 15);
+  assert.equal(await steps({ sampler: "ddim" }), 50);
+  // The documentation says the same: every sampler and its default step count.
+  const openapi = await (await app.request("/openapi.json")).json();
+  const fields = openapi.components.schemas.SampleRequest.properties;
+  for (const name of SAMPLERS) {
+    assert.ok(fields.sampler.enum.includes(name), name);
+    assert.match(fields.sampler.description, new RegExp(`\`${name}\`: `));
+    assert.match(fields.steps.description, new RegExp(` for ${name}`));
+  }
+  assert.equal(fields.sampler.default, DEFAULT_SAMPLER);
 });
 
 Deno.test("POST /v1/samples format json holds the grid's pixels, image by image", async () => {
@@ -170,7 +200,14 @@ Deno.test("POST /v1/samples refuses each kind of bad input with a 4xx that says 
     /steps: must be in 1\.\.100 for model tiny-v/,
   );
   await assertError(await bad({ sampler: "euler" }), 400, "invalid_request", /^sampler: /);
-  await assertError(await bad({ sampler: "ddpm", eta: 0.5 }), 400, "invalid_request", /ddim/);
+  for (const sampler of ["ddpm", "dpmpp-2m", "unipc"]) {
+    await assertError(
+      await bad({ sampler, eta: 0.5 }),
+      400,
+      "invalid_request",
+      new RegExp(`^eta: applies to the ddim sampler only, got sampler ${sampler}`),
+    );
+  }
   await assertError(await bad({ eta: 2 }), 400, "invalid_request", /^eta: /);
   await assertError(await bad({ seed: -1 }), 400, "invalid_request", /^seed: /);
   await assertError(await bad({ format: "gif" }), 400, "invalid_request", /^format: /);
@@ -239,6 +276,7 @@ Deno.test("GET /openapi.json is generated from the schemas, with the server's li
     "/v1/interpolate",
     "/v1/models",
     "/v1/noise",
+    "/v1/samplers",
     "/v1/samples",
     "/v1/samples/stream",
     "/v1/schedule",

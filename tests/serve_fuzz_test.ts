@@ -172,6 +172,8 @@ const WORDS = [
   "gif",
   "ddim",
   "ddpm",
+  "dpmpp-2m",
+  "unipc",
   "euler",
   "linear",
   "spherical",
@@ -252,7 +254,7 @@ function fieldPools(rng: Rng) {
   const sampling: FieldPool = {
     model,
     n: ints(1, 2, 4, 8),
-    sampler: words("ddim", "ddpm"),
+    sampler: words("ddim", "ddpm", "dpmpp-2m", "unipc"),
     steps: ints(1, 2, 5, 10),
     eta: () => pick(rng, [0, 0.3, 1, 1.01, -0.1]),
     spacing: words("leading", "trailing", "linspace"),
@@ -288,7 +290,7 @@ function fieldPools(rng: Rng) {
       lambdas,
       count: ints(2, 3, 5),
       mixing: words("linear", "spherical"),
-      sampler: words("ddim", "ddpm"),
+      sampler: words("ddim", "ddpm", "dpmpp-2m", "unipc"),
       steps: ints(1, 2, 3),
       eta: () => pick(rng, [0, 0.5, 2]),
       label,
@@ -624,7 +626,15 @@ async function imageCase(
 }
 
 function getCase(rng: Rng): FuzzCase {
-  const path = pick(rng, ["/healthz", "/v1/models", "/v1/schedule", "/openapi.json", "/docs", "/"]);
+  const path = pick(rng, [
+    "/healthz",
+    "/v1/models",
+    "/v1/samplers",
+    "/v1/schedule",
+    "/openapi.json",
+    "/docs",
+    "/",
+  ]);
   const queries = [
     "",
     "?model=zero",

@@ -36,6 +36,7 @@ function everyKindOfRequest(): [string, RequestInit][] {
     ["/", {}],
     ["/healthz", {}],
     ["/v1/models", {}],
+    ["/v1/samplers", {}],
     ["/v1/schedule", {}],
     ["/openapi.json", {}],
     ["/docs", {}],

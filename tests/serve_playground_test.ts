@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
 import { decodePng } from "../lib/png.ts";
+import { SAMPLERS } from "../lib/samplers.ts";
 import { fromBase64 } from "../serve/images.ts";
+import { DEFAULT_SAMPLER } from "../serve/schemas.ts";
 import { PRESETS } from "../train/network.ts";
 import { randomOnnxModel, TINY_CLASSES, TINY_CONDITIONAL } from "./_models.ts";
 import { startMainServer, stop } from "./serve_helpers.ts";
@@ -160,7 +162,26 @@ Deno.test("the playground in headless Chromium: generate, stream, noise, interpo
       seed: null,
     });
 
-    // 2. Generate a grid with a chosen seed.
+    // 2. The sampler picker is lib's table, starting on the server's default; picking a sampler
+    // sets its default step count and shows eta only where it applies.
+    assert.deepEqual(
+      await evaluate(`[...document.getElementById("sampler").options].map((o) => o.value)`),
+      [...SAMPLERS],
+    );
+    assert.equal(await evaluate(`document.getElementById("sampler").value`), DEFAULT_SAMPLER);
+    const pick = (name: string) =>
+      evaluate(`(() => {
+        const select = document.getElementById("sampler");
+        select.value = "${name}";
+        select.dispatchEvent(new Event("change"));
+        return [document.getElementById("steps").value,
+                document.getElementById("eta-field").hidden];
+      })()`);
+    assert.deepEqual(await pick("ddim"), ["50", false]);
+    assert.deepEqual(await pick("ddpm"), ["1000", true]);
+    assert.deepEqual(await pick("unipc"), ["15", true]);
+
+    // 3. Generate a grid with a chosen seed (UniPC, picked above).
     await evaluate(`(() => {
       document.getElementById("steps").value = "4";
       document.getElementById("n").value = "4";
@@ -170,7 +191,7 @@ Deno.test("the playground in headless Chromium: generate, stream, noise, interpo
     await waitFor(`document.getElementById("samples").dataset.seed === "42"`, "the samples");
     assert.deepEqual(await image("samples"), { hidden: false, width: 22, height: 22, seed: "42" });
 
-    // 3. Watch a streamed run to the end.
+    // 4. Watch a streamed run to the end.
     await evaluate(`(() => {
       document.getElementById("seed").value = "43";
       document.getElementById("stream-button").click();
@@ -181,7 +202,7 @@ Deno.test("the playground in headless Chromium: generate, stream, noise, interpo
     );
     assert.equal((await image("samples")).seed, "43");
 
-    // 4. Move the t slider: a new frame arrives.
+    // 5. Move the t slider: a new frame arrives.
     await evaluate(`(() => {
       const slider = document.getElementById("noise-t");
       slider.value = "900";
@@ -189,7 +210,7 @@ Deno.test("the playground in headless Chromium: generate, stream, noise, interpo
     })()`);
     await waitFor(`document.getElementById("noise-t-value").textContent === "900"`, "the slider");
 
-    // 5. Interpolate between the two drawing pads.
+    // 6. Interpolate between the two drawing pads.
     await evaluate(`(() => {
       document.getElementById("interp-t").value = "30";
       document.getElementById("interp-steps").value = "4";
@@ -208,7 +229,7 @@ Deno.test("the playground in headless Chromium: generate, stream, noise, interpo
       /^Seed \d+/,
     );
 
-    // 6. The unconditional model has no class picker; the conditional one fills it from
+    // 7. The unconditional model has no class picker; the conditional one fills it from
     // /v1/models, and a picked class and guidance go with every request.
     const hidden = () =>
       evaluate(`["class-field", "guidance-field"].map((id) => document.getElementById(id).hidden)`);
@@ -246,7 +267,7 @@ Deno.test("the playground in headless Chromium: generate, stream, noise, interpo
       "the class interpolation",
     );
 
-    // 7. A screenshot as the test's artefact.
+    // 8. A screenshot as the test's artefact.
     const { data } = await page.send("Page.captureScreenshot", { format: "png" }, sessionId);
     const screenshot = fromBase64(data, "screenshot");
     const path = `${artefacts}/playground.png`;

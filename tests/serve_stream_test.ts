@@ -58,7 +58,7 @@ async function until(condition: () => boolean, ms = 2000): Promise<void> {
 Deno.test("POST /v1/samples/stream: start, a step event every k steps with a predicted-x0 PNG, done", async () => {
   const registry = await tinyRegistry();
   const { app } = createApp({ registry });
-  const body = { n: 4, steps: 7, every: 3, seed: 21 };
+  const body = { n: 4, sampler: "ddim", steps: 7, every: 3, seed: 21 };
   const response = await postJson(app, "/v1/samples/stream", body);
   assert.equal(response.status, 200);
   assert.equal(response.headers.get("content-type"), "text/event-stream");
@@ -86,7 +86,7 @@ Deno.test("POST /v1/samples/stream: start, a step event every k steps with a pre
   }
   // The streamed result is the very grid POST /v1/samples returns for the same request.
   const done = fromBase64(events.at(-1)?.data.png, "png");
-  const whole = await postJson(app, "/v1/samples", { n: 4, steps: 7, seed: 21 });
+  const whole = await postJson(app, "/v1/samples", { n: 4, sampler: "ddim", steps: 7, seed: 21 });
   assert.deepEqual(done, new Uint8Array(await whole.arrayBuffer()));
   await Promise.all(registry.models.map((m) => m.close()));
 });

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
 import { classifierFreeGuidance } from "../lib/guidance.ts";
 import { toUint8 } from "../lib/image.ts";
-import { encodePng } from "../lib/png.ts";
+import { decodePng, encodePng } from "../lib/png.ts";
 import { createRng } from "../lib/rng.ts";
 import { makeSchedule } from "../lib/schedule.ts";
 import { loadOnnxModel, onnxDenoiser, readModelCard } from "../serve/onnx.ts";
@@ -206,6 +206,8 @@ Deno.test("a conditional run on an image folder takes its classes from the sub-f
       seed: 3,
       out: `${dir}/run`,
       sampleEvery: 3,
+      sampleSampler: "unipc" as const,
+      sampleSteps: 4,
       evalEvery: 3,
       logEvery: 1,
       report: () => {},
@@ -213,6 +215,9 @@ Deno.test("a conditional run on an image folder takes its classes from the sub-f
     await runTraining({ ...common, steps: 2 });
     const result = await runTraining({ ...common, steps: 3, resume: true });
     assert.equal(result.step, 3);
+    // The preview grid at step 3, drawn with UniPC: 16 tiles of 8x8 in 4 columns.
+    const grid = decodePng(await Deno.readFile(`${dir}/run/samples/step-00000003.png`));
+    assert.deepEqual([grid.width, grid.height], [4 * 8 + 5 * 2, 4 * 8 + 5 * 2]);
     const ckpt = await loadCheckpoint(result.checkpoint);
     assert.equal(ckpt.config.numClasses, 2);
     assert.deepEqual(ckpt.metadata.classNames, ["bottom", "top"], "sorted sub-folder names");

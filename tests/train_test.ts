@@ -255,6 +255,15 @@ Deno.test("train flags: defaults, and bad values named with their range", () => 
   assert.equal(backend, "auto");
   assert.equal(dryRun, false);
   assert.deepEqual(options.config, PRESETS.mnist);
+  assert.deepEqual([options.sampleSampler, options.sampleSteps], ["ddim", 20]);
+  assert.equal(
+    parseTrainArgs(["--sample-sampler", "dpmpp-2m"]).options.sampleSampler,
+    "dpmpp-2m",
+  );
+  assert.throws(
+    () => parseTrainArgs(["--sample-sampler", "euler"]),
+    /--sample-sampler must be one of ddpm, ddim, dpmpp-2m, unipc, got euler/,
+  );
   assert.equal(
     parseTrainArgs(["--dataset", "folder:data/faces", "--preset", "cifar10"]).options.out,
     "runs/cifar10-faces",

@@ -20,7 +20,7 @@ import { featureStatistics, frechetDistance } from "../lib/frechet.ts";
 import { classifierFreeGuidance } from "../lib/guidance.ts";
 import { variationalBound } from "../lib/likelihood.ts";
 import { createRng } from "../lib/rng.ts";
-import { sample, type SamplerKind } from "../lib/samplers.ts";
+import { sample, type SamplerKind, SAMPLERS } from "../lib/samplers.ts";
 import { makeSchedule, type ScheduleKind } from "../lib/schedule.ts";
 import * as ortWasm from "onnxruntime-web";
 import {
@@ -33,19 +33,23 @@ import { FlagError, Flags, type FlagTable, readFlagFile, runCommand, usageText }
 import { imagesAt, loadMnist } from "./data.ts";
 import { classCount } from "./network.ts";
 
-/** One sampler setting to evaluate, written `ddim:50` or `ddpm:1000`. */
+/** One sampler setting to evaluate, written `ddim:50`, `dpmpp-2m:20` or `ddpm:1000`. */
 export interface SamplerSetting {
   sampler: SamplerKind;
   steps: number;
 }
 
-/** Parses `"ddpm:1000,ddim:50"`, naming any bad entry. */
+/** Parses `"ddpm:1000,ddim:50,unipc:15"` (any sampler of lib's table), naming any bad entry. */
 export function parseSamplers(text: string): SamplerSetting[] {
   return text.split(",").map((entry) => {
-    const [sampler, steps] = entry.trim().split(":");
+    const [name, steps] = entry.trim().split(":");
     const n = Number(steps);
-    if ((sampler !== "ddpm" && sampler !== "ddim") || !Number.isInteger(n) || n < 1) {
-      throw new RangeError(`sampler settings look like ddim:50 or ddpm:1000, got "${entry}"`);
+    const sampler = SAMPLERS.find((s) => s === name);
+    if (sampler === undefined || !Number.isInteger(n) || n < 1) {
+      throw new RangeError(
+        `sampler settings look like ddim:50, one of ${SAMPLERS.join(", ")} and a step count, ` +
+          `got "${entry}"`,
+      );
     }
     return { sampler, steps: n };
   });
@@ -365,7 +369,7 @@ const EVAL_FLAGS: FlagTable = {
   samples: { default: "300", help: "generated digits per sampler setting (Frechet distance)" },
   samplers: {
     default: "ddim:20,ddim:50",
-    help: "sampler settings, comma-separated: ddim:<steps> or ddpm:<steps>",
+    help: `sampler settings, comma-separated <sampler>:<steps>, samplers ${SAMPLERS.join(", ")}`,
   },
   "nll-images": {
     default: "8",

@@ -6,6 +6,7 @@
 
 import { parseArgs } from "node:util";
 import { type Prediction, PREDICTIONS } from "../lib/parameterization.ts";
+import { type SamplerKind, SAMPLERS } from "../lib/samplers.ts";
 import { SCHEDULE_KINDS, type ScheduleKind } from "../lib/schedule.ts";
 import { BACKEND_CHOICES, type BackendChoice, gradientWorkers, initBackend } from "./backend.ts";
 import { countParameters, describeUNet, PRESETS, type UNetConfig } from "./network.ts";
@@ -67,9 +68,16 @@ const FLAGS: Record<string, { default?: string; help: string; boolean?: true }> 
   keep: { default: "3", help: "checkpoints to keep" },
   "sample-every": {
     default: "2000",
-    help: "write a sample grid (EMA weights, DDIM) every N steps; 0 never",
+    help: "write a sample grid (EMA weights) every N steps; 0 never",
   },
-  "sample-steps": { default: "20", help: "DDIM steps for the sample grids" },
+  "sample-sampler": {
+    default: "ddim",
+    help: `sampler of the sample grids: ${SAMPLERS.join(", ")}`,
+  },
+  "sample-steps": {
+    default: "20",
+    help: "sampler steps (network evaluations) of the sample grids",
+  },
   "log-every": { default: "10", help: "metrics line every N steps" },
   "eval-every": { default: "500", help: "held-out loss every N steps; 0 never" },
   "on-nan": {
@@ -184,6 +192,7 @@ export function parseTrainArgs(args: string[]): {
       checkpointEvery: integer("ckpt-every", 1),
       keep: integer("keep", 1),
       sampleEvery: integer("sample-every", 0),
+      sampleSampler: oneOf<SamplerKind>("sample-sampler", SAMPLERS),
       sampleSteps: integer("sample-steps", 1),
       logEvery: integer("log-every", 1),
       evalEvery: integer("eval-every", 0),

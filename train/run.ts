@@ -16,7 +16,7 @@ import { makeGrid, toUint8 } from "../lib/image.ts";
 import type { Prediction } from "../lib/parameterization.ts";
 import { encodePng } from "../lib/png.ts";
 import { createRng, restoreRng, type RngState } from "../lib/rng.ts";
-import { sample } from "../lib/samplers.ts";
+import { sample, type SamplerKind } from "../lib/samplers.ts";
 import { makeSchedule, type ScheduleKind, type ScheduleOptions } from "../lib/schedule.ts";
 import type { BackendInfo } from "./backend.ts";
 import {
@@ -86,7 +86,9 @@ export interface RunOptions {
   keep?: number;
   /** Sample grid every this many steps (0: never). Default 2000. */
   sampleEvery?: number;
-  /** DDIM steps and image count of the sample grids. Defaults 20 and 16. */
+  /** Sampler of the sample grids. Default `"ddim"`. */
+  sampleSampler?: SamplerKind;
+  /** Steps (network evaluations, at most T) and image count of the sample grids. Defaults 20 and 16. */
   sampleSteps?: number;
   sampleCount?: number;
   /** Metrics line every this many steps. Default 10. */
@@ -519,7 +521,10 @@ async function _prepareRunDirectory(out: string, report: (event: RunEvent) => vo
   }
 }
 
-/** A grid of EMA samples with DDIM, the same noise every time so grids compare across steps. */
+/**
+ * A grid of EMA samples (DDIM unless `sampleSampler` says otherwise), the same noise every time
+ * so grids compare across steps.
+ */
 async function _writeSamples(
   trainer: Trainer,
   options: RunOptions,
@@ -535,7 +540,7 @@ async function _writeSamples(
   const images = await sample((x, t, s) => model(x, t, s, labels), {
     schedule: trainer.schedule,
     shape,
-    sampler: "ddim",
+    sampler: options.sampleSampler ?? "ddim",
     steps: Math.min(options.sampleSteps ?? 20, trainer.schedule.timesteps),
     prediction: trainer.prediction,
     seed: seed + 3,

@@ -19,7 +19,12 @@ import { classifierFreeGuidance, type ConditionalDenoiser } from "../../lib/guid
 import { makeGrid, toUint8 } from "../../lib/image.ts";
 import type { Prediction, VarianceType } from "../../lib/parameterization.ts";
 import { encodePng } from "../../lib/png.ts";
-import { type Denoiser, sample, type SamplerKind } from "../../lib/samplers.ts";
+import {
+  type Denoiser,
+  sample,
+  SAMPLER_CAPABILITIES,
+  type SamplerKind,
+} from "../../lib/samplers.ts";
 import { makeSchedule, type ScheduleKind, type TimestepSpacing } from "../../lib/schedule.ts";
 
 /** The fields of a model card (`train/export.ts`) that sampling reads. */
@@ -298,7 +303,7 @@ function _wire(): void {
         n: Number(value("n")),
         sampler,
         steps: Number(value("steps")),
-        eta: sampler === "ddim" ? Number(value("eta")) : 0,
+        eta: SAMPLER_CAPABILITIES[sampler].takesEta ? Number(value("eta")) : 0,
         seed,
         label,
         guidance: label === null ? 0 : Number(value("guidance")),
