@@ -168,7 +168,11 @@ for (const name of values.backends.split(",") as BackendChoice[]) {
       typeof ours === "number" ? gflops(ours).toFixed(1) : "-",
       f(peer, 3),
       typeof ours === "number" && typeof peer === "number" ? `${(peer / ours).toFixed(2)}x` : "-",
-      [info.summary, typeof ours === "string" ? ours : "", typeof peer === "string" ? peer : ""]
+      [
+        workers > 0 ? `${info.summary} in each worker` : info.summary,
+        typeof ours === "string" ? ours : "",
+        typeof peer === "string" ? peer : "",
+      ]
         .filter(Boolean).join("; "),
     ]);
   }
