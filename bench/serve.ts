@@ -159,7 +159,11 @@ interface Server {
 
 async function startServer(merge: boolean): Promise<Server> {
   const registry = await loadWorkerRegistry(sources, "auto", { threads, merge, probe: noGpu });
-  const { app } = createApp({ registry });
+  // One client (this process) fills every slot and place below: lift the per-client cap.
+  const { app } = createApp({
+    registry,
+    limits: { maxJobsPerClient: DEFAULT_LIMITS.concurrency + DEFAULT_LIMITS.queueSize + 1 },
+  });
   const server = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen: () => {} }, app.fetch);
   return {
     base: `http://127.0.0.1:${server.addr.port}`,
