@@ -59,14 +59,11 @@ export class GradientPool {
   readonly #pending: (Pending | null)[];
   #nextId = 0;
   #failure: Error | null = null;
-  /** The workers' backend, as the first one described it. */
-  readonly backend: string;
 
-  private constructor(workers: Worker[], grads: Float32Array[], backend: string) {
+  private constructor(workers: Worker[], grads: Float32Array[]) {
     this.#workers = workers;
     this.#grads = grads;
     this.#pending = workers.map(() => null);
-    this.backend = backend;
     workers.forEach((worker, k) => {
       worker.onmessage = (event: MessageEvent<WorkerReply>) => this.#onReply(k, event.data);
       worker.onerror = (event: ErrorEvent) => {
@@ -100,10 +97,10 @@ export class GradientPool {
         const buffer = new SharedArrayBuffer(layout.total * 4);
         grads.push(new Float32Array(buffer));
         started.push(
-          new Promise<string>((resolve, reject) => {
+          new Promise<void>((resolve, reject) => {
             worker.onmessage = (event: MessageEvent<WorkerReply>) => {
               const reply = event.data;
-              if (reply.kind === "ready") resolve(reply.backend);
+              if (reply.kind === "ready") resolve();
               else reject(new Error(`gradient worker ${k + 1} of ${count}: ${_text(reply)}`));
             };
             worker.onerror = (event: ErrorEvent) => {
@@ -121,8 +118,8 @@ export class GradientPool {
         };
         worker.postMessage(init);
       }
-      const backends = await Promise.all(started);
-      return new GradientPool(workers, grads, backends[0]);
+      await Promise.all(started);
+      return new GradientPool(workers, grads);
     } catch (error) {
       workers.forEach((w) => w.terminate());
       throw error;
@@ -180,20 +177,18 @@ export class GradientPool {
   }
 
   #onReply(k: number, reply: WorkerReply): void {
-    const pending = this.#pending[k];
+    if (reply.kind !== "done") return this.#fail(k, _text(reply));
+    this.#pending[k]?.resolve(reply.loss);
     this.#pending[k] = null;
-    if (reply.kind === "done") pending?.resolve(reply.loss);
-    else this.#fail(k, _text(reply), pending);
   }
 
   /** Marks the pool failed (worker `k`, or the whole pool for -1) and rejects what waits. */
-  #fail(k: number, what: string, pending?: Pending | null): void {
+  #fail(k: number, what: string): void {
     const error = this.#failure ??
       new Error(
         k < 0 ? `the gradient pool ${what}` : `gradient worker ${k + 1} of ${this.size} ${what}`,
       );
     this.#failure = error;
-    pending?.reject(error);
     this.#pending.forEach((p) => p?.reject(error));
     this.#pending.fill(null);
     if (k >= 0) this.#workers.forEach((w) => w.terminate());

@@ -34,7 +34,7 @@ export interface WorkerStep {
 
 /** What the worker answers. */
 export type WorkerReply =
-  | { readonly kind: "ready"; readonly backend: string }
+  | { readonly kind: "ready" }
   | { readonly kind: "done"; readonly id: number; readonly loss: number }
   | { readonly kind: "failed"; readonly id?: number; readonly message: string };
 
@@ -47,14 +47,13 @@ interface Loaded {
 
 let loaded: Loaded | null = null;
 
-async function load(init: WorkerInit): Promise<string> {
-  const backend = await initBackend("wasm");
+async function load(init: WorkerInit): Promise<void> {
+  await initBackend("wasm");
   const params = new Float32Array(init.params);
   const variables = init.layout.names.map((_, i) =>
     tf.variable(tf.tensor(_slice(params, init.layout, i), [...init.layout.shapes[i]]))
   );
   loaded = { init, params, grads: new Float32Array(init.grads), variables };
-  return backend.summary;
 }
 
 function step({ init, params, grads, variables }: Loaded, inputs: StepInputs): number {
@@ -88,7 +87,8 @@ self.onmessage = async (event: MessageEvent<WorkerInit | WorkerStep>) => {
   const reply = (r: WorkerReply) => self.postMessage(r);
   if (message.kind === "init") {
     try {
-      reply({ kind: "ready", backend: await load(message) });
+      await load(message);
+      reply({ kind: "ready" });
     } catch (error) {
       reply({ kind: "failed", message: `could not start: ${(error as Error).message}` });
     }

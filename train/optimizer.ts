@@ -47,19 +47,10 @@ export function paramLayout(config: UNetConfig): ParamLayout {
 }
 
 /**
- * Copies named tensors into one flat buffer (a new one, or `into`). Every tensor of the layout
- * must be there with its shape; `what` names the group in the error.
+ * Checks that `tensors` holds every tensor of the layout with its size and nothing else; `what`
+ * names the group in the error.
  */
-export function flattenTensors(
-  layout: ParamLayout,
-  tensors: NamedTensors,
-  options: { into?: Float32Array; what?: string } = {},
-): Float32Array {
-  const what = options.what ?? "tensors";
-  const flat = options.into ?? new Float32Array(layout.total);
-  if (flat.length !== layout.total) {
-    throw new RangeError(`a flat buffer of ${layout.total} values is needed, got ${flat.length}`);
-  }
+export function checkTensors(layout: ParamLayout, tensors: NamedTensors, what: string): void {
   layout.names.forEach((name, i) => {
     const entry = tensors[name];
     if (!entry) throw new RangeError(`${what} has no tensor ${name} for this network config`);
@@ -68,12 +59,28 @@ export function flattenTensors(
         `${what}: ${name} has ${entry.data.length} values, the network needs ${layout.sizes[i]}`,
       );
     }
-    flat.set(entry.data, layout.offsets[i]);
   });
   const extra = Object.keys(tensors).filter((name) => !layout.names.includes(name));
   if (extra.length > 0) {
     throw new RangeError(`${what} has tensors the network lacks: ${extra.slice(0, 5).join(", ")}`);
   }
+}
+
+/**
+ * Copies named tensors into one flat buffer (a new one, or `into`), after
+ * {@linkcode checkTensors}; `what` names the group in the error.
+ */
+export function flattenTensors(
+  layout: ParamLayout,
+  tensors: NamedTensors,
+  options: { into?: Float32Array; what?: string } = {},
+): Float32Array {
+  const flat = options.into ?? new Float32Array(layout.total);
+  if (flat.length !== layout.total) {
+    throw new RangeError(`a flat buffer of ${layout.total} values is needed, got ${flat.length}`);
+  }
+  checkTensors(layout, tensors, options.what ?? "tensors");
+  layout.names.forEach((name, i) => flat.set(tensors[name].data, layout.offsets[i]));
   return flat;
 }
 

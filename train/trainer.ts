@@ -18,6 +18,7 @@ import { GradientPool } from "./gradient_pool.ts";
 import { classCount, describeUNet, initParameters, type UNetConfig } from "./network.ts";
 import {
   adamEmaUpdate,
+  checkTensors,
   flattenTensors,
   globalNorm,
   type OptimizerBuffers,
@@ -134,7 +135,11 @@ export class Trainer {
   readonly #state: _TrainingState;
   readonly #lossSetup: LossSetup;
 
-  private constructor(setup: TrainerSetup, step: number, state: _TrainingState) {
+  private constructor(
+    setup: TrainerSetup,
+    step: number,
+    held: { state: _TrainingState; lossSetup: LossSetup },
+  ) {
     this.config = setup.config;
     this.schedule = setup.schedule;
     this.prediction = setup.prediction ?? "eps";
@@ -142,8 +147,8 @@ export class Trainer {
     this.labelDropout = setup.labelDropout ?? 0.1;
     this.workers = setup.workers ?? 0;
     this.step = step;
-    this.#state = state;
-    this.#lossSetup = _lossSetup(setup);
+    this.#state = held.state;
+    this.#lossSetup = held.lossSetup;
   }
 
   /**
@@ -192,10 +197,11 @@ export class Trainer {
     if (!Number.isInteger(workers) || workers < 0) {
       throw new RangeError(`workers must be an integer >= 0, got ${workers}`);
     }
+    const lossSetup = _lossSetup(setup);
     const held = workers === 0
-      ? _VariableState.load(setup.config, state)
-      : await _SharedState.start(setup, state, workers);
-    return new Trainer(setup, state.step, held);
+      ? _VariableState.load(lossSetup, state)
+      : await _SharedState.start(lossSetup, state, { workers, workerModule: setup.workerModule });
+    return new Trainer(setup, state.step, { state: held, lossSetup });
   }
 
   /**
@@ -229,7 +235,7 @@ export class Trainer {
     // Phase 1: loss, gradients and their global norm. The update waits until both numbers are
     // known to be finite, so a bad batch never reaches the weights.
     const inputs = { x0, shape, t, noise, dropoutSeed, classes, exampleOffset: 0 };
-    const { loss, gradNorm } = await this.#state.gradients(this.#lossSetup, inputs);
+    const { loss, gradNorm } = await this.#state.gradients(inputs);
     if (!Number.isFinite(loss) || !Number.isFinite(gradNorm)) {
       this.#state.discardGradients();
       throw new NonFiniteLossError(k, loss, gradNorm);
@@ -340,7 +346,7 @@ export class Trainer {
 /** Where the weights, EMA and moments live, and how a step computes and applies an update. */
 interface _TrainingState {
   /** Loss and gradient norm of `inputs`; the gradients wait for `update` or `discard`. */
-  gradients(setup: LossSetup, inputs: StepInputs): Promise<{ loss: number; gradNorm: number }>;
+  gradients(inputs: StepInputs): Promise<{ loss: number; gradNorm: number }>;
   /** Applies the waiting gradients. */
   update(settings: UpdateSettings): Promise<void>;
   discardGradients(): void;
@@ -356,19 +362,20 @@ class _VariableState implements _TrainingState {
   readonly #ema: Map<string, tf.Variable>;
   readonly #m: Map<string, tf.Variable>;
   readonly #v: Map<string, tf.Variable>;
+  readonly #setup: LossSetup;
   #pending: { grads: tf.Tensor[]; norm: tf.Tensor } | null = null;
 
-  private constructor(groups: Map<string, tf.Variable>[]) {
+  private constructor(setup: LossSetup, groups: Map<string, tf.Variable>[]) {
+    this.#setup = setup;
     [this.#params, this.#ema, this.#m, this.#v] = groups;
   }
 
-  static load(config: UNetConfig, state: TrainerState): _VariableState {
-    const layout = paramLayout(config);
+  static load(setup: LossSetup, state: TrainerState): _VariableState {
+    const layout = paramLayout(setup.config);
     const groups: Map<string, tf.Variable>[] = [];
     try {
       for (const [group, what] of _GROUPS) {
-        // Validates names and sizes the same way the shared state does.
-        flattenTensors(layout, state[group], { what });
+        checkTensors(layout, state[group], what); // as the shared state's flattenTensors does
         groups.push(
           new Map(layout.names.map((name) => {
             const { data, shape } = state[group][name];
@@ -380,14 +387,14 @@ class _VariableState implements _TrainingState {
       groups.forEach((g) => g.forEach((v) => v.dispose()));
       throw error;
     }
-    return new _VariableState(groups);
+    return new _VariableState(setup, groups);
   }
 
-  gradients(setup: LossSetup, inputs: StepInputs): Promise<{ loss: number; gradNorm: number }> {
+  gradients(inputs: StepInputs): Promise<{ loss: number; gradNorm: number }> {
     const forward = tf.tidy(() => {
       const vars = [...this.#params.values()] as tf.Variable[];
       const { value, grads } = tf.variableGrads(
-        () => batchLoss(this.#params, setup, { ...inputs, training: true }),
+        () => batchLoss(this.#params, this.#setup, { ...inputs, training: true }),
         vars,
       );
       const ordered = vars.map((v) => grads[v.name]);
@@ -482,30 +489,21 @@ class _SharedState implements _TrainingState {
   }
 
   static async start(
-    setup: TrainerSetup,
+    setup: LossSetup,
     state: TrainerState,
-    workers: number,
+    options: { workers: number; workerModule?: URL },
   ): Promise<_SharedState> {
     const layout = paramLayout(setup.config);
     const shared = () => new Float32Array(new SharedArrayBuffer(layout.total * 4));
     const [params, ema, m, v] = _GROUPS.map(([group, what]) =>
       flattenTensors(layout, state[group], { into: shared(), what })
     );
-    const pool = await GradientPool.start({
-      workers,
-      setup: _lossSetup(setup),
-      layout,
-      params,
-      workerModule: setup.workerModule,
-    });
+    const pool = await GradientPool.start({ ...options, setup, layout, params });
     const grads = new Float32Array(layout.total);
     return new _SharedState(layout, pool, { params, grads, m, v, ema });
   }
 
-  async gradients(
-    _setup: LossSetup,
-    inputs: StepInputs,
-  ): Promise<{ loss: number; gradNorm: number }> {
+  async gradients(inputs: StepInputs): Promise<{ loss: number; gradNorm: number }> {
     const loss = await this.#pool.gradients(inputs, this.#buffers.grads);
     return { loss, gradNorm: globalNorm(this.#layout, this.#buffers.grads) };
   }
