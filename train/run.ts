@@ -487,12 +487,20 @@ async function _claimRunDirectory(
   report({ kind: "notice", message: `--overwrite: deleted the earlier run in ${out} (${what})` });
 }
 
+/** The sample grids' image count, sampler and steps (at most T), from the run's options. */
+function _gridSettings(options: RunOptions, trainer: Trainer) {
+  return {
+    count: options.sampleCount ?? 16,
+    sampler: options.sampleSampler ?? "ddim",
+    steps: Math.min(options.sampleSteps ?? 20, trainer.schedule.timesteps),
+  };
+}
+
 /** The line printed before a sample grid is drawn (it takes a while on a CPU). */
 function _samplingNotice(step: number, options: RunOptions, trainer: Trainer): string {
-  const steps = Math.min(options.sampleSteps ?? 20, trainer.schedule.timesteps);
-  return `step ${step}: drawing a grid of ${
-    options.sampleCount ?? 16
-  } samples (${steps} DDIM steps)`;
+  const { count, sampler, steps } = _gridSettings(options, trainer);
+  const name = sampler === "ddim" ? "DDIM" : sampler;
+  return `step ${step}: drawing a grid of ${count} samples (${steps} ${name} steps)`;
 }
 
 /**
@@ -532,7 +540,8 @@ async function _writeSamples(
   seed: number,
 ): Promise<string> {
   const { channels, imageSize } = trainer.config;
-  const shape = [options.sampleCount ?? 16, channels, imageSize, imageSize] as const;
+  const { count, sampler, steps } = _gridSettings(options, trainer);
+  const shape = [count, channels, imageSize, imageSize] as const;
   // A conditional network draws its classes in turn (0, 1, 2, ...), without guidance.
   const numClasses = classCount(trainer.config);
   const labels = Int32Array.from({ length: shape[0] }, (_, i) => i % Math.max(numClasses, 1));
@@ -540,8 +549,8 @@ async function _writeSamples(
   const images = await sample((x, t, s) => model(x, t, s, labels), {
     schedule: trainer.schedule,
     shape,
-    sampler: options.sampleSampler ?? "ddim",
-    steps: Math.min(options.sampleSteps ?? 20, trainer.schedule.timesteps),
+    sampler,
+    steps,
     prediction: trainer.prediction,
     seed: seed + 3,
   });
