@@ -1,6 +1,7 @@
 /**
  * Headless Chromium driven over the DevTools protocol with Deno's WebSocket: start it, open a
- * page, evaluate expressions in it, and close everything. Used by the browser-sampling test.
+ * page, evaluate expressions in it, take a screenshot, and close everything. Used by the
+ * playground and browser-sampling tests.
  *
  * @module
  */
@@ -21,14 +22,19 @@ export interface ChromiumPage {
   evaluate(expression: string): Promise<unknown>;
   /** Polls `expression` until it is truthy; throws after `ms` (default 60 s) with `what`. */
   waitFor(expression: string, what: string, ms?: number): Promise<void>;
+  /** The page as a PNG. */
+  screenshot(): Promise<Uint8Array>;
   /** Uncaught exceptions the page reported. */
   readonly exceptions: string[];
   /** Closes the browser and removes its profile. */
   close(): Promise<void>;
 }
 
-/** Starts Chromium headless on a fresh profile and opens `url`. */
-export async function openPage(url: string): Promise<ChromiumPage> {
+/** Starts Chromium headless on a fresh profile and opens `url` (`windowSize` like "1100,1500"). */
+export async function openPage(
+  url: string,
+  options: { windowSize?: string } = {},
+): Promise<ChromiumPage> {
   const profile = await Deno.makeTempDir({ prefix: "ddpm-chromium-" });
   const browser = new Deno.Command(CHROMIUM, {
     args: [
@@ -42,6 +48,7 @@ export async function openPage(url: string): Promise<ChromiumPage> {
       "--disable-sync",
       `--user-data-dir=${profile}`,
       "--remote-debugging-port=0",
+      ...(options.windowSize ? [`--window-size=${options.windowSize}`] : []),
       "about:blank",
     ],
     stdout: "null",
@@ -135,7 +142,11 @@ export async function openPage(url: string): Promise<ChromiumPage> {
         await new Promise((resolve) => setTimeout(resolve, 50));
       }
     };
-    return { evaluate, waitFor, exceptions, close };
+    const screenshot = async () => {
+      const { data } = await send("Page.captureScreenshot", { format: "png" }, sessionId);
+      return Uint8Array.from(atob(data), (c) => c.charCodeAt(0));
+    };
+    return { evaluate, waitFor, screenshot, exceptions, close };
   } catch (error) {
     await close();
     throw error;

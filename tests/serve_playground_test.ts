@@ -1,70 +1,14 @@
 import assert from "node:assert/strict";
 import { decodePng } from "../lib/png.ts";
 import { SAMPLERS } from "../lib/samplers.ts";
-import { fromBase64 } from "../serve/images.ts";
 import { DEFAULT_SAMPLER } from "../serve/schemas.ts";
 import { PRESETS } from "../train/network.ts";
 import { randomOnnxModel, TINY_CLASSES, TINY_CONDITIONAL } from "./_models.ts";
+import { CHROMIUM, type ChromiumPage, hasChromium, openPage } from "./_chromium.ts";
 import { startMainServer, stop } from "./serve_helpers.ts";
 
-const CHROMIUM = Deno.env.get("CHROMIUM") ?? "/usr/bin/chromium";
-
-/** A minimal DevTools-protocol client over Deno's WebSocket. */
-class DevTools {
-  #socket: WebSocket;
-  #next = 1;
-  #pending = new Map<number, PromiseWithResolvers<Record<string, unknown>>>();
-  /** Uncaught exceptions the page reported. */
-  readonly exceptions: string[] = [];
-
-  private constructor(socket: WebSocket) {
-    this.#socket = socket;
-    socket.onmessage = (message) => {
-      const data = JSON.parse(message.data);
-      if (data.method === "Runtime.exceptionThrown") {
-        const details = data.params.exceptionDetails;
-        this.exceptions.push(details.exception?.description ?? details.text);
-      }
-      const waiter = this.#pending.get(data.id);
-      if (!waiter) return;
-      this.#pending.delete(data.id);
-      if (data.error) waiter.reject(new Error(`${data.error.message} (${data.error.code})`));
-      else waiter.resolve(data.result);
-    };
-  }
-
-  static async connect(url: string): Promise<DevTools> {
-    const socket = new WebSocket(url);
-    await new Promise((resolve, reject) => {
-      socket.onopen = resolve;
-      socket.onerror = () => reject(new Error(`cannot connect to ${url}`));
-    });
-    return new DevTools(socket);
-  }
-
-  send(
-    method: string,
-    params: Record<string, unknown> = {},
-    sessionId?: string,
-    // deno-lint-ignore no-explicit-any -- protocol results differ per method.
-  ): Promise<any> {
-    const id = this.#next++;
-    const waiter = Promise.withResolvers<Record<string, unknown>>();
-    this.#pending.set(id, waiter);
-    this.#socket.send(JSON.stringify({ id, method, params, sessionId }));
-    return waiter.promise;
-  }
-
-  async close(): Promise<void> {
-    if (this.#socket.readyState === WebSocket.CLOSED) return;
-    const closed = new Promise((resolve) => this.#socket.onclose = resolve);
-    this.#socket.close();
-    await closed;
-  }
-}
-
 Deno.test("the playground in headless Chromium: generate, stream, noise, interpolate, and a class picker", async (t) => {
-  if (!(await Deno.stat(CHROMIUM).catch(() => null))) {
+  if (!(await hasChromium())) {
     console.log(`skipped: no Chromium at ${CHROMIUM} (apt-get install chromium, or set CHROMIUM)`);
     await t.step({ name: "skipped: Chromium is not installed", ignore: true, fn: () => {} });
     return;
@@ -76,74 +20,15 @@ Deno.test("the playground in headless Chromium: generate, stream, noise, interpo
   // page starts on the unconditional one.
   await Deno.writeFile(`${weights}/tiny_cond.onnx`, randomOnnxModel(TINY_CONDITIONAL, 3));
   const { child: server, started } = await startMainServer(weights);
-  const profile = await Deno.makeTempDir({ prefix: "ddpm-chromium-" });
   const artefacts = await Deno.makeTempDir({ prefix: "ddpm-playground-" });
-  const browser = new Deno.Command(CHROMIUM, {
-    args: [
-      "--headless",
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-      `--user-data-dir=${profile}`,
-      "--remote-debugging-port=0",
-      "--window-size=1100,1500",
-      "about:blank",
-    ],
-    stdout: "null",
-    stderr: "piped",
-  }).spawn();
-  // Chromium announces its DevTools endpoint on stderr; the rest of stderr is drained so the
-  // pipe never fills.
-  const lines = browser.stderr.pipeThrough(new TextDecoderStream()).getReader();
-  let log = "";
-  let endpoint: string | undefined;
-  while (!endpoint) {
-    const { done, value } = await lines.read();
-    if (done) break;
-    log += value;
-    endpoint = /DevTools listening on (ws:\/\/\S+)/.exec(log)?.[1];
-  }
-  const drained = (async () => {
-    while (!(await lines.read()).done);
-  })();
-  let devtools: DevTools | undefined;
+  let page: ChromiumPage | undefined;
   try {
-    assert.ok(endpoint, `Chromium did not start:\n${log}`);
-    devtools = await DevTools.connect(endpoint);
-    const page = devtools;
-    const url = `${started.base}/`;
-    const { targetId } = await page.send("Target.createTarget", { url: "about:blank" });
-    const { sessionId } = await page.send("Target.attachToTarget", { targetId, flatten: true });
-    await page.send("Runtime.enable", {}, sessionId);
-    await page.send("Page.navigate", { url }, sessionId);
-
-    /** Evaluates an expression in the page and returns its value. */
-    const evaluate = async (expression: string) => {
-      const { result, exceptionDetails } = await page.send("Runtime.evaluate", {
-        expression,
-        returnByValue: true,
-        awaitPromise: true,
-      }, sessionId);
-      if (exceptionDetails) throw new Error(`page error: ${JSON.stringify(exceptionDetails)}`);
-      return result.value;
-    };
+    page = await openPage(`${started.base}/`, { windowSize: "1100,1500" });
+    const browser = page;
+    // deno-lint-ignore no-explicit-any -- the page's values are checked where they are used.
+    const evaluate = (expression: string): Promise<any> => browser.evaluate(expression);
     /** Polls an expression until it is truthy, for at most 20 s. */
-    const waitFor = async (expression: string, what: string) => {
-      const end = performance.now() + 20_000;
-      while (!(await evaluate(expression).catch(() => false))) {
-        if (performance.now() > end) {
-          const status = await evaluate(
-            "[...document.querySelectorAll('.status')].map((e) => e.textContent).join(' | ')",
-          ).catch(() => "");
-          throw new Error(`timed out waiting for ${what}; page status: ${status}`);
-        }
-        await new Promise((resolve) => setTimeout(resolve, 50));
-      }
-    };
+    const waitFor = (expression: string, what: string) => browser.waitFor(expression, what, 20_000);
     const image = (id: string) =>
       evaluate(`(() => { const i = document.getElementById("${id}");
         return { hidden: i.hidden, width: i.naturalWidth, height: i.naturalHeight,
@@ -268,25 +153,15 @@ Deno.test("the playground in headless Chromium: generate, stream, noise, interpo
     );
 
     // 8. A screenshot as the test's artefact.
-    const { data } = await page.send("Page.captureScreenshot", { format: "png" }, sessionId);
-    const screenshot = fromBase64(data, "screenshot");
+    const screenshot = await page.screenshot();
     const path = `${artefacts}/playground.png`;
     await Deno.writeFile(path, screenshot);
     const shot = decodePng(screenshot);
     console.log(`playground screenshot (${shot.width}x${shot.height}): ${path}`);
     assert.deepEqual(page.exceptions, [], "the page threw");
-    await page.send("Browser.close").catch(() => {});
   } finally {
-    await devtools?.close();
-    const exited = await Promise.race([
-      browser.status.then(() => true),
-      new Promise<boolean>((resolve) => setTimeout(() => resolve(false), 5000)),
-    ]);
-    if (!exited) browser.kill("SIGKILL");
-    await browser.status;
-    await drained;
+    await page?.close();
     await stop(server, started);
-    await Deno.remove(profile, { recursive: true }).catch(() => {});
     await Deno.remove(weights, { recursive: true });
   }
 });
