@@ -287,13 +287,7 @@ export function encodeApng(frames: readonly HwcImage[], options: ApngOptions = {
   chunks.push(_pngChunk("IEND", new Uint8Array(0)));
 
   // 4. Join the pieces.
-  const apng = new Uint8Array(chunks.reduce((sum, chunk) => sum + chunk.length, 0));
-  let offset = 0;
-  for (const chunk of chunks) {
-    apng.set(chunk, offset);
-    offset += chunk.length;
-  }
-  return apng;
+  return _concat(chunks);
 }
 
 const _PNG_SIGNATURE = [137, 80, 78, 71, 13, 10, 26, 10];
@@ -381,13 +375,7 @@ function _boundedPng(bytes: Uint8Array, header: PngHeader): Uint8Array {
     );
   }
   // 3. Join the kept chunks.
-  const out = new Uint8Array(kept.reduce((sum, chunk) => sum + chunk.length, 0));
-  let at = 0;
-  for (const chunk of kept) {
-    out.set(chunk, at);
-    at += chunk.length;
-  }
-  return out;
+  return _concat(kept);
 }
 
 /** PNG spec §11.2.2: the colour type of 8-bit grey, RGB and RGBA. */
@@ -458,6 +446,17 @@ function _predict(type: _FilterType, a: number, b: number, c: number): number {
 }
 
 /** One PNG chunk (spec §5.3): data length, type, data, and the CRC of type and data. */
+/** The byte arrays one after another. */
+function _concat(parts: readonly Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((sum, part) => sum + part.length, 0));
+  let offset = 0;
+  for (const part of parts) {
+    out.set(part, offset);
+    offset += part.length;
+  }
+  return out;
+}
+
 function _pngChunk(type: string, data: Uint8Array): Uint8Array {
   const chunk = new Uint8Array(12 + data.length);
   const view = new DataView(chunk.buffer);

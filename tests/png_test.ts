@@ -3,6 +3,7 @@ import { decodeApng, encode } from "fast-png";
 import { unzlibSync, zlibSync } from "fflate";
 import type { HwcImage, ImageChannels } from "../lib/image.ts";
 import { decodePng, encodeApng, encodePng, inflatedPngBytes, readPngHeader } from "../lib/png.ts";
+import { concatBytes, crc32, pngChunk, withCrc } from "./_png_bytes.ts";
 
 /** A deterministic image whose bytes differ from pixel to pixel and channel to channel. */
 function pattern(width: number, height: number, channels: ImageChannels, seed = 0): HwcImage {
@@ -55,24 +56,9 @@ function filterTypes(zlib: Uint8Array, width: number, height: number, channels: 
   return Array.from({ length: height }, (_, y) => rows[y * (width * channels + 1)]);
 }
 
-/** CRC-32 as PNG uses it (ISO 3309, PNG spec Annex D), bit by bit: slow, short and plain. */
-function crc32(bytes: Uint8Array): number {
-  let crc = 0xffffffff;
-  for (const b of bytes) {
-    crc ^= b;
-    for (let k = 0; k < 8; k++) crc = crc & 1 ? (crc >>> 1) ^ 0xedb88320 : crc >>> 1;
-  }
-  return (crc ^ 0xffffffff) >>> 0;
-}
-
 /** `png` with one more chunk right after IHDR, for formats fast-png's encoder does not write. */
 function withChunkAfterIhdr(png: Uint8Array, type: string, payload: Uint8Array): Uint8Array {
-  const chunk = new Uint8Array(12 + payload.length);
-  const view = new DataView(chunk.buffer);
-  view.setUint32(0, payload.length);
-  chunk.set([...type].map((ch) => ch.charCodeAt(0)), 4);
-  chunk.set(payload, 8);
-  view.setUint32(8 + payload.length, crc32(chunk.subarray(4, 8 + payload.length)));
+  const chunk = pngChunk(type, payload);
   const ihdrEnd = 8 + 12 + 13;
   const out = new Uint8Array(png.length + chunk.length);
   out.set(png.subarray(0, ihdrEnd));
@@ -417,55 +403,22 @@ Deno.test("decodePng() reads an Adam7-interlaced image whose data is exactly the
   const ihdr = still.slice(8, 33);
   ihdr[8 + 12] = 1; // interlace method: Adam7
   const idat = zlibSync(Uint8Array.from(raw));
-  const png = concat([
+  const png = concatBytes([
     still.subarray(0, 8),
     withCrc(ihdr),
-    chunk("IDAT", idat),
-    chunk("IEND", new Uint8Array(0)),
+    pngChunk("IDAT", idat),
+    pngChunk("IEND", new Uint8Array(0)),
   ]);
   assert.deepEqual([...decodePng(png).data], Array.from({ length: 64 }, (_, i) => i));
   // One byte more than the header allows is a RangeError naming the bound.
-  const over = concat([
+  const over = concatBytes([
     still.subarray(0, 8),
     withCrc(ihdr),
-    chunk("IDAT", zlibSync(Uint8Array.from([...raw, 0]))),
-    chunk("IEND", new Uint8Array(0)),
+    pngChunk("IDAT", zlibSync(Uint8Array.from([...raw, 0]))),
+    pngChunk("IEND", new Uint8Array(0)),
   ]);
   assert.throws(
     () => decodePng(over),
     /RangeError: the image data inflates to more than the 79 bytes/,
   );
 });
-
-/** A chunk with its length, type, data and CRC. */
-function chunk(type: string, data: Uint8Array): Uint8Array {
-  const out = new Uint8Array(12 + data.length);
-  new DataView(out.buffer).setUint32(0, data.length);
-  for (let i = 0; i < 4; i++) out[4 + i] = type.charCodeAt(i);
-  out.set(data, 8);
-  return withCrc(out);
-}
-
-/** The chunk with its CRC (the last 4 bytes) recomputed over its type and data. */
-function withCrc(chunk: Uint8Array): Uint8Array {
-  let crc = 0xffffffff;
-  for (const byte of chunk.subarray(4, chunk.length - 4)) {
-    crc ^= byte;
-    for (let k = 0; k < 8; k++) crc = crc & 1 ? 0xedb88320 ^ (crc >>> 1) : crc >>> 1;
-  }
-  new DataView(chunk.buffer, chunk.byteOffset).setUint32(
-    chunk.length - 4,
-    (crc ^ 0xffffffff) >>> 0,
-  );
-  return chunk;
-}
-
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((sum, p) => sum + p.length, 0));
-  let offset = 0;
-  for (const part of parts) {
-    out.set(part, offset);
-    offset += part.length;
-  }
-  return out;
-}

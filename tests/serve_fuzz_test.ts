@@ -30,6 +30,7 @@ import { servedModel } from "../serve/registry.ts";
 import { PRESETS } from "../train/network.ts";
 import { card, TINY_CONDITIONAL } from "./_models.ts";
 import { randomImage, readEvents } from "./serve_helpers.ts";
+import { concatBytes, pngChunk } from "./_png_bytes.ts";
 
 const FUZZ_SEED = Number(Deno.env.get("DDPM_FUZZ_SEED") ?? 8);
 const FUZZ_CASES = Number(Deno.env.get("DDPM_FUZZ_CASES") ?? 3000);
@@ -331,25 +332,6 @@ const VALID_PNGS = [
 ];
 
 /** A PNG chunk: length, type, data, CRC-32 of type and data (PNG spec §5.3). */
-function chunk(type: string, data: Uint8Array): Uint8Array {
-  const out = new Uint8Array(12 + data.length);
-  const view = new DataView(out.buffer);
-  view.setUint32(0, data.length);
-  out.set([...type].map((ch) => ch.charCodeAt(0)), 4);
-  out.set(data, 8);
-  view.setUint32(8 + data.length, crc32(out.subarray(4, 8 + data.length)));
-  return out;
-}
-
-function crc32(bytes: Uint8Array): number {
-  let crc = 0xffffffff;
-  for (const byte of bytes) {
-    crc ^= byte;
-    for (let k = 0; k < 8; k++) crc = crc & 1 ? (crc >>> 1) ^ 0xedb88320 : crc >>> 1;
-  }
-  return (crc ^ 0xffffffff) >>> 0;
-}
-
 /**
  * A PNG whose header declares `width` x `height` grey pixels, with a well-formed IHDR (CRC
  * right). With `inflates`, the IDAT is a real zlib stream of the first rows of zeros (a bomb
@@ -369,17 +351,11 @@ function bombPng(rng: Rng, width: number, height: number, inflates: boolean): Ui
   const signature = [137, 80, 78, 71, 13, 10, 26, 10];
   const parts = [
     Uint8Array.from(signature),
-    chunk("IHDR", ihdr),
-    chunk("IDAT", data),
-    chunk("IEND", new Uint8Array(0)),
+    pngChunk("IHDR", ihdr),
+    pngChunk("IDAT", data),
+    pngChunk("IEND", new Uint8Array(0)),
   ];
-  const out = new Uint8Array(parts.reduce((sum, p) => sum + p.length, 0));
-  let offset = 0;
-  for (const part of parts) {
-    out.set(part, offset);
-    offset += part.length;
-  }
-  return out;
+  return concatBytes(parts);
 }
 
 /** A bomb: more pixels than LIMITS.maxImagePixels, up to the format's 2^31 - 1 a side. */
@@ -403,23 +379,17 @@ const ZLIB_BOMBS = [1, 8, 32].map((mib) => zlibSync(new Uint8Array(mib * 2 ** 20
 function smallHeaderBomb(rng: Rng): { bytes: Uint8Array; kind: "idat" | "iccp" } {
   const stream = pick(rng, ZLIB_BOMBS);
   const valid = VALID_PNGS[0]; // 8x8 grey: signature, IHDR (33 bytes), IDAT, IEND
-  const concat = (parts: Uint8Array[]) => {
-    const out = new Uint8Array(parts.reduce((sum, p) => sum + p.length, 0));
-    let offset = 0;
-    for (const part of parts) {
-      out.set(part, offset);
-      offset += part.length;
-    }
-    return out;
-  };
-  const iend = chunk("IEND", new Uint8Array(0));
+  const iend = pngChunk("IEND", new Uint8Array(0));
   if (chance(rng, 0.5)) {
-    return { bytes: concat([valid.subarray(0, 33), chunk("IDAT", stream), iend]), kind: "idat" };
+    return {
+      bytes: concatBytes([valid.subarray(0, 33), pngChunk("IDAT", stream), iend]),
+      kind: "idat",
+    };
   }
   // iCCP: a name, a 0 separator, compression method 0, the zlib stream (PNG spec 11.3.3.3).
-  const iccp = concat([new TextEncoder().encode("bomb"), new Uint8Array(2), stream]);
+  const iccp = concatBytes([new TextEncoder().encode("bomb"), new Uint8Array(2), stream]);
   return {
-    bytes: concat([valid.subarray(0, 33), chunk("iCCP", iccp), valid.subarray(33)]),
+    bytes: concatBytes([valid.subarray(0, 33), pngChunk("iCCP", iccp), valid.subarray(33)]),
     kind: "iccp",
   };
 }

@@ -18,6 +18,7 @@ import { servedModel } from "../serve/registry.ts";
 import { PRESETS } from "../train/network.ts";
 import { card, TINY_CONDITIONAL } from "./_models.ts";
 import { randomImage } from "./serve_helpers.ts";
+import { concatBytes, pngChunk } from "./_png_bytes.ts";
 
 // A denoiser that predicts zero noise: these tests are about the HTTP layer.
 const zero: Denoiser = (x) => new Float32Array(x.length);
@@ -98,28 +99,7 @@ function png(
     pngChunk("IDAT", idat),
     pngChunk("IEND", new Uint8Array(0)),
   ];
-  const out = new Uint8Array(parts.reduce((sum, p) => sum + p.length, 0));
-  let offset = 0;
-  for (const part of parts) {
-    out.set(part, offset);
-    offset += part.length;
-  }
-  return out;
-}
-
-function pngChunk(type: string, data: Uint8Array): Uint8Array {
-  const chunk = new Uint8Array(12 + data.length);
-  const view = new DataView(chunk.buffer);
-  view.setUint32(0, data.length);
-  for (let i = 0; i < 4; i++) chunk[4 + i] = type.charCodeAt(i);
-  chunk.set(data, 8);
-  let crc = 0xffffffff;
-  for (const byte of chunk.subarray(4, 8 + data.length)) {
-    crc ^= byte;
-    for (let k = 0; k < 8; k++) crc = crc & 1 ? 0xedb88320 ^ (crc >>> 1) : crc >>> 1;
-  }
-  view.setUint32(8 + data.length, (crc ^ 0xffffffff) >>> 0);
-  return chunk;
+  return concatBytes(parts);
 }
 
 // 64 MiB of zeros deflate to about 64 kB: a bomb 80,000 times the 812 bytes (28 rows of a
