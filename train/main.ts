@@ -12,9 +12,10 @@ import { BACKEND_CHOICES, type BackendChoice, gradientWorkers, initBackend } fro
 import { countParameters, describeUNet, PRESETS, type UNetConfig } from "./network.ts";
 import { type RunEvent, type RunOptions, runTraining } from "./run.ts";
 import type { OptimizerOptions } from "./trainer.ts";
+import { type FlagTable, usageText } from "./cli.ts";
 
 /** Every flag: name, default (undefined: none), and what it does. */
-const FLAGS: Record<string, { default?: string; help: string; boolean?: true }> = {
+const FLAGS: FlagTable = {
   preset: { default: "mnist", help: `network preset: ${Object.keys(PRESETS).join(", ")}` },
   dataset: {
     help:
@@ -88,20 +89,9 @@ const FLAGS: Record<string, { default?: string; help: string; boolean?: true }> 
   help: { boolean: true, help: "show this help" },
 };
 
+/** The help text, as the trainer's other tools print theirs (`cli.ts`). */
 function usage(): string {
-  const lines = [
-    "Usage: deno task train [flags]",
-    "",
-    "Trains the DDPM U-Net (TensorFlow.js).",
-    "",
-  ];
-  for (const [name, flag] of Object.entries(FLAGS)) {
-    const left = `  --${name}${flag.boolean ? "" : " <value>"}`;
-    lines.push(
-      `${left.padEnd(26)} ${flag.help}${flag.default !== undefined ? ` [${flag.default}]` : ""}`,
-    );
-  }
-  return lines.join("\n");
+  return usageText("deno task train [flags]", "Trains the DDPM U-Net (TensorFlow.js).", FLAGS);
 }
 
 /** Reads the flags into run options; throws a RangeError naming any bad value. */
