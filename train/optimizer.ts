@@ -153,11 +153,10 @@ export interface UpdateSettings {
  * One optimizer step over flat buffers, in place:
  * `g = grad * gradClip / max(norm, gradClip)`, `m = b1 m + (1 - b1) g`,
  * `v = b2 v + (1 - b2) g^2`, `p -= stepSize m / (sqrt(v) + eps)`, `ema = d ema + (1 - d) p`.
- * Optionally only the index range `[start, end)`, so workers can share the pass.
  */
 export function adamEmaUpdate(
   buffers: OptimizerBuffers,
-  settings: UpdateSettings & { start?: number; end?: number },
+  settings: UpdateSettings,
 ): void {
   const { params, grads, m, v, ema } = buffers;
   const n = params.length;
@@ -175,8 +174,7 @@ export function adamEmaUpdate(
   const b2 = f(settings.beta2), c2 = f(1 - settings.beta2);
   const eps = f(settings.epsilon), size = f(settings.stepSize);
   const d = f(settings.emaDecay), cd = f(1 - settings.emaDecay);
-  const end = Math.min(settings.end ?? n, n);
-  for (let i = settings.start ?? 0; i < end; i++) {
+  for (let i = 0; i < n; i++) {
     const g = f(grads[i] * scale);
     const mi = f(f(m[i] * b1) + f(g * c1));
     const vi = f(f(v[i] * b2) + f(f(g * g) * c2));
