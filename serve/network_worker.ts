@@ -8,7 +8,7 @@
  */
 
 import type { Shape } from "../lib/forward.ts";
-import type { ModelCard } from "../train/export.ts";
+import type { ModelCard } from "../model/card.ts";
 import type { NetworkCall } from "./batcher.ts";
 import { type ExecutionProvider, loadOnnxModel, type OnnxModel, onnxNetworkCall } from "./onnx.ts";
 

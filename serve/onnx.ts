@@ -14,7 +14,7 @@ import { ModelProtoSchema } from "onnx-buf";
 import * as ortWasm from "onnxruntime-web";
 import type { ConditionalDenoiser } from "../lib/guidance.ts";
 import { batchedDenoiser, type NetworkCall } from "./batcher.ts";
-import type { ModelCard } from "../train/export.ts";
+import type { ModelCard } from "../model/card.ts";
 
 /**
  * Execution providers this toolkit uses: onnxruntime-web on WebAssembly or WebGPU, or native

@@ -10,21 +10,22 @@
 import type { Prediction, VarianceType } from "../lib/parameterization.ts";
 import type { ConditionalDenoiser } from "../lib/guidance.ts";
 import { makeSchedule, type Schedule } from "../lib/schedule.ts";
-import type { ModelCard } from "../train/export.ts";
+import { type SamplingCard, SamplingCardSchema } from "../model/card.ts";
+import { cardPixelRange } from "../model/scaling.ts";
 import { type ExecutionProvider, loadOnnxModel, onnxDenoiser } from "./onnx.ts";
 import type { ProviderInfo } from "./provider.ts";
-import { ModelCardSchema } from "./schemas.ts";
 
 /** One model, ready to sample from. */
 export interface ServedModel {
   /** The name clients use (`model` in requests): the file name without `.onnx`. */
   readonly name: string;
-  readonly card: ModelCard;
+  /** The card as the model file holds it; the fields sampling reads are checked. */
+  readonly card: SamplingCard;
   /** Built from the card's schedule. */
   readonly schedule: Schedule;
   /** `[c, h, w]` of one image. */
   readonly imageShape: readonly [number, number, number];
-  /** The float interval that 8-bit 0..255 maps onto, from the card's `dataScaling`. */
+  /** The float interval that 8-bit 0..255 maps onto, from the card's `pixelRange`. */
   readonly range: readonly [number, number];
   readonly prediction: Prediction;
   readonly variance: VarianceType;
@@ -75,7 +76,7 @@ export function servedModel(
   denoiser: ConditionalDenoiser,
   close: () => Promise<void> = () => Promise.resolve(),
 ): ServedModel {
-  const parsed = ModelCardSchema.safeParse(card);
+  const parsed = SamplingCardSchema.safeParse(card);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
     throw new TypeError(
@@ -101,32 +102,17 @@ export function servedModel(
   const { kind, timesteps, betaStart, betaEnd } = checked.schedule;
   return {
     name,
-    card: card as ModelCard,
+    // The caller's object, not zod's copy: its fields keep their order in GET /v1/models.
+    card: card as SamplingCard,
     schedule: makeSchedule({ kind, timesteps, betaStart, betaEnd }),
     imageShape: [checked.channels, checked.imageSize, checked.imageSize],
-    range: dataRange(checked.dataScaling, name),
+    range: cardPixelRange(checked, name),
     prediction: checked.prediction,
     variance: checked.variance,
     classes: Object.freeze([...classes]),
     denoiser,
     close,
   };
-}
-
-/**
- * The `[low, high]` interval named in a card's `dataScaling` text, such as
- * `"x = pixel / 127.5 - 1 (8-bit pixels to [-1, 1])"`.
- */
-export function dataRange(dataScaling: string, name = "model"): [number, number] {
-  const match = /\[\s*(-?\d+(?:\.\d+)?)\s*,\s*(-?\d+(?:\.\d+)?)\s*\]/.exec(dataScaling);
-  const low = match ? Number(match[1]) : NaN;
-  const high = match ? Number(match[2]) : NaN;
-  if (!(low < high)) {
-    throw new TypeError(
-      `model ${name}: dataScaling must name the pixel range as [low, high], got "${dataScaling}"`,
-    );
-  }
-  return [low, high];
 }
 
 /** Options of {@linkcode loadRegistry}. */

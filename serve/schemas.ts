@@ -1,7 +1,8 @@
 /**
  * The API's contract in zod: request bodies (built from the server's {@linkcode Limits}, so
- * the OpenAPI document states the real maxima), JSON responses and the model card. The
- * OpenAPI document at `/openapi.json` is generated from these.
+ * the OpenAPI document states the real maxima) and JSON responses, the model card's among them
+ * (its schema is the exporter's, `model/card.ts`). The OpenAPI document at `/openapi.json` is
+ * generated from these.
  *
  * Image endpoints take JSON with base64 PNGs or `multipart/form-data` with PNG files; the
  * multipart schema is derived from the JSON one ({@linkcode formSchema}), so the two cannot
@@ -11,9 +12,9 @@
  */
 
 import { z } from "@hono/zod-openapi";
-import { PREDICTIONS, VARIANCE_TYPES } from "../lib/parameterization.ts";
 import { SAMPLER_CAPABILITIES, type SamplerKind, SAMPLERS } from "../lib/samplers.ts";
-import { SCHEDULE_KINDS, TIMESTEP_SPACINGS } from "../lib/schedule.ts";
+import { TIMESTEP_SPACINGS } from "../lib/schedule.ts";
+import { SamplingCardSchema } from "../model/card.ts";
 import type { Limits } from "./limits.ts";
 
 /**
@@ -55,36 +56,6 @@ export const ErrorSchema = z
     }),
   })
   .openapi("Error");
-
-/**
- * The fields of an exported model card (`train/export.ts`, `ModelCard`) that sampling depends
- * on, checked when a model is loaded; other fields pass through untouched.
- */
-export const ModelCardSchema = z
-  .looseObject({
-    format: z.literal("onnx"),
-    schedule: z.object({
-      kind: z.enum(SCHEDULE_KINDS),
-      timesteps: z.number().int().min(2).max(100_000),
-      betaStart: z.number().gt(0).lt(1),
-      betaEnd: z.number().gt(0).lt(1),
-    }),
-    prediction: z.enum(PREDICTIONS),
-    variance: z.enum(VARIANCE_TYPES),
-    imageSize: z.number().int().min(1).max(4096),
-    channels: z.union([z.literal(1), z.literal(3)]),
-    dataScaling: z.string().openapi({ example: "x = pixel / 127.5 - 1 (8-bit pixels to [-1, 1])" }),
-    dataset: z.string(),
-    classNames: z.array(z.string().min(1)).optional().openapi({
-      description: "A class-conditional model's classes, index by index.",
-    }),
-    config: z.looseObject({
-      numClasses: z.number().int().min(0).optional().openapi({
-        description: "Classes of a conditional network (its input `y`); 0 or absent: none.",
-      }),
-    }).optional(),
-  })
-  .openapi("ModelCard");
 
 const Seed = z
   .number()
@@ -433,7 +404,7 @@ export const ModelsSchema = z
           "takes. Empty for an unconditional model.",
         example: ["circle", "square", "cross"],
       }),
-      card: ModelCardSchema,
+      card: SamplingCardSchema.openapi("ModelCard"),
     })),
   })
   .openapi("Models");

@@ -10,7 +10,7 @@
  * @module
  */
 
-import type { ModelCard } from "../train/export.ts";
+import type { ModelCard } from "../model/card.ts";
 import type { WorkerReply, WorkerRequest } from "./network_worker.ts";
 import { batchedDenoiser, type NetworkCall } from "./batcher.ts";
 import type { ExecutionProvider } from "./onnx.ts";

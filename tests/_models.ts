@@ -8,7 +8,8 @@
 
 import { createRng } from "../lib/rng.ts";
 import type { NamedTensors } from "../train/checkpoint.ts";
-import { buildOnnxModel, type ModelCard } from "../train/export.ts";
+import type { ModelCard } from "../model/card.ts";
+import { buildOnnxModel } from "../train/export.ts";
 import { describeUNet, initParameters, PRESETS, type UNetConfig } from "../train/network.ts";
 import { chooseProvider } from "../serve/provider.ts";
 import { loadRegistry, type ModelRegistry } from "../serve/registry.ts";
@@ -62,7 +63,7 @@ export function card(config: UNetConfig): ModelCard {
     prediction: "eps",
     variance: "fixedlarge",
     imageSize: config.imageSize,
-    channels: config.channels,
+    channels: config.channels as ModelCard["channels"],
     dataScaling: "[-1, 1]",
     dataset: "test",
     ...(numClasses > 0

@@ -13,6 +13,7 @@
 
 import * as tf from "@tensorflow/tfjs";
 import { createRng } from "../lib/rng.ts";
+import { DATA_SCALING } from "../model/scaling.ts";
 import { BACKEND_CHOICES, initBackend } from "./backend.ts";
 import type { NamedTensors } from "./checkpoint.ts";
 import { FlagError, Flags, type FlagTable, runCommand, usageText } from "./cli.ts";
@@ -202,7 +203,7 @@ if (import.meta.main) {
       heldOutAccuracy: accuracy,
       heldOutImages: heldOut.length,
       trainingSeconds: (performance.now() - started) / 1000,
-      dataScaling: "x = pixel / 127.5 - 1 (8-bit pixels to [-1, 1])",
+      dataScaling: DATA_SCALING,
     };
     const bytes = onnxModelBytes(classifierGraph(weights, MNIST_CLASSIFIER), {
       inputs: [{ name: "x", dims: ["N", 1, 28, 28], doc: "digits scaled to [-1, 1]" }],

@@ -15,6 +15,8 @@ import { create, toBinary } from "@bufbuild/protobuf";
 import { ModelProtoSchema, TensorProto_DataType } from "onnx-buf";
 import { basename, dirname, join } from "node:path";
 import denoJson from "../deno.json" with { type: "json" };
+import type { ModelCard } from "../model/card.ts";
+import { DATA_SCALING, PIXEL_RANGE } from "../model/scaling.ts";
 import { type Checkpoint, loadCheckpoint, type NamedTensors } from "./checkpoint.ts";
 import { FlagError, Flags, type FlagTable, runCommand, usageText } from "./cli.ts";
 import {
@@ -30,45 +32,6 @@ import { OnnxGraphBuilder } from "./onnx_graph.ts";
 
 /** The ONNX opset the exporter targets. */
 export const OPSET = 17;
-
-/** Everything a server needs to sample from an exported model. */
-export interface ModelCard {
-  format: "onnx";
-  opset: number;
-  exporter: { name: string; version: string };
-  /** The graph inputs; `y` only for a class-conditional network. */
-  inputs: { x: string; t: string; y?: string };
-  output: string;
-  schedule: { kind: string; timesteps: number; betaStart: number; betaEnd: number };
-  prediction: string;
-  /** The reverse-process variance to sample with (the network does not learn one). */
-  variance: "fixedlarge" | "fixedsmall";
-  imageSize: number;
-  channels: number;
-  /** How 8-bit pixels map to the model's inputs and outputs. */
-  dataScaling: string;
-  dataset: string;
-  /**
-   * A class-conditional network's classes, index by index; input `y` takes their indices, or
-   * `classNames.length` for "no class" (what classifier-free guidance mixes against).
-   */
-  classNames?: string[];
-  /** The run's seed: its initial weights, its data split and order (the evaluation's split). */
-  seed?: number;
-  /** The checkpoint this model was fine-tuned from, when it did not start from random weights. */
-  initializedFrom?: { path: string; step: number };
-  trainingSteps: number;
-  parameters: number;
-  /** "ema" (the default, what the paper samples from) or "raw" (the live weights). */
-  weights: "ema" | "raw";
-  config: UNetConfig;
-  trainingWallSeconds?: number;
-  /** Smoothed training loss (`L_simple`) at the last step. */
-  trainingLoss?: number;
-  /** What trained it: the tfjs backend and adapter, as the trainer reported them. */
-  trainedOn?: string;
-  createdAt: string;
-}
 
 /** A graph input or output: its name, dims ("N" for the dynamic batch) and a description. */
 export interface GraphIO {
@@ -209,6 +172,10 @@ export function modelCard(ckpt: Checkpoint, weights: "ema" | "raw"): ModelCard {
     initializedFrom?: { path: string; step: number };
   };
   const numClasses = classCount(config);
+  // The card's schema is narrower than the checkpoint's header types: loadCheckpoint accepted
+  // only a known prediction and schedule kind, and a server refuses other channel counts.
+  const prediction = ckpt.prediction as ModelCard["prediction"];
+  const schedule = ckpt.schedule as ModelCard["schedule"];
   const state = ckpt.trainingState as { wallSeconds?: number; lossSmoothed?: number };
   return {
     format: "onnx",
@@ -224,12 +191,13 @@ export function modelCard(ckpt: Checkpoint, weights: "ema" | "raw"): ModelCard {
         : {}),
     },
     output: `float32 [N, C, H, W]: the predicted ${ckpt.prediction}`,
-    schedule: ckpt.schedule,
-    prediction: ckpt.prediction,
+    schedule,
+    prediction,
     variance: "fixedlarge",
     imageSize: config.imageSize,
-    channels: config.channels,
-    dataScaling: "x = pixel / 127.5 - 1 (8-bit pixels to [-1, 1])",
+    channels: config.channels as ModelCard["channels"],
+    dataScaling: DATA_SCALING,
+    pixelRange: PIXEL_RANGE,
     dataset: metadata.dataset ?? "unknown",
     ...(numClasses > 0 && metadata.classNames ? { classNames: metadata.classNames } : {}),
     ...(metadata.initializedFrom ? { initializedFrom: metadata.initializedFrom } : {}),

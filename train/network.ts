@@ -25,32 +25,11 @@
  */
 
 import { createRng } from "../lib/rng.ts";
+import { classCount, isConditional, type UNetConfig } from "../model/config.ts";
 
-/** Hyper-parameters of the U-Net. */
-export interface UNetConfig {
-  /** Height = width of the images. */
-  imageSize: number;
-  /** Image channels in and out. */
-  channels: number;
-  /** Base channel count. */
-  ch: number;
-  /** Channel multiplier per resolution level; the image halves between levels. */
-  chMult: number[];
-  /** Residual blocks per level on the way down (the way up has one more, as in the paper). */
-  numResBlocks: number;
-  /** Feature-map sizes (height) that get self-attention. */
-  attnResolutions: number[];
-  /** Dropout rate inside residual blocks (training only). */
-  dropout: number;
-  /** GroupNorm groups; must divide every channel count. */
-  groups: number;
-  /**
-   * Classes of a class-conditional network (absent or 0: unconditional). The class embedding
-   * has one more row, index `numClasses`, for "no class": classifier-free guidance trains one
-   * network for both (Ho & Salimans 2022).
-   */
-  numClasses?: number;
-}
+// The config is part of the model card, so its definition lives with the card in model/; the
+// trainer's modules keep importing it from here, beside the network it configures.
+export { classCount, isConditional, type UNetConfig } from "../model/config.ts";
 
 /** Named configurations. */
 export const PRESETS: Readonly<Record<"mnist" | "cifar10" | "tiny", UNetConfig>> = {
@@ -185,16 +164,6 @@ export function validateConfig(config: UNetConfig): void {
       throw new RangeError(`groups (${config.groups}) must divide every channel count, not ${c}`);
     }
   }
-}
-
-/** The classes of a class-conditional network; 0 for an unconditional one. */
-export function classCount(config: UNetConfig): number {
-  return config.numClasses ?? 0;
-}
-
-/** True when the config describes a class-conditional network. */
-export function isConditional(config: UNetConfig): boolean {
-  return classCount(config) > 0;
 }
 
 /**

@@ -1,0 +1,53 @@
+/**
+ * The U-Net's hyper-parameters as the trainer, the exporter and the server all read them: the
+ * trainer builds the network from them (`train/network.ts`), the exporter writes them into the
+ * model card, and the server reads the class count from the card.
+ *
+ * @module
+ */
+
+import { z } from "zod";
+
+/** Hyper-parameters of the U-Net; `UNetConfig` is its inferred type. */
+export const UNetConfigSchema = z.object({
+  imageSize: z.number().describe("Height = width of the images."),
+  channels: z.number().describe("Image channels in and out."),
+  ch: z.number().describe("Base channel count."),
+  chMult: z.array(z.number()).describe(
+    "Channel multiplier per resolution level; the image halves between levels.",
+  ),
+  numResBlocks: z.number().describe(
+    "Residual blocks per level on the way down (the way up has one more, as in the paper).",
+  ),
+  attnResolutions: z.array(z.number()).describe(
+    "Feature-map sizes (height) that get self-attention.",
+  ),
+  dropout: z.number().describe("Dropout rate inside residual blocks (training only)."),
+  groups: z.number().describe("GroupNorm groups; must divide every channel count."),
+  // The class embedding has one more row, index `numClasses`, for "no class": classifier-free
+  // guidance trains one network for both (Ho & Salimans 2022).
+  numClasses: z.number().int().min(0).optional().describe(
+    "Classes of a conditional network (its input `y`); 0 or absent: none.",
+  ),
+});
+
+/** Hyper-parameters of the U-Net (`train/network.ts` checks them with `validateConfig`). */
+export type UNetConfig = z.infer<typeof UNetConfigSchema>;
+
+/**
+ * The classes of a class-conditional network; 0 for an unconditional one.
+ *
+ * @example
+ * ```ts
+ * import { classCount } from "./config.ts";
+ * console.assert(classCount({ numClasses: 10 }) === 10 && classCount({}) === 0);
+ * ```
+ */
+export function classCount(config: Pick<UNetConfig, "numClasses">): number {
+  return config.numClasses ?? 0;
+}
+
+/** True when the config describes a class-conditional network. */
+export function isConditional(config: Pick<UNetConfig, "numClasses">): boolean {
+  return classCount(config) > 0;
+}
