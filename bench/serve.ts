@@ -21,8 +21,8 @@ import { parseArgs } from "node:util";
 import { createApp } from "../serve/app.ts";
 import { DEFAULT_LIMITS } from "../serve/limits.ts";
 import { nativeRuntime } from "../serve/native.ts";
-import { loadOnnxModel, type OnnxModel, onnxNetworkCall, readModelCard } from "../serve/onnx.ts";
-import type { NetworkCall } from "../serve/batcher.ts";
+import { loadOnnxModel, type OnnxModel, onnxNetworkCall, readModelCard } from "../model/onnx.ts";
+import type { NetworkCall } from "../model/batcher.ts";
 import type { ModelRegistry } from "../serve/registry.ts";
 import { loadWorkerRegistry, startNetworkWorker } from "../serve/worker.ts";
 

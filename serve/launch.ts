@@ -1,7 +1,7 @@
 /**
  * `deno task serve`: starts `serve/main.ts` in a process that may read only the weights it
- * serves and the code it runs (Deno's npm cache, for onnxruntime-web's WebAssembly, and `serve/`
- * and `lib/`, for the Worker that decodes large uploads), listen
+ * serves and the code it runs (Deno's npm cache, for onnxruntime-web's WebAssembly, and `serve/`,
+ * `lib/` and `model/`, for the Workers that decode large uploads and compute the network), listen
  * only at the `--hostname` and `--port` it is given (plus the loopback relay of
  * `serve/listener.ts`), and read only the environment variables it documents. This launcher
  * itself may only read `PORT` and run `deno`.
@@ -26,10 +26,14 @@ export const SERVE_ENV = [
   "XDG_RUNTIME_DIR",
 ] as const;
 
-/** This project's code directories, which the decoding Worker reads its modules from. */
+/**
+ * This project's code directories, which the Workers read their modules from: the decoding
+ * Worker `serve/`'s and `lib/`'s, the network Worker also the ONNX runtime adapter in `model/`.
+ */
 const _CODE_DIRS = [
   new URL(".", import.meta.url).pathname,
   new URL("../lib/", import.meta.url).pathname,
+  new URL("../model/", import.meta.url).pathname,
 ];
 
 /** The `deno run` permission flags of the server for its command-line flags. */
@@ -56,7 +60,8 @@ export function servePermissions(
     }
   }
   // onnxruntime-web fetches its .wasm next to its own module in the npm cache; the Worker that
-  // decodes large uploads (`decode.ts`) loads its modules (serve/, lib/, npm) with read checks.
+  // decodes large uploads (`decode.ts`) and the network's (`worker.ts`) load their modules
+  // (serve/, lib/, model/, npm) with read checks.
   const code = [options.npmCache, ..._CODE_DIRS];
   // Port 0 picks a free port: the host, any port. The relay's inner server is on 127.0.0.1.
   const listen = port === "0" ? hostname : `${hostname}:${port}`;

@@ -26,7 +26,7 @@ export interface Limits {
   readonly maxImagePixels: number;
   /**
    * Jobs that run the network at the same time. Their network calls are merged into shared
-   * batches (`serve/batcher.ts`), so more running jobs means larger, cheaper-per-image calls.
+   * batches (`model/batcher.ts`), so more running jobs means larger, cheaper-per-image calls.
    */
   readonly concurrency: number;
   /** Jobs that may wait for a free slot; one more gets 429. */

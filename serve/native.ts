@@ -8,7 +8,7 @@
  */
 
 import * as ortNode from "onnxruntime-node";
-import type { OrtRuntime } from "./onnx.ts";
+import type { OrtRuntime } from "../model/onnx.ts";
 
 /** onnxruntime-node, as `loadOnnxModel`'s `native` option takes it. */
 export const nativeRuntime: OrtRuntime = ortNode as unknown as OrtRuntime;

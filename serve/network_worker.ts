@@ -9,8 +9,13 @@
 
 import type { Shape } from "../lib/forward.ts";
 import type { ModelCard } from "../model/card.ts";
-import type { NetworkCall } from "./batcher.ts";
-import { type ExecutionProvider, loadOnnxModel, type OnnxModel, onnxNetworkCall } from "./onnx.ts";
+import type { NetworkCall } from "../model/batcher.ts";
+import {
+  type ExecutionProvider,
+  loadOnnxModel,
+  type OnnxModel,
+  onnxNetworkCall,
+} from "../model/onnx.ts";
 
 /** A message to the worker. */
 export type WorkerRequest =

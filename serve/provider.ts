@@ -10,7 +10,7 @@
  * @module
  */
 
-import type { ExecutionProvider } from "./onnx.ts";
+import type { ExecutionProvider } from "../model/onnx.ts";
 
 /** What `--provider` and `DDPM_PROVIDER` accept. */
 export type ProviderChoice = "auto" | ExecutionProvider;

@@ -12,7 +12,7 @@ import type { ConditionalDenoiser } from "../lib/guidance.ts";
 import { makeSchedule, type Schedule } from "../lib/schedule.ts";
 import { type SamplingCard, SamplingCardSchema } from "../model/card.ts";
 import { cardPixelRange } from "../model/scaling.ts";
-import { type ExecutionProvider, loadOnnxModel, onnxDenoiser } from "./onnx.ts";
+import { type ExecutionProvider, loadOnnxModel, onnxDenoiser } from "../model/onnx.ts";
 import type { ProviderInfo } from "./provider.ts";
 
 /** One model, ready to sample from. */

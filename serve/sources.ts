@@ -5,7 +5,7 @@
  * @module
  */
 
-import { readModelCard } from "./onnx.ts";
+import { readModelCard } from "../model/onnx.ts";
 import type { ModelSource } from "./registry.ts";
 
 /** No model where one was expected; the message says how to make one. */

@@ -12,8 +12,8 @@
 
 import type { ModelCard } from "../model/card.ts";
 import type { WorkerReply, WorkerRequest } from "./network_worker.ts";
-import { batchedDenoiser, type NetworkCall } from "./batcher.ts";
-import type { ExecutionProvider } from "./onnx.ts";
+import { batchedDenoiser, type NetworkCall } from "../model/batcher.ts";
+import type { ExecutionProvider } from "../model/onnx.ts";
 import {
   type GpuAdapterSummary,
   probeWebGpu,

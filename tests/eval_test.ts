@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
-import { loadOnnxModel } from "../serve/onnx.ts";
+import { loadOnnxModel } from "../model/onnx.ts";
 import { initBackend } from "../train/backend.ts";
 import {
   classifierForward,

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
 import { createRng } from "../lib/rng.ts";
-import { loadOnnxModel, onnxDenoiser, readModelCard } from "../serve/onnx.ts";
+import { loadOnnxModel, onnxDenoiser, readModelCard } from "../model/onnx.ts";
 import { findWebGpuAdapter, initBackend } from "../train/backend.ts";
 import { type Checkpoint, type NamedTensors, saveCheckpoint } from "../train/checkpoint.ts";
 import { buildOnnxModel, exportCheckpoint } from "../train/export.ts";

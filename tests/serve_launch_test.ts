@@ -10,6 +10,7 @@ const CODE = [
   NPM,
   new URL("../serve/", import.meta.url).pathname,
   new URL("../lib/", import.meta.url).pathname,
+  new URL("../model/", import.meta.url).pathname,
 ].join(",");
 
 Deno.test("deno task serve grants read of the weights and its code, and net where it listens", () => {

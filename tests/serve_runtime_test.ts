@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { decodePng } from "../lib/png.ts";
 import { createApp } from "../serve/app.ts";
-import { batchedDenoiser } from "../serve/batcher.ts";
-import type { ExecutionProvider } from "../serve/onnx.ts";
+import { batchedDenoiser } from "../model/batcher.ts";
+import type { ExecutionProvider } from "../model/onnx.ts";
 import { providerCandidates } from "../serve/provider.ts";
 import type { ModelRegistry } from "../serve/registry.ts";
 import { readModelSources } from "../serve/sources.ts";
@@ -56,7 +56,7 @@ Deno.test("batchedDenoiser splits a call larger than maxBatch and runs a lone ro
   const x = Float32Array.from({ length: 5 }, (_, i) => i);
   const out = await denoiser(x, new Float32Array(5).fill(1), [5, 1, 1, 1]);
   assert.deepEqual([...out], [1, 2, 3, 4, 5]);
-  // 2 + 2 + 1, the last padded with a copy of its row (batch-size invariance, serve/batcher.ts).
+  // 2 + 2 + 1, the last padded with a copy of its row (batch-size invariance, model/batcher.ts).
   assert.deepEqual(sizes.map((s) => s[0]), [2, 2, 2]);
 });
 
@@ -87,7 +87,7 @@ Deno.test("batchedDenoiser rejects every caller of a failed network call, and re
 
 /**
  * Each row of a batch is computed on its own: in any batch of 2 to 64 rows a row comes out
- * bit for bit the same. This is what lets `serve/batcher.ts` merge requests without changing
+ * bit for bit the same. This is what lets `model/batcher.ts` merge requests without changing
  * their bytes; a lone row is the exception on multi-threaded WebAssembly (checked below so a
  * runtime upgrade that changes it shows up here).
  */

@@ -5,7 +5,7 @@ import { toUint8 } from "../lib/image.ts";
 import { decodePng, encodePng } from "../lib/png.ts";
 import { createRng } from "../lib/rng.ts";
 import { makeSchedule } from "../lib/schedule.ts";
-import { loadOnnxModel, onnxDenoiser, readModelCard } from "../serve/onnx.ts";
+import { loadOnnxModel, onnxDenoiser, readModelCard } from "../model/onnx.ts";
 import { initBackend } from "../train/backend.ts";
 import { loadCheckpoint } from "../train/checkpoint.ts";
 import type { Dataset } from "../train/data.ts";

@@ -28,7 +28,7 @@ import {
   loadOnnxModel,
   onnxDenoiser,
   type OnnxModel,
-} from "../serve/onnx.ts";
+} from "../model/onnx.ts";
 import { FlagError, Flags, type FlagTable, readFlagFile, runCommand, usageText } from "./cli.ts";
 import { imagesAt, loadMnist } from "./data.ts";
 import { classCount } from "./network.ts";

@@ -1,6 +1,7 @@
 /**
  * Exported models on onnxruntime-web: sessions on the WebAssembly or WebGPU execution provider,
- * the model card read from the file, and the network as a `Denoiser` for the samplers.
+ * the model card read from the file, and the network as a `Denoiser` for the samplers. The
+ * server (`serve/`) and the evaluation (`train/eval.ts`) both run models through it.
  *
  * The package's default (Node) build has WebAssembly only; the WebGPU provider comes from
  * `onnxruntime-web/webgpu`, loaded only when asked for. The native provider's package is handed
@@ -14,7 +15,9 @@ import { ModelProtoSchema } from "onnx-buf";
 import * as ortWasm from "onnxruntime-web";
 import type { ConditionalDenoiser } from "../lib/guidance.ts";
 import { batchedDenoiser, type NetworkCall } from "./batcher.ts";
-import type { ModelCard } from "../model/card.ts";
+import type { ModelCard } from "./card.ts";
+import { classCount } from "./config.ts";
+import { networkFeeds } from "./feeds.ts";
 
 /**
  * Execution providers this toolkit uses: onnxruntime-web on WebAssembly or WebGPU, or native
@@ -128,16 +131,9 @@ export async function loadOnnxModel(
  */
 export function onnxNetworkCall(model: OnnxModel): NetworkCall {
   const { ort, session } = model;
-  const numClasses = model.card.config.numClasses ?? 0; // 0: unconditional, no input y
+  const numClasses = classCount(model.card.config);
   return async (x, t, labels, shape) => {
-    const n = shape[0];
-    const feeds: Record<string, ortWasm.Tensor> = {
-      x: new ort.Tensor("float32", x, [...shape]),
-      t: new ort.Tensor("float32", t, [n]),
-    };
-    if (numClasses > 0) {
-      feeds.y = new ort.Tensor("int64", BigInt64Array.from(labels, (l) => BigInt(l)), [n]);
-    }
+    const feeds = networkFeeds(ort.Tensor, { x, t, labels, shape }, numClasses);
     const result = await _exclusive(session, () => session.run(feeds));
     // Copied: onnxruntime-node's output may be a view of a larger buffer, and a copy can be
     // transferred to another thread.
@@ -163,7 +159,7 @@ export function onnxDenoiser(
     const out = await call(x, t, labels, shape);
     await _yieldToEventLoop();
     return out;
-  }, { ...options, nullLabel: model.card.config.numClasses ?? 0 });
+  }, { ...options, nullLabel: classCount(model.card.config) });
 }
 
 /**
