@@ -4,13 +4,14 @@
  * then onnxruntime-web on WebAssembly. A software adapter (Mesa's llvmpipe, SwiftShader, a
  * fallback adapter) counts as none: it computes correctly but far slower than WebAssembly.
  *
- * This is a small probe of its own rather than the trainer's `train/backend.ts`, which imports
- * TensorFlow.js; the server must not load tfjs.
+ * The probe is the trainer's too (`model/webgpu.ts`), so the two agree on what a software
+ * adapter is.
  *
  * @module
  */
 
 import type { ExecutionProvider } from "../model/onnx.ts";
+import { adapterName, findWebGpuAdapter } from "../model/webgpu.ts";
 
 /** What `--provider` and `DDPM_PROVIDER` accept. */
 export type ProviderChoice = "auto" | ExecutionProvider;
@@ -38,22 +39,10 @@ export interface ProviderInfo {
   readonly threads?: number;
 }
 
-const SOFTWARE_ADAPTER = /llvmpipe|lavapipe|swiftshader|softpipe|software/i;
-
 /** Asks the runtime for a WebGPU adapter; null when WebGPU or an adapter is missing. */
 export async function probeWebGpu(): Promise<GpuAdapterSummary | null> {
-  const gpu = (globalThis.navigator as Navigator | undefined)?.gpu;
-  if (!gpu) return null;
-  const adapter = await gpu.requestAdapter().catch(() => null);
-  if (!adapter) return null;
-  const info = adapter.info;
-  // `isFallbackAdapter` is the standard flag; some runtimes only name llvmpipe.
-  const fallback = (info as GPUAdapterInfo & { isFallbackAdapter?: boolean }).isFallbackAdapter;
-  const text = [info.vendor, info.architecture, info.device, info.description].join(" ");
-  return {
-    name: info.description || info.device || info.vendor || "an unnamed adapter",
-    software: fallback === true || SOFTWARE_ADAPTER.test(text),
-  };
+  const adapter = await findWebGpuAdapter();
+  return adapter && { name: adapterName(adapter), software: adapter.software };
 }
 
 /**

@@ -7,6 +7,7 @@
 import * as tf from "@tensorflow/tfjs";
 import "@tensorflow/tfjs-backend-wasm";
 import "@tensorflow/tfjs-backend-webgpu";
+import { type AdapterInfo, adapterName, findWebGpuAdapter } from "../model/webgpu.ts";
 import { registerWasmKernels } from "./wasm_kernels.ts";
 
 /** What `--backend` accepts. */
@@ -14,44 +15,12 @@ export type BackendChoice = "auto" | "webgpu" | "wasm" | "cpu";
 /** Every choice, for validation and help text. */
 export const BACKEND_CHOICES: readonly BackendChoice[] = ["auto", "webgpu", "wasm", "cpu"];
 
-/** The WebGPU adapter as the runtime describes it. */
-export interface AdapterInfo {
-  readonly vendor: string;
-  readonly architecture: string;
-  readonly device: string;
-  readonly description: string;
-  /** A CPU implementation of WebGPU (llvmpipe, SwiftShader, a fallback adapter): correct, slow. */
-  readonly software: boolean;
-}
-
 /** The backend that was started. */
 export interface BackendInfo {
   readonly name: "webgpu" | "wasm" | "cpu";
   readonly adapter?: AdapterInfo;
   /** One line for a person: the backend, the adapter and any warning. */
   readonly summary: string;
-}
-
-const SOFTWARE_ADAPTER = /llvmpipe|lavapipe|swiftshader|software|softpipe/i;
-
-/** Describes the system's WebGPU adapter, or returns null when there is none. */
-export async function findWebGpuAdapter(): Promise<AdapterInfo | null> {
-  const gpu = (globalThis.navigator as Navigator | undefined)?.gpu;
-  if (!gpu) return null;
-  const adapter = await gpu.requestAdapter().catch(() => null);
-  if (!adapter) return null;
-  const info = adapter.info;
-  const text = [info.vendor, info.architecture, info.device, info.description].join(" ");
-  // `isFallbackAdapter` is the standard flag; Deno reports llvmpipe only by name.
-  const fallback = (info as GPUAdapterInfo & { isFallbackAdapter?: boolean }).isFallbackAdapter ??
-    false;
-  return {
-    vendor: info.vendor,
-    architecture: info.architecture,
-    device: info.device,
-    description: info.description,
-    software: fallback || SOFTWARE_ADAPTER.test(text),
-  };
 }
 
 /**
@@ -83,9 +52,7 @@ export async function initBackend(choice: BackendChoice): Promise<BackendInfo> {
 
   let summary = `backend ${name}`;
   if (name === "webgpu" && adapter) {
-    summary += ` on ${
-      adapter.description || adapter.device || adapter.vendor || "an unnamed adapter"
-    }`;
+    summary += ` on ${adapterName(adapter)}`;
     if (adapter.software) summary += " (a software adapter: correct but slow, about 1 GFLOP/s)";
   } else if (name === "wasm") {
     summary += choice === "auto"
