@@ -22,6 +22,7 @@ import {
   TensorProto_DataType,
   TensorProtoSchema,
 } from "onnx-buf";
+import { GROUP_NORM_EPSILON, timestepFrequencies } from "../model/constants.ts";
 import type { NamedTensors } from "./checkpoint.ts";
 import type { ConvOptions, NetworkOps } from "./network.ts";
 
@@ -32,8 +33,6 @@ export interface OnnxValue {
   readonly name: string;
   readonly shape: readonly number[];
 }
-
-const GROUP_NORM_EPSILON = 1e-6;
 
 /** Builds the node list and the initializers while `unetForward` walks the network. */
 export class OnnxGraphBuilder implements NetworkOps<OnnxValue> {
@@ -291,15 +290,11 @@ export class OnnxGraphBuilder implements NetworkOps<OnnxValue> {
   }
 
   timestepEmbedding(t: OnnxValue, dim: number): OnnxValue {
-    const half = dim / 2;
-    const freqs = Float32Array.from(
-      { length: half },
-      (_, i) => Math.exp((-Math.log(10000) * i) / (half - 1)),
-    );
+    const freqs = timestepFrequencies(dim);
     const column = this.#node("Reshape", [t.name, this.#int64("shape", [-1, 1])], "t_column");
     const args = this.#node(
       "Mul",
-      [column, this.constant("temb.freqs", [1, half], freqs)],
+      [column, this.constant("temb.freqs", [1, freqs.length], freqs)],
       "t_args",
     );
     const output = this.#node(

@@ -11,6 +11,7 @@ import * as tf from "@tensorflow/tfjs";
 import { nchwToHwc } from "../lib/image.ts";
 import { fmix32 } from "../lib/rng.ts";
 import type { ConditionalDenoiser } from "../lib/guidance.ts";
+import { GROUP_NORM_EPSILON, timestepFrequencies } from "../model/constants.ts";
 import {
   type ConvOptions,
   isConditional,
@@ -35,8 +36,6 @@ export interface TfjsOpsOptions {
    */
   exampleOffset?: number;
 }
-
-const GROUP_NORM_EPSILON = 1e-6;
 
 /** The blocks of `network.ts` computed with tfjs ops on NHWC tensors. */
 export class TfjsOps implements NetworkOps<tf.Tensor> {
@@ -134,13 +133,8 @@ export class TfjsOps implements NetworkOps<tf.Tensor> {
   }
 
   timestepEmbedding(t: tf.Tensor, dim: number): tf.Tensor {
-    // Official get_timestep_embedding: frequencies exp(-ln(10000) i / (half - 1)).
-    const half = dim / 2;
-    const freqs = Float32Array.from(
-      { length: half },
-      (_, i) => Math.exp((-Math.log(10000) * i) / (half - 1)),
-    );
-    const args = tf.mul(tf.reshape(t, [-1, 1]), tf.tensor2d(freqs, [1, half]));
+    const freqs = timestepFrequencies(dim);
+    const args = tf.mul(tf.reshape(t, [-1, 1]), tf.tensor2d(freqs, [1, freqs.length]));
     return tf.concat([tf.sin(args), tf.cos(args)], 1);
   }
 }
