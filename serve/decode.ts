@@ -10,6 +10,7 @@
  */
 
 import { readPngHeader } from "../lib/png.ts";
+import { newWebWorker } from "../model/web_worker.ts";
 import { HttpError } from "./errors.ts";
 import {
   imageForModel,
@@ -20,13 +21,6 @@ import {
 
 /** The Worker's module; `deno task serve` grants read access to it (`launch.ts`). */
 export const DECODE_WORKER: URL = new URL("./decode_worker.ts", import.meta.url);
-
-/**
- * The Web Worker constructor, taken when this module loads: onnxruntime-web's WebAssembly
- * loader, once it runs, replaces `globalThis.Worker` with Node's `worker_threads.Worker` (its
- * Emscripten build takes Deno for Node), whose workers have no `self`.
- */
-const _WebWorker: typeof Worker | undefined = globalThis.Worker;
 
 /** How long the Worker may take: decoding 4 megapixels takes seconds on a busy core. */
 const WORKER_TIMEOUT_MS = 60_000;
@@ -66,12 +60,12 @@ export async function imageForModelOffThread(
   }
   const small = pixels <= (options.offThreadPixels ?? OFF_THREAD_PIXELS);
   // Over the limit: refused from the header, in place, without a Worker.
-  if (small || pixels > options.maxPixels || _WebWorker === undefined) {
+  if (small || pixels > options.maxPixels) {
     return imageForModel(bytes, model, options);
   }
   let worker: Worker;
   try {
-    worker = new _WebWorker(DECODE_WORKER, { type: "module" });
+    worker = newWebWorker(DECODE_WORKER, { type: "module" });
   } catch {
     // No permission to load the worker's module (run with narrower --allow-read than
     // `deno task serve` grants), or no Workers on this runtime: decode in place.

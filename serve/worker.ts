@@ -14,6 +14,7 @@ import type { ModelCard } from "../model/card.ts";
 import type { WorkerReply, WorkerRequest } from "./network_worker.ts";
 import { batchedDenoiser, type NetworkCall } from "../model/batcher.ts";
 import type { ExecutionProvider } from "../model/onnx.ts";
+import { newWebWorker } from "../model/web_worker.ts";
 import {
   type GpuAdapterSummary,
   probeWebGpu,
@@ -144,17 +145,9 @@ export async function startNetworkWorker(
   };
 }
 
-/**
- * The runtime's own `Worker`, kept before any session starts: onnxruntime-web's WebAssembly set-up
- * replaces `globalThis.Worker` with Deno's `node:worker_threads` adapter, whose workers never
- * answer `postMessage` from a web worker module (measured with onnxruntime-web 1.30.0: a worker
- * made after an in-process session never replied).
- */
-const _WebWorker: typeof Worker = globalThis.Worker;
-
 /** Requests to the worker and their replies, matched by id. */
 class _WorkerClient {
-  readonly #worker = new _WebWorker(new URL("./network_worker.ts", import.meta.url), {
+  readonly #worker = newWebWorker(new URL("./network_worker.ts", import.meta.url), {
     type: "module",
     name: "ddpm-network",
   });

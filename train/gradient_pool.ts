@@ -11,16 +11,10 @@
  * @module
  */
 
+import { newWebWorker } from "../model/web_worker.ts";
 import type { ParamLayout } from "./optimizer.ts";
 import { type LossSetup, sliceInputs, type StepInputs } from "./step.ts";
 import type { WorkerInit, WorkerReply, WorkerStep } from "./gradient_worker.ts";
-
-/**
- * The web `Worker`, as this module finds it when it loads: onnxruntime-web's WebAssembly loader
- * replaces `globalThis.Worker` with Node's `worker_threads.Worker` when it starts under Deno,
- * and a process that evaluates a model (tests, `deno task eval`) may train afterwards.
- */
-const WebWorker = globalThis.Worker;
 
 /** Options of {@linkcode GradientPool.start}. */
 export interface GradientPoolOptions {
@@ -89,7 +83,7 @@ export class GradientPool {
     try {
       const started = [];
       for (let k = 0; k < count; k++) {
-        const worker = new WebWorker(url.href, {
+        const worker = newWebWorker(url.href, {
           type: "module",
           name: `gradient worker ${k + 1}`,
         });
