@@ -2419,6 +2419,46 @@ function _uniCorrector(xFrom, here, history, order) {
   return out;
 }
 
+// model/feeds.ts
+function networkFeeds(tensor, inputs, numClasses) {
+  const { x, t, labels, shape } = inputs;
+  const n = shape[0];
+  const feeds = {
+    x: new tensor("float32", x, [
+      ...shape
+    ]),
+    t: new tensor("float32", t, [
+      n
+    ])
+  };
+  if (numClasses > 0) {
+    feeds.y = new tensor("int64", BigInt64Array.from(labels, (l) => BigInt(l)), [
+      n
+    ]);
+  }
+  return feeds;
+}
+
+// model/scaling.ts
+function dataRange(dataScaling, name = "model") {
+  const match = /\[\s*(-?\d+(?:\.\d+)?)\s*,\s*(-?\d+(?:\.\d+)?)\s*\]/.exec(dataScaling);
+  const low = match ? Number(match[1]) : NaN;
+  const high = match ? Number(match[2]) : NaN;
+  if (!(low < high)) {
+    throw new TypeError(`model ${name}: dataScaling must name the pixel range as [low, high], got "${dataScaling}"`);
+  }
+  return [
+    low,
+    high
+  ];
+}
+function cardPixelRange(card, name = "model") {
+  return card.pixelRange ? [
+    card.pixelRange[0],
+    card.pixelRange[1]
+  ] : dataRange(card.dataScaling, name);
+}
+
 // serve/browser/local.ts
 var ORT_BASE = "/browser/ort/";
 var ORT_BUILDS = {
@@ -2465,25 +2505,19 @@ function browserDenoiser(model) {
     const out = new Float32Array(x.length);
     for (let start = 0; start < n; start += maxBatch) {
       const count = Math.min(maxBatch, n - start);
-      const feeds = {
-        x: new ort.Tensor("float32", x.subarray(start * per, (start + count) * per), [
+      const feeds = networkFeeds(ort.Tensor, {
+        x: x.subarray(start * per, (start + count) * per),
+        t: t.subarray(start, start + count),
+        labels: Array.from({
+          length: count
+        }, (_, i) => labels?.[start + i] ?? numClasses),
+        shape: [
           count,
           c,
           h,
           w
-        ]),
-        t: new ort.Tensor("float32", t.subarray(start, start + count), [
-          count
-        ])
-      };
-      if (numClasses > 0) {
-        const y = BigInt64Array.from({
-          length: count
-        }, (_, i) => BigInt(labels?.[start + i] ?? numClasses));
-        feeds.y = new ort.Tensor("int64", y, [
-          count
-        ]);
-      }
+        ]
+      }, numClasses);
       const result = await session.run(feeds);
       out.set(result.out.data, start * per);
       result.out.dispose();
@@ -2506,7 +2540,7 @@ async function sampleInBrowser(model, options) {
     card.imageSize,
     card.imageSize
   ];
-  const range = dataRange(card.dataScaling);
+  const range = cardPixelRange(card, model.name);
   const grid = (x2) => encodePng2(makeGrid(toUint8(x2, {
     range
   }), shape));
@@ -2530,18 +2564,6 @@ async function sampleInBrowser(model, options) {
     onStep: options.onStep && ((info) => options.onStep?.(grid(info.predX0), info.step, info.steps))
   });
   return grid(x);
-}
-function dataRange(dataScaling) {
-  const match = /\[\s*(-?\d+(?:\.\d+)?)\s*,\s*(-?\d+(?:\.\d+)?)\s*\]/.exec(dataScaling);
-  const low = match ? Number(match[1]) : NaN;
-  const high = match ? Number(match[2]) : NaN;
-  if (!(low < high)) {
-    throw new TypeError(`dataScaling must name the pixel range as [low, high], got "${dataScaling}"`);
-  }
-  return [
-    low,
-    high
-  ];
 }
 function _byId(id) {
   const element = document?.getElementById(id);
@@ -2639,7 +2661,6 @@ function _wire() {
 if (typeof document !== "undefined" && document?.getElementById("local-button")) _wire();
 export {
   browserDenoiser,
-  dataRange,
   loadBrowserModel,
   sampleInBrowser
 };

@@ -7,9 +7,10 @@
  * `/browser/ort/` and the models at `/browser/models/<name>.onnx`.
  *
  * Everything between the card and the PNG is what `POST /v1/samples` does
- * (`serve/registry.ts`, `serve/pipeline.ts`, `serve/images.ts`, `serve/onnx.ts`), with the
- * same `lib/` functions in the same order, so on WebAssembly the page's PNG is the server's,
- * byte for byte (`tests/serve_browser_test.ts` checks it).
+ * (`serve/registry.ts`, `serve/pipeline.ts`, `serve/images.ts`, `model/onnx.ts`), with the
+ * same `lib/` functions in the same order and the same model contract (`model/`: the card's
+ * pixel range, the network's feeds), so on WebAssembly the page's PNG is the server's, byte for
+ * byte (`tests/serve_browser_test.ts` checks it).
  *
  * @module
  */
@@ -17,7 +18,6 @@
 import type * as Ort from "onnxruntime-web";
 import { classifierFreeGuidance, type ConditionalDenoiser } from "../../lib/guidance.ts";
 import { makeGrid, toUint8 } from "../../lib/image.ts";
-import type { Prediction, VarianceType } from "../../lib/parameterization.ts";
 import { encodePng } from "../../lib/png.ts";
 import {
   type Denoiser,
@@ -25,24 +25,11 @@ import {
   SAMPLER_CAPABILITIES,
   type SamplerKind,
 } from "../../lib/samplers.ts";
-import { makeSchedule, type ScheduleKind, type TimestepSpacing } from "../../lib/schedule.ts";
-
-/** The fields of a model card (`train/export.ts`) that sampling reads. */
-export interface BrowserCard {
-  readonly schedule: {
-    readonly kind: ScheduleKind;
-    readonly timesteps: number;
-    readonly betaStart: number;
-    readonly betaEnd: number;
-  };
-  readonly prediction: Prediction;
-  readonly variance: VarianceType;
-  readonly imageSize: number;
-  readonly channels: number;
-  readonly dataScaling: string;
-  readonly config?: { readonly numClasses?: number };
-  readonly classNames?: readonly string[];
-}
+import { makeSchedule, type TimestepSpacing } from "../../lib/schedule.ts";
+// Types only from the card's schema: a value import would bundle zod.
+import type { SamplingCard } from "../../model/card.ts";
+import { networkFeeds } from "../../model/feeds.ts";
+import { cardPixelRange } from "../../model/scaling.ts";
 
 /** Where the network runs: `auto` is WebGPU when the browser offers an adapter. */
 export type BrowserProvider = "auto" | "webgpu" | "wasm";
@@ -50,7 +37,7 @@ export type BrowserProvider = "auto" | "webgpu" | "wasm";
 /** A session in the page, with the module it came from and the provider it runs on. */
 export interface BrowserModel {
   readonly name: string;
-  readonly card: BrowserCard;
+  readonly card: SamplingCard;
   readonly session: Ort.InferenceSession;
   readonly ort: typeof Ort;
   readonly provider: "webgpu" | "wasm";
@@ -70,7 +57,7 @@ const ORT_BUILDS = {
  */
 export async function loadBrowserModel(
   name: string,
-  card: BrowserCard,
+  card: SamplingCard,
   options: { provider: BrowserProvider; headers?: Record<string, string> },
 ): Promise<BrowserModel> {
   const { provider, headers = {} } = options;
@@ -96,9 +83,9 @@ export async function loadBrowserModel(
 }
 
 /**
- * The network as a `ConditionalDenoiser`, fed as `serve/onnx.ts`'s `onnxDenoiser` feeds it:
- * float32 `x` NCHW and `t`, and for a conditional model int64 `y` with `numClasses` for no
- * class; batches above 64 images are split as the server's default `--max-batch` splits them.
+ * The network as a `ConditionalDenoiser`, fed as `model/onnx.ts`'s `onnxDenoiser` feeds it
+ * ({@linkcode networkFeeds}), with `numClasses` for no class; batches above 64 images are split
+ * as the server's default `--max-batch` splits them.
  */
 export function browserDenoiser(model: BrowserModel): ConditionalDenoiser {
   const { ort, session } = model;
@@ -110,22 +97,12 @@ export function browserDenoiser(model: BrowserModel): ConditionalDenoiser {
     const out = new Float32Array(x.length);
     for (let start = 0; start < n; start += maxBatch) {
       const count = Math.min(maxBatch, n - start);
-      const feeds: Record<string, Ort.Tensor> = {
-        x: new ort.Tensor("float32", x.subarray(start * per, (start + count) * per), [
-          count,
-          c,
-          h,
-          w,
-        ]),
-        t: new ort.Tensor("float32", t.subarray(start, start + count), [count]),
-      };
-      if (numClasses > 0) {
-        const y = BigInt64Array.from(
-          { length: count },
-          (_, i) => BigInt(labels?.[start + i] ?? numClasses),
-        );
-        feeds.y = new ort.Tensor("int64", y, [count]);
-      }
+      const feeds = networkFeeds(ort.Tensor, {
+        x: x.subarray(start * per, (start + count) * per),
+        t: t.subarray(start, start + count),
+        labels: Array.from({ length: count }, (_, i) => labels?.[start + i] ?? numClasses),
+        shape: [count, c, h, w],
+      }, numClasses);
       const result = await session.run(feeds);
       out.set(result.out.data as Float32Array, start * per);
       result.out.dispose();
@@ -161,7 +138,7 @@ export async function sampleInBrowser(
   const { kind, timesteps, betaStart, betaEnd } = card.schedule;
   const schedule = makeSchedule({ kind, timesteps, betaStart, betaEnd });
   const shape = [options.n, card.channels, card.imageSize, card.imageSize] as const;
-  const range = dataRange(card.dataScaling);
+  const range = cardPixelRange(card, model.name);
   const grid = (x: Float32Array) => encodePng(makeGrid(toUint8(x, { range }), shape));
   // 2. The classes, as serve/pipeline.ts's conditionedDenoiser joins them.
   const network = browserDenoiser(model);
@@ -188,23 +165,6 @@ export async function sampleInBrowser(
       ((info) => options.onStep?.(grid(info.predX0), info.step, info.steps)),
   });
   return grid(x);
-}
-
-/**
- * The `[low, high]` interval named in a card's `dataScaling` text: the rule of
- * `serve/registry.ts`'s `dataRange`, which this bundle cannot import (that module loads
- * onnxruntime for the server).
- */
-export function dataRange(dataScaling: string): [number, number] {
-  const match = /\[\s*(-?\d+(?:\.\d+)?)\s*,\s*(-?\d+(?:\.\d+)?)\s*\]/.exec(dataScaling);
-  const low = match ? Number(match[1]) : NaN;
-  const high = match ? Number(match[2]) : NaN;
-  if (!(low < high)) {
-    throw new TypeError(
-      `dataScaling must name the pixel range as [low, high], got "${dataScaling}"`,
-    );
-  }
-  return [low, high];
 }
 
 /**
@@ -236,7 +196,7 @@ function _byId(id: string): _Element {
 }
 
 interface _ModelsResponse {
-  readonly models: readonly { name: string; card: BrowserCard; classes: string[] }[];
+  readonly models: readonly { name: string; card: SamplingCard; classes: string[] }[];
 }
 
 /** Wires the "Run in this browser" section of the playground. */
