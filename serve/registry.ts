@@ -11,6 +11,7 @@ import type { Prediction, VarianceType } from "../lib/parameterization.ts";
 import type { ConditionalDenoiser } from "../lib/guidance.ts";
 import { makeSchedule, type Schedule } from "../lib/schedule.ts";
 import { type SamplingCard, SamplingCardSchema } from "../model/card.ts";
+import { classCount } from "../model/config.ts";
 import { cardPixelRange } from "../model/scaling.ts";
 import { type ExecutionProvider, loadOnnxModel, onnxDenoiser } from "../model/onnx.ts";
 import type { ProviderInfo } from "./provider.ts";
@@ -89,7 +90,7 @@ export function servedModel(
   // The network's class count decides whether it takes labels; the names must cover it
   // exactly, or a name would map to the wrong embedding row (or to "no class").
   const classes = checked.classNames ?? [];
-  const numClasses = checked.config?.numClasses ?? 0;
+  const numClasses = classCount(checked.config ?? {});
   if (classes.length !== numClasses) {
     throw new TypeError(
       `model ${name}: its network has ${numClasses} classes (config.numClasses) but its card ` +
