@@ -3,6 +3,7 @@ import * as tf from "@tensorflow/tfjs";
 import { createRng } from "../lib/rng.ts";
 import { loadOnnxModel, onnxDenoiser, readModelCard } from "../model/onnx.ts";
 import { findWebGpuAdapter } from "../model/webgpu.ts";
+import { dataRange } from "../model/scaling.ts";
 import { initBackend } from "../train/backend.ts";
 import { type Checkpoint, type NamedTensors, saveCheckpoint } from "../train/checkpoint.ts";
 import { buildOnnxModel, exportCheckpoint } from "../train/export.ts";
@@ -132,6 +133,9 @@ Deno.test("deno task export writes the model and its card; the card is in the mo
     assert.equal(fromModel.weights, "ema");
     assert.equal(fromModel.parameters, 44_969);
     assert.equal(fromModel.trainingWallSeconds, 3.5);
+    // The pixel range as numbers, and the sentence for a person naming the same range.
+    assert.deepEqual(fromModel.pixelRange, [-1, 1]);
+    assert.deepEqual(dataRange(fromModel.dataScaling), [-1, 1]);
     assert.deepEqual(fromModel.schedule, {
       kind: "linear",
       timesteps: 1000,
