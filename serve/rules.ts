@@ -16,6 +16,7 @@ import { spacedTimesteps, type TimestepSpacing } from "../lib/schedule.ts";
 import { HttpError } from "./errors.ts";
 import { checkGuidedBatch, type Conditioning, conditioning, type LabelField } from "./labels.ts";
 import type { Limits } from "./limits.ts";
+import type { InterpolateImagesOptions, SampleImagesOptions } from "./pipeline.ts";
 import type { ServedModel } from "./registry.ts";
 import { ETA_SAMPLERS } from "./schemas.ts";
 
@@ -41,7 +42,8 @@ interface _ClassFields {
  * @example
  * ```ts
  * import { findModel } from "./rules.ts";
- * import type { ServedModel } from "./registry.ts";
+ * import type { InterpolateImagesOptions, SampleImagesOptions } from "./pipeline.ts";
+import type { ServedModel } from "./registry.ts";
  * const models = [{ name: "mnist" }, { name: "fashion" }] as unknown as ServedModel[];
  * console.assert(findModel(models, undefined).name === "mnist");
  * console.assert(findModel(models, "fashion").name === "fashion");
@@ -86,14 +88,9 @@ export interface SamplingRequest extends _ClassFields {
 }
 
 /** A sampling request checked against its model, every default filled in. */
-export interface SamplingPlan extends Conditioning {
+export interface SamplingPlan
+  extends Conditioning, Omit<SampleImagesOptions, "signal" | "onStep" | keyof Conditioning> {
   readonly model: ServedModel;
-  readonly n: number;
-  readonly sampler: SamplerKind;
-  readonly steps: number;
-  readonly eta: number;
-  readonly spacing: TimestepSpacing;
-  readonly seed: number;
   readonly columns: number | undefined;
   /** A frame (an animation's, a stream's event) every this many steps. */
   readonly every: number;
@@ -123,8 +120,11 @@ export function samplingPlan(body: SamplingRequest, context: RuleContext): Sampl
       `columns: must be in 1..n (${body.n}), got ${body.columns}`,
     );
   }
-  const batch = { field: "n", images: body.n, max: context.limits.maxImages };
-  const classes = _conditioning(model, body, batch);
+  const classes = _conditioning(model, body, {
+    field: "n",
+    images: body.n,
+    max: context.limits.maxImages,
+  });
   if (body.format !== undefined && body.every !== undefined && body.format !== "apng") {
     throw new HttpError(400, "invalid_request", "every: applies to format apng only");
   }
@@ -167,9 +167,7 @@ export interface NoisePlan extends Conditioning {
 export function noisePlan(body: NoiseRequest, context: RuleContext): NoisePlan {
   const model = findModel(context.models, body.model);
   const T = model.schedule.timesteps;
-  if (body.timesteps !== undefined && body.count !== undefined) {
-    throw new HttpError(400, "invalid_request", "send timesteps or count, not both");
-  }
+  const field = _framesField("timesteps", body.timesteps, body.count);
   const bad = body.timesteps?.find((t) => t >= T);
   if (bad !== undefined) {
     throw new HttpError(
@@ -188,9 +186,11 @@ export function noisePlan(body: NoiseRequest, context: RuleContext): NoisePlan {
     const field = hasLabel ? "label" : "guidance";
     throw new HttpError(400, "invalid_request", `${field}: applies with reconstruct only`);
   }
-  const field = body.timesteps ? "timesteps" : "count";
-  const batch = { field, images: timesteps.length, max: context.limits.maxFrames };
-  const classes = _conditioning(model, body, batch);
+  const classes = _conditioning(model, body, {
+    field,
+    images: timesteps.length,
+    max: context.limits.maxFrames,
+  });
   return {
     model,
     timesteps,
@@ -212,18 +212,10 @@ export interface InterpolationRequest extends _ClassFields {
   readonly seed?: number;
 }
 
-/** An interpolation checked against its model. */
-export interface InterpolationPlan extends Conditioning {
+/** An interpolation checked against its model, every default filled in. */
+export interface InterpolationPlan
+  extends Conditioning, Omit<InterpolateImagesOptions, "signal" | keyof Conditioning> {
   readonly model: ServedModel;
-  /** The 0-based timestep both images are encoded to and decoded from. */
-  readonly t: number;
-  /** Mixing weights; 0 is image a. */
-  readonly lambdas: readonly number[];
-  readonly mixing: "linear" | "spherical";
-  readonly sampler: SamplerKind;
-  readonly steps: number;
-  readonly eta: number;
-  readonly seed: number;
 }
 
 /**
@@ -245,9 +237,7 @@ export function interpolationPlan(
       `t: must be in 0..${T - 1} for model ${model.name}, got ${t}`,
     );
   }
-  if (body.lambdas !== undefined && body.count !== undefined) {
-    throw new HttpError(400, "invalid_request", "send lambdas or count, not both");
-  }
+  const field = _framesField("lambdas", body.lambdas, body.count);
   const count = body.count ?? 11;
   const lambdas = body.lambdas ?? Array.from({ length: count }, (_, i) => i / (count - 1));
   const steps = body.steps ?? Math.min(t + 1, 50);
@@ -259,9 +249,11 @@ export function interpolationPlan(
     );
   }
   checkEta(body.sampler, body.eta);
-  const field = body.lambdas ? "lambdas" : "count";
-  const batch = { field, images: lambdas.length, max: context.limits.maxFrames };
-  const classes = _conditioning(model, body, batch);
+  const classes = _conditioning(model, body, {
+    field,
+    images: lambdas.length,
+    max: context.limits.maxFrames,
+  });
   return {
     model,
     t,
@@ -273,6 +265,21 @@ export function interpolationPlan(
     seed: body.seed ?? context.randomSeed(),
     ...classes,
   };
+}
+
+/**
+ * The field that names a request's frames: its list (`timesteps`, `lambdas`) or else `count`;
+ * a 400 when it sends both.
+ */
+function _framesField(
+  listField: string,
+  list: readonly number[] | undefined,
+  count: number | undefined,
+): string {
+  if (list !== undefined && count !== undefined) {
+    throw new HttpError(400, "invalid_request", `send ${listField} or count, not both`);
+  }
+  return list !== undefined ? listField : "count";
 }
 
 /** A batch of `images`, counted in the request's `field`, and its limit of network images. */
