@@ -42,8 +42,7 @@ interface _ClassFields {
  * @example
  * ```ts
  * import { findModel } from "./rules.ts";
- * import type { InterpolateImagesOptions, SampleImagesOptions } from "./pipeline.ts";
-import type { ServedModel } from "./registry.ts";
+ * import type { ServedModel } from "./registry.ts";
  * const models = [{ name: "mnist" }, { name: "fashion" }] as unknown as ServedModel[];
  * console.assert(findModel(models, undefined).name === "mnist");
  * console.assert(findModel(models, "fashion").name === "fashion");
