@@ -60,8 +60,9 @@ export function samplesRoutes(context: RouteContext): OpenAPIHono<AppEnv> {
       },
     }),
     async (c) => {
-      const { format } = c.req.valid("json");
-      const plan = samplingPlan(c.req.valid("json"), context);
+      const body = c.req.valid("json");
+      const { format } = body;
+      const plan = samplingPlan(body, context);
       const { model, n, columns, every } = plan;
       const frames: HwcImage[] = [];
       const x = await jobs.run(c, (signal) =>
