@@ -122,7 +122,7 @@ async function startServer(weights: string): Promise<Server> {
         buffer = buffer.slice(end + 1);
         const announced = /listening on (http:\/\/127\.0\.0\.1:\d+)\//.exec(line);
         if (announced) listening.resolve(announced[1]);
-        // `<time> <id> <method> <path> <status> <ms> ms` (formatAccessLine, serve/app.ts)
+        // `<time> <id> <method> <path> <status> <ms> ms` (formatAccessLine, serve/middleware.ts)
         const status = /^\S+Z \S+ \S+ \S+ (\d{3}) [\d.]+ ms$/.exec(line)?.[1];
         if (status) logged.set(status, (logged.get(status) ?? 0) + 1);
       }

@@ -92,3 +92,12 @@ function _issueMessage(issue: Issue): string {
 function _clip(text: string): string {
   return text.length > _MAX_ISSUE_CHARS ? `${text.slice(0, _MAX_ISSUE_CHARS)}...` : text;
 }
+
+/** The body of a 500: the id to quote, and nothing of the error itself. */
+export function internalErrorBody(requestId: string): ErrorBody {
+  return {
+    error: "internal",
+    detail: "an unexpected error (a bug); it was logged with the request id",
+    requestId,
+  };
+}

@@ -9,9 +9,9 @@
  */
 
 import { Hono } from "hono";
-import localBundle from "./browser/local.bundle.js" with { type: "text" };
-import { HttpError } from "./errors.ts";
-import type { ModelSource } from "./registry.ts";
+import localBundle from "../browser/local.bundle.js" with { type: "text" };
+import { HttpError } from "../errors.ts";
+import type { ModelSource } from "../registry.ts";
 
 /**
  * The onnxruntime-web files the page loads, and their types: the two browser builds
