@@ -29,6 +29,34 @@ export function checkUnitInterval(value: unknown, what: string): number {
   return x;
 }
 
+/** One of `choices`. */
+export function checkOneOf<T extends string>(
+  value: unknown,
+  choices: readonly T[],
+  what: string,
+): T {
+  if (typeof value !== "string" || !(choices as readonly string[]).includes(value)) {
+    throw new RangeError(`${what} must be one of ${choices.join(", ")}, got ${describe(value)}`);
+  }
+  return value as T;
+}
+
+/** A string. */
+export function checkString(value: unknown, what: string): string {
+  if (typeof value !== "string") {
+    throw new TypeError(`${what} must be a string, got ${describe(value)}`);
+  }
+  return value;
+}
+
+/** An array, its items still to check. */
+export function checkArray(value: unknown, what: string): unknown[] {
+  if (!Array.isArray(value)) {
+    throw new TypeError(`${what} must be an array, got ${describe(value)}`);
+  }
+  return value;
+}
+
 /** A plain object (not null, not an array). */
 export function checkRecord(value: unknown, what: string): Record<string, unknown> {
   if (value === null || typeof value !== "object" || Array.isArray(value)) {

@@ -66,8 +66,16 @@
  */
 
 import { PREDICTIONS } from "../lib/parameterization.ts";
-import { makeSchedule, SCHEDULE_KINDS, type ScheduleKind } from "../lib/schedule.ts";
-import { checkInteger, checkNumber, checkRecord, checkUnitInterval, describe } from "./_checks.ts";
+import { makeSchedule, SCHEDULE_KINDS } from "../lib/schedule.ts";
+import {
+  checkArray,
+  checkInteger,
+  checkNumber,
+  checkOneOf,
+  checkRecord,
+  checkUnitInterval,
+  describe,
+} from "./_checks.ts";
 
 /** Float32 tensors by name; `data` is row-major with `product(shape)` elements. */
 export interface NamedTensors {
@@ -368,22 +376,11 @@ interface _Layout {
 function _checkFields(source: object, where: string): _Fields {
   const step = checkInteger(_get(source, "step"), `${where}.step`, 0, MAX_SAFE);
   const seed = checkInteger(_get(source, "seed"), `${where}.seed`, 0, MAX_SAFE);
-  const prediction = _get(source, "prediction");
-  if (typeof prediction !== "string" || !(PREDICTIONS as readonly string[]).includes(prediction)) {
-    throw new RangeError(
-      `${where}.prediction must be one of ${PREDICTIONS.join(", ")}, got ${describe(prediction)}`,
-    );
-  }
+  const prediction = checkOneOf(_get(source, "prediction"), PREDICTIONS, `${where}.prediction`);
 
   const rawSchedule = checkRecord(_get(source, "schedule"), `${where}.schedule`);
-  const kind = _get(rawSchedule, "kind");
-  if (!_isScheduleKind(kind)) {
-    throw new RangeError(
-      `${where}.schedule.kind must be one of ${SCHEDULE_KINDS.join(", ")}, got ${describe(kind)}`,
-    );
-  }
   const schedule = {
-    kind,
+    kind: checkOneOf(_get(rawSchedule, "kind"), SCHEDULE_KINDS, `${where}.schedule.kind`),
     timesteps: checkNumber(_get(rawSchedule, "timesteps"), `${where}.schedule.timesteps`),
     betaStart: checkNumber(_get(rawSchedule, "betaStart"), `${where}.schedule.betaStart`),
     betaEnd: checkNumber(_get(rawSchedule, "betaEnd"), `${where}.schedule.betaEnd`),
@@ -478,10 +475,8 @@ function _checkTensorName(name: unknown, what: string): string {
 }
 
 /** Checks a shape (non-negative integers) and returns its element count. */
-function _checkShape(shape: unknown, what: string): number {
-  if (!Array.isArray(shape)) {
-    throw new TypeError(`${what} must be an array, got ${describe(shape)}`);
-  }
+function _checkShape(value: unknown, what: string): number {
+  const shape = checkArray(value, what);
   let size = 1;
   for (let i = 0; i < shape.length; i++) {
     size *= checkInteger(shape[i], `${what}[${i}]`, 0, MAX_UINT32);
@@ -697,10 +692,6 @@ async function _sha256(bytes: Uint8Array): Promise<Uint8Array> {
     ? new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength)
     : bytes.slice();
   return new Uint8Array(await crypto.subtle.digest("SHA-256", input));
-}
-
-function _isScheduleKind(kind: unknown): kind is ScheduleKind {
-  return typeof kind === "string" && (SCHEDULE_KINDS as readonly string[]).includes(kind);
 }
 
 function _get(object: object, key: string): unknown {

@@ -13,23 +13,40 @@ import { countParameters, describeUNet, PRESETS, type UNetConfig } from "./netwo
 import { type RunEvent, type RunOptions, runTraining } from "./run.ts";
 import type { OptimizerOptions } from "./trainer.ts";
 import { type FlagTable, usageText } from "./cli.ts";
+import { TRAINING_DEFAULTS } from "./defaults.ts";
 
-/** Every flag: name, default (undefined: none), and what it does. */
+/**
+ * Every flag: name, default (undefined: none), and what it does. The defaults are
+ * `TRAINING_DEFAULTS`, as text; `auto` and the derived ones (`--dataset`, `--out`) are the
+ * command line's own.
+ */
 const FLAGS: FlagTable = {
-  preset: { default: "mnist", help: `network preset: ${Object.keys(PRESETS).join(", ")}` },
+  preset: {
+    default: TRAINING_DEFAULTS.preset,
+    help: `network preset: ${Object.keys(PRESETS).join(", ")}`,
+  },
   dataset: {
     help:
       'data: "mnist", "fashion-mnist", "idx:<images>[,<labels>]" or "folder:<dir>" (default: mnist for the mnist and tiny presets)',
   },
-  steps: { default: "20000", help: "total optimizer steps (a resumed run continues up to this)" },
-  batch: { default: "64", help: "images per step" },
-  lr: { default: "2e-4", help: "peak Adam learning rate" },
-  warmup: { default: "1000", help: "linear learning-rate warm-up steps (the paper: 5000)" },
+  steps: {
+    default: String(TRAINING_DEFAULTS.steps),
+    help: "total optimizer steps (a resumed run continues up to this)",
+  },
+  batch: { default: String(TRAINING_DEFAULTS.batch), help: "images per step" },
+  lr: { default: TRAINING_DEFAULTS.optimizer.lr.toExponential(), help: "peak Adam learning rate" },
+  warmup: {
+    default: String(TRAINING_DEFAULTS.optimizer.warmupSteps),
+    help: "linear learning-rate warm-up steps (the paper: 5000)",
+  },
   "ema-decay": {
-    default: "0.9999",
+    default: String(TRAINING_DEFAULTS.optimizer.emaDecay),
     help: "decay of the EMA of the weights (with a (1+s)/(10+s) warm-up)",
   },
-  "grad-clip": { default: "1", help: "global gradient-norm clip" },
+  "grad-clip": {
+    default: String(TRAINING_DEFAULTS.optimizer.gradClip),
+    help: "global gradient-norm clip",
+  },
   backend: {
     default: "auto",
     help: `tfjs backend: ${BACKEND_CHOICES.join(", ")} (auto prefers WebGPU)`,
@@ -39,7 +56,10 @@ const FLAGS: FlagTable = {
     help:
       "gradient workers on the wasm backend, each with its share of every batch (auto: one per core; 0: train in the main thread)",
   },
-  seed: { default: "0", help: "seed of the initial weights, the data order and every noise draw" },
+  seed: {
+    default: String(TRAINING_DEFAULTS.seed),
+    help: "seed of the initial weights, the data order and every noise draw",
+  },
   out: { help: "run directory (default runs/<preset>-<dataset>)" },
   resume: { boolean: true, help: "continue from the newest good checkpoint in --out" },
   overwrite: {
@@ -51,38 +71,50 @@ const FLAGS: FlagTable = {
     help: "class-conditional network on the dataset's labels (classifier-free guidance)",
   },
   "label-dropout": {
-    default: "0.1",
+    default: String(TRAINING_DEFAULTS.labelDropout),
     help: 'conditional: probability of training a label as "no class"',
   },
   "init-from": {
     help: "start a new run from this checkpoint's weights (fine-tuning; fresh optimizer)",
   },
-  prediction: { default: "eps", help: `network output: ${PREDICTIONS.join(", ")}` },
-  schedule: { default: "linear", help: `noise schedule: ${SCHEDULE_KINDS.join(", ")}` },
-  timesteps: { default: "1000", help: "diffusion steps T" },
-  "held-out": { default: "0.1", help: "fraction of the data kept aside for evaluation" },
+  prediction: {
+    default: TRAINING_DEFAULTS.prediction,
+    help: `network output: ${PREDICTIONS.join(", ")}`,
+  },
+  schedule: {
+    default: TRAINING_DEFAULTS.schedule.kind,
+    help: `noise schedule: ${SCHEDULE_KINDS.join(", ")}`,
+  },
+  timesteps: { default: String(TRAINING_DEFAULTS.schedule.timesteps), help: "diffusion steps T" },
+  "held-out": {
+    default: String(TRAINING_DEFAULTS.heldOut),
+    help: "fraction of the data kept aside for evaluation",
+  },
   flip: { default: "auto", help: "random horizontal flips: auto (on for image folders), on, off" },
   "ckpt-every": {
-    default: "1000",
+    default: String(TRAINING_DEFAULTS.checkpointEvery),
     help: "checkpoint every N steps (and at the end, and on Ctrl-C)",
   },
-  keep: { default: "3", help: "checkpoints to keep" },
+  keep: { default: String(TRAINING_DEFAULTS.keep), help: "checkpoints to keep" },
   "sample-every": {
-    default: "2000",
+    default: String(TRAINING_DEFAULTS.sampleEvery),
     help: "write a sample grid (EMA weights) every N steps; 0 never",
   },
   "sample-sampler": {
-    default: "ddim",
+    default: TRAINING_DEFAULTS.sampleSampler,
     help: `sampler of the sample grids: ${SAMPLERS.join(", ")}`,
   },
   "sample-steps": {
-    default: "20",
+    default: String(TRAINING_DEFAULTS.sampleSteps),
     help: "sampler steps (network evaluations) of the sample grids",
   },
-  "log-every": { default: "10", help: "metrics line every N steps" },
-  "eval-every": { default: "500", help: "held-out loss every N steps; 0 never" },
+  "log-every": { default: String(TRAINING_DEFAULTS.logEvery), help: "metrics line every N steps" },
+  "eval-every": {
+    default: String(TRAINING_DEFAULTS.evalEvery),
+    help: "held-out loss every N steps; 0 never",
+  },
   "on-nan": {
-    default: "stop",
+    default: TRAINING_DEFAULTS.onNonFinite,
     help: "a NaN or infinite loss: stop (keep the last checkpoint) or skip the batch",
   },
   "dry-run": { boolean: true, help: "build the network, print its summary and exit" },

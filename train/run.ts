@@ -36,9 +36,13 @@ import {
   loadDataset,
 } from "./data.ts";
 import { classCount, isConditional, type UNetConfig, validateConfig } from "./network.ts";
+import { TRAINING_DEFAULTS } from "./defaults.ts";
 import { NonFiniteLossError, type OptimizerOptions, Trainer } from "./trainer.ts";
 
-/** Everything a run needs; `main.ts` fills it from flags, with the defaults listed there. */
+/**
+ * Everything a run needs; `main.ts` fills it from flags. What is left out is
+ * `TRAINING_DEFAULTS`'s (`defaults.ts`), the defaults the flags show.
+ */
 export interface RunOptions {
   /** Network config (ignored when resuming: the checkpoint's is used). */
   config: UNetConfig;
@@ -65,7 +69,7 @@ export interface RunOptions {
    * names), for classifier-free guidance. Ignored when resuming: the checkpoint's config rules.
    */
   conditional?: boolean;
-  /** Conditional networks: probability of dropping a label to "no class". Default 0.1. */
+  /** Conditional networks: probability of dropping a label to "no class". */
   labelDropout?: number;
   /**
    * Start a new run from the weights (and EMA) of this checkpoint instead of random ones:
@@ -78,22 +82,22 @@ export interface RunOptions {
   optimizer?: OptimizerOptions;
   /** Random horizontal flips; default from the dataset (off for digits). */
   flip?: boolean;
-  /** Held-out fraction kept aside for evaluation. Default 0.1. */
+  /** Held-out fraction kept aside for evaluation. */
   heldOut?: number;
-  /** Checkpoint every this many steps (and at the end). Default 1000. */
+  /** Checkpoint every this many steps (and at the end). */
   checkpointEvery?: number;
-  /** Checkpoints kept. Default 3. */
+  /** Checkpoints kept. */
   keep?: number;
-  /** Sample grid every this many steps (0: never). Default 2000. */
+  /** Sample grid every this many steps (0: never). */
   sampleEvery?: number;
-  /** Sampler of the sample grids. Default `"ddim"`. */
+  /** Sampler of the sample grids. */
   sampleSampler?: SamplerKind;
-  /** Steps (network evaluations, at most T) and image count of the sample grids. Defaults 20 and 16. */
+  /** Steps (network evaluations, at most T) and image count of the sample grids. */
   sampleSteps?: number;
   sampleCount?: number;
-  /** Metrics line every this many steps. Default 10. */
+  /** Metrics line every this many steps. */
   logEvery?: number;
-  /** Held-out loss (EMA weights, fixed noise) every this many steps (0: never). Default 500. */
+  /** Held-out loss (EMA weights, fixed noise) every this many steps (0: never). */
   evalEvery?: number;
   /** The backend in use, recorded in checkpoints and logs. */
   backend?: BackendInfo;
@@ -112,7 +116,7 @@ export interface RunOptions {
    */
   signal?: AbortSignal;
   /**
-   * What a NaN or infinite loss does: `stop` (default) ends the run with an error, keeping the
+   * What a NaN or infinite loss does: `stop` ends the run with an error, keeping the
    * last checkpoint; `skip` drops that batch and goes on, up to 10 in a row.
    */
   onNonFinite?: "stop" | "skip";
@@ -160,11 +164,11 @@ const MAX_SKIPPED_IN_A_ROW = 10;
 /** Trains until `steps` (or the signal), writing checkpoints, metrics and sample grids. */
 export async function runTraining(options: RunOptions): Promise<RunResult> {
   const report = options.report ?? _printEvent;
-  const checkpointEvery = options.checkpointEvery ?? 1000;
-  const keep = options.keep ?? 3;
-  const sampleEvery = options.sampleEvery ?? 2000;
-  const logEvery = options.logEvery ?? 10;
-  const evalEvery = options.evalEvery ?? 500;
+  const checkpointEvery = options.checkpointEvery ?? TRAINING_DEFAULTS.checkpointEvery;
+  const keep = options.keep ?? TRAINING_DEFAULTS.keep;
+  const sampleEvery = options.sampleEvery ?? TRAINING_DEFAULTS.sampleEvery;
+  const logEvery = options.logEvery ?? TRAINING_DEFAULTS.logEvery;
+  const evalEvery = options.evalEvery ?? TRAINING_DEFAULTS.evalEvery;
   _positiveInteger("steps", options.steps);
   _positiveInteger("batch", options.batch);
   _positiveInteger("checkpointEvery", checkpointEvery);
@@ -194,7 +198,8 @@ export async function runTraining(options: RunOptions): Promise<RunResult> {
     ? { ...ckpt.schedule, kind: ckpt.schedule.kind as ScheduleKind }
     : _fullSchedule(options.schedule);
   const schedule = makeSchedule(scheduleOptions);
-  const prediction = (ckpt?.prediction ?? options.prediction ?? "eps") as Prediction;
+  const prediction =
+    (ckpt?.prediction ?? options.prediction ?? TRAINING_DEFAULTS.prediction) as Prediction;
   const seed = ckpt?.seed ?? options.seed;
   // Saved settings continue the run; flags given on resume (a lower --lr) take precedence.
   const optimizer = ckpt ? { ..._adamOf(ckpt), ...options.optimizer } : options.optimizer;
@@ -202,7 +207,7 @@ export async function runTraining(options: RunOptions): Promise<RunResult> {
   // 2. Data: the training split batched from the run's generator, the held-out split kept aside.
   const data = options.data ??
     await loadDataset(options.dataset, {
-      heldOutFraction: options.heldOut ?? 0.1,
+      heldOutFraction: options.heldOut ?? TRAINING_DEFAULTS.heldOut,
       seed,
       imageSize: config.imageSize,
       channels: config.channels as 1 | 3,
@@ -233,7 +238,8 @@ export async function runTraining(options: RunOptions): Promise<RunResult> {
   }
   const flip = options.flip ?? defaultFlip(train);
   const saved = ckpt?.trainingState as SavedState | undefined;
-  const labelDropout = saved?.labelDropout ?? options.labelDropout ?? 0.1;
+  const labelDropout = saved?.labelDropout ?? options.labelDropout ??
+    TRAINING_DEFAULTS.labelDropout;
   const rng = saved ? restoreRng(saved.rng) : createRng(seed);
   const sampler = new BatchSampler(train, {
     batchSize: options.batch,
@@ -490,9 +496,12 @@ async function _claimRunDirectory(
 /** The sample grids' image count, sampler and steps (at most T), from the run's options. */
 function _gridSettings(options: RunOptions, trainer: Trainer) {
   return {
-    count: options.sampleCount ?? 16,
-    sampler: options.sampleSampler ?? "ddim",
-    steps: Math.min(options.sampleSteps ?? 20, trainer.schedule.timesteps),
+    count: options.sampleCount ?? TRAINING_DEFAULTS.sampleCount,
+    sampler: options.sampleSampler ?? TRAINING_DEFAULTS.sampleSampler,
+    steps: Math.min(
+      options.sampleSteps ?? TRAINING_DEFAULTS.sampleSteps,
+      trainer.schedule.timesteps,
+    ),
   };
 }
 
@@ -611,11 +620,12 @@ function _adamOf(ckpt: Checkpoint): OptimizerOptions {
 }
 
 function _fullSchedule(options: ScheduleOptions = {}): Required<ScheduleOptions> {
+  const d = TRAINING_DEFAULTS.schedule;
   return {
-    kind: options.kind ?? "linear",
-    timesteps: options.timesteps ?? 1000,
-    betaStart: options.betaStart ?? 1e-4,
-    betaEnd: options.betaEnd ?? 0.02,
+    kind: options.kind ?? d.kind,
+    timesteps: options.timesteps ?? d.timesteps,
+    betaStart: options.betaStart ?? d.betaStart,
+    betaEnd: options.betaEnd ?? d.betaEnd,
   };
 }
 
