@@ -82,7 +82,11 @@ export interface NamedTensors {
   [name: string]: { shape: number[]; data: Float32Array };
 }
 
-/** Everything the trainer needs to resume exactly, and a sampler or exporter to use the net. */
+/**
+ * Everything the trainer needs to resume exactly, and a sampler or exporter to use the net.
+ * The format checks the JSON fields only as JSON; what a training run keeps in them, typed and
+ * checked, is `RunCheckpoint` (`run_state.ts`).
+ */
 export interface Checkpoint {
   /** Optimizer steps taken. */
   step: number;

@@ -4,7 +4,6 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
 import { type Prediction, PREDICTIONS } from "../lib/parameterization.ts";
 import { type SamplerKind, SAMPLERS } from "../lib/samplers.ts";
 import { SCHEDULE_KINDS, type ScheduleKind } from "../lib/schedule.ts";
@@ -12,7 +11,7 @@ import { BACKEND_CHOICES, type BackendChoice, gradientWorkers, initBackend } fro
 import { countParameters, describeUNet, PRESETS, type UNetConfig } from "./network.ts";
 import { type RunEvent, type RunOptions, runTraining } from "./run.ts";
 import type { OptimizerOptions } from "./trainer.ts";
-import { type FlagTable, usageText } from "./cli.ts";
+import { FlagError, Flags, type FlagTable, usageText } from "./cli.ts";
 import { TRAINING_DEFAULTS } from "./defaults.ts";
 
 /**
@@ -126,7 +125,7 @@ function usage(): string {
   return usageText("deno task train [flags]", "Trains the DDPM U-Net (TensorFlow.js).", FLAGS);
 }
 
-/** Reads the flags into run options; throws a RangeError naming any bad value. */
+/** Reads the flags into run options; throws a `FlagError` (a RangeError) naming any bad value. */
 export function parseTrainArgs(args: string[]): {
   options: Omit<RunOptions, "backend" | "workers">;
   backend: BackendChoice;
@@ -134,53 +133,43 @@ export function parseTrainArgs(args: string[]): {
   dryRun: boolean;
   help: boolean;
 } {
-  const { values } = parseArgs({
-    args,
-    options: Object.fromEntries(
-      Object.entries(FLAGS).map(([name, f]) => [name, { type: f.boolean ? "boolean" : "string" }]),
-    ) as Record<string, { type: "string" | "boolean" }>,
-    strict: true,
-    allowPositionals: false,
-  });
-  const given = (name: string) => values[name] !== undefined;
-  const text = (name: string): string =>
-    (values[name] as string | undefined) ?? FLAGS[name].default ?? "";
+  const flags = new Flags(args, FLAGS);
+  // Not Flags.number, which quotes the value (`got "0"`): the trainer's messages show it bare
+  // (`got 0`), and scripts and tests match them.
   const number = (name: string, ok: (v: number) => boolean, range: string): number => {
-    const v = Number(text(name));
+    const v = Number(flags.text(name));
     if (!Number.isFinite(v) || !ok(v)) {
-      throw new RangeError(`--${name} must be ${range}, got ${text(name)}`);
+      throw new FlagError(`--${name} must be ${range}, got ${flags.text(name)}`);
     }
     return v;
   };
   const integer = (name: string, min: number) =>
     number(name, (v) => Number.isInteger(v) && v >= min, `an integer >= ${min}`);
-  const oneOf = <T extends string>(name: string, choices: readonly T[]): T => {
-    const v = text(name) as T;
-    if (!choices.includes(v)) {
-      throw new RangeError(`--${name} must be one of ${choices.join(", ")}, got ${v}`);
-    }
-    return v;
-  };
+  const resume = flags.boolean("resume");
 
-  const presetName = oneOf("preset", Object.keys(PRESETS) as (keyof typeof PRESETS)[]);
+  const presetName = flags.oneOf("preset", Object.keys(PRESETS) as (keyof typeof PRESETS)[]);
   const config: UNetConfig = { ...PRESETS[presetName] };
-  const dataset = given("dataset") ? text("dataset") : presetName === "cifar10" ? "" : "mnist";
-  if (!dataset && !values["dry-run"] && !values.help) {
-    throw new RangeError(
+  const dataset = flags.given("dataset")
+    ? flags.text("dataset")
+    : presetName === "cifar10"
+    ? ""
+    : "mnist";
+  if (!dataset && !flags.boolean("dry-run") && !flags.boolean("help")) {
+    throw new FlagError(
       '--preset cifar10 needs --dataset (for example "folder:<dir of 32x32 PNGs>")',
     );
   }
-  const flipText = oneOf("flip", ["auto", "on", "off"] as const);
+  const flipText = flags.oneOf("flip", ["auto", "on", "off"] as const);
   // Only flags the user gave override what a resumed checkpoint saved.
   const optimizer: OptimizerOptions = {};
-  if (given("lr") || !values.resume) {
+  if (flags.given("lr") || !resume) {
     optimizer.lr = number("lr", (v) => v > 0 && v < 1, "in (0, 1)");
   }
-  if (given("warmup") || !values.resume) optimizer.warmupSteps = integer("warmup", 0);
-  if (given("ema-decay") || !values.resume) {
+  if (flags.given("warmup") || !resume) optimizer.warmupSteps = integer("warmup", 0);
+  if (flags.given("ema-decay") || !resume) {
     optimizer.emaDecay = number("ema-decay", (v) => v >= 0 && v < 1, "in [0, 1)");
   }
-  if (given("grad-clip") || !values.resume) {
+  if (flags.given("grad-clip") || !resume) {
     optimizer.gradClip = number("grad-clip", (v) => v > 0, "> 0");
   }
   const datasetTag = dataset.replace(/^(idx|folder):/, "").split(/[\\/,]/).filter(Boolean).pop() ??
@@ -197,15 +186,15 @@ export function parseTrainArgs(args: string[]): {
         (v) => Number.isInteger(v) && v >= 0 && v < 2 ** 32,
         "an integer in 0..4294967295",
       ),
-      out: given("out") ? text("out") : `runs/${presetName}-${datasetTag}`,
-      resume: Boolean(values.resume),
-      overwrite: Boolean(values.overwrite),
-      conditional: Boolean(values.conditional),
+      out: flags.given("out") ? flags.text("out") : `runs/${presetName}-${datasetTag}`,
+      resume,
+      overwrite: flags.boolean("overwrite"),
+      conditional: flags.boolean("conditional"),
       labelDropout: number("label-dropout", (v) => v >= 0 && v <= 1, "in [0, 1]"),
-      ...(given("init-from") ? { initFrom: text("init-from") } : {}),
-      prediction: oneOf("prediction", PREDICTIONS) as Prediction,
+      ...(flags.given("init-from") ? { initFrom: flags.text("init-from") } : {}),
+      prediction: flags.oneOf("prediction", PREDICTIONS) as Prediction,
       schedule: {
-        kind: oneOf("schedule", SCHEDULE_KINDS) as ScheduleKind,
+        kind: flags.oneOf("schedule", SCHEDULE_KINDS) as ScheduleKind,
         timesteps: integer("timesteps", 2),
       },
       optimizer,
@@ -214,16 +203,16 @@ export function parseTrainArgs(args: string[]): {
       checkpointEvery: integer("ckpt-every", 1),
       keep: integer("keep", 1),
       sampleEvery: integer("sample-every", 0),
-      sampleSampler: oneOf<SamplerKind>("sample-sampler", SAMPLERS),
+      sampleSampler: flags.oneOf<SamplerKind>("sample-sampler", SAMPLERS),
       sampleSteps: integer("sample-steps", 1),
       logEvery: integer("log-every", 1),
       evalEvery: integer("eval-every", 0),
-      onNonFinite: oneOf("on-nan", ["stop", "skip"] as const),
+      onNonFinite: flags.oneOf("on-nan", ["stop", "skip"] as const),
     },
-    backend: oneOf("backend", BACKEND_CHOICES),
-    workers: text("workers") === "auto" ? "auto" : integer("workers", 0),
-    dryRun: Boolean(values["dry-run"]),
-    help: Boolean(values.help),
+    backend: flags.oneOf("backend", BACKEND_CHOICES),
+    workers: flags.text("workers") === "auto" ? "auto" : integer("workers", 0),
+    dryRun: flags.boolean("dry-run"),
+    help: flags.boolean("help"),
   };
 }
 
