@@ -23,26 +23,17 @@ import { Trainer } from "../train/trainer.ts";
 /** A two-step tiny run's newest checkpoint, as bytes. */
 async function runCheckpointBytes(conditional: boolean): Promise<Uint8Array> {
   await initBackend("cpu");
-  const dir = await Deno.makeTempDir();
+  const out = await Deno.makeTempDir();
+  const data = await loadMnist({ imageSize: 8 });
+  const quiet = { sampleEvery: 0, evalEvery: 0, report: () => {} };
   try {
-    await runTraining({
-      config: PRESETS.tiny,
-      dataset: "mnist",
-      data: await loadMnist({ imageSize: 8 }),
-      conditional,
-      batch: 2,
-      seed: 5,
-      steps: 2,
-      out: dir,
-      sampleEvery: 0,
-      evalEvery: 0,
-      report: () => {},
-    });
-    const path = await latestCheckpoint(dir);
+    const run = { config: PRESETS.tiny, dataset: "mnist", data, conditional, out };
+    await runTraining({ ...run, ...quiet, batch: 2, seed: 5, steps: 2 });
+    const path = await latestCheckpoint(out);
     assert.ok(path !== null);
     return await Deno.readFile(path);
   } finally {
-    await Deno.remove(dir, { recursive: true });
+    await Deno.remove(out, { recursive: true });
   }
 }
 
