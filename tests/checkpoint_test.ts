@@ -1,19 +1,21 @@
 import assert from "node:assert/strict";
 import { createRng, restoreRng, type RngState } from "../lib/rng.ts";
 import {
-  type Checkpoint,
-  CHECKPOINT_MAGIC,
   checkpointPath,
-  decodeCheckpoint,
-  encodeCheckpoint,
   latestCheckpoint,
   listCheckpoints,
   loadCheckpoint,
-  type NamedTensors,
   pruneCheckpoints,
   saveCheckpoint,
-  type TensorIndexEntry,
 } from "../train/checkpoint.ts";
+import {
+  type Checkpoint,
+  CHECKPOINT_MAGIC,
+  decodeCheckpoint,
+  encodeCheckpoint,
+  type NamedTensors,
+  type TensorIndexEntry,
+} from "../train/checkpoint_format.ts";
 
 // Float32 values that a lossy path (a float64 round trip through JSON, a sign-dropping copy,
 // flush-to-zero) would change.
@@ -89,7 +91,7 @@ function assertSameCheckpoint(actual: Checkpoint, expected: Checkpoint): void {
   assertSameTensors(actual.optimizer.v, expected.optimizer.v, "optimizer.v");
 }
 
-/** Splits a file by the layout documented in train/checkpoint.ts, independently of it. */
+/** Splits a file by the layout documented in train/checkpoint_format.ts, independently of it. */
 function splitFile(bytes: Uint8Array): {
   headerLength: number;
   dataStart: number;

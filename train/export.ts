@@ -29,6 +29,7 @@ import {
   validateConfig,
 } from "./network.ts";
 import { OnnxGraphBuilder } from "./onnx_graph.ts";
+import { checkpointConfig } from "./run_state.ts";
 
 /** The ONNX opset the exporter targets. */
 export const OPSET = 17;
@@ -164,7 +165,7 @@ export function cardMetadata(card: ModelCard): { key: string; value: string }[] 
 
 /** The card of a checkpoint's network. */
 export function modelCard(ckpt: Checkpoint, weights: "ema" | "raw"): ModelCard {
-  const config = ckpt.config as unknown as UNetConfig;
+  const config = checkpointConfig(ckpt);
   const metadata = ckpt.metadata as {
     dataset?: string;
     classNames?: string[];

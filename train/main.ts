@@ -4,7 +4,6 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
 import { type Prediction, PREDICTIONS } from "../lib/parameterization.ts";
 import { type SamplerKind, SAMPLERS } from "../lib/samplers.ts";
 import { SCHEDULE_KINDS, type ScheduleKind } from "../lib/schedule.ts";
@@ -12,24 +11,41 @@ import { BACKEND_CHOICES, type BackendChoice, gradientWorkers, initBackend } fro
 import { countParameters, describeUNet, PRESETS, type UNetConfig } from "./network.ts";
 import { type RunEvent, type RunOptions, runTraining } from "./run.ts";
 import type { OptimizerOptions } from "./trainer.ts";
-import { type FlagTable, usageText } from "./cli.ts";
+import { FlagError, Flags, type FlagTable, usageText } from "./cli.ts";
+import { TRAINING_DEFAULTS } from "./defaults.ts";
 
-/** Every flag: name, default (undefined: none), and what it does. */
+/**
+ * Every flag: name, default (undefined: none), and what it does. The defaults are
+ * `TRAINING_DEFAULTS`, as text; `auto` and the derived ones (`--dataset`, `--out`) are the
+ * command line's own.
+ */
 const FLAGS: FlagTable = {
-  preset: { default: "mnist", help: `network preset: ${Object.keys(PRESETS).join(", ")}` },
+  preset: {
+    default: TRAINING_DEFAULTS.preset,
+    help: `network preset: ${Object.keys(PRESETS).join(", ")}`,
+  },
   dataset: {
     help:
       'data: "mnist", "fashion-mnist", "idx:<images>[,<labels>]" or "folder:<dir>" (default: mnist for the mnist and tiny presets)',
   },
-  steps: { default: "20000", help: "total optimizer steps (a resumed run continues up to this)" },
-  batch: { default: "64", help: "images per step" },
-  lr: { default: "2e-4", help: "peak Adam learning rate" },
-  warmup: { default: "1000", help: "linear learning-rate warm-up steps (the paper: 5000)" },
+  steps: {
+    default: String(TRAINING_DEFAULTS.steps),
+    help: "total optimizer steps (a resumed run continues up to this)",
+  },
+  batch: { default: String(TRAINING_DEFAULTS.batch), help: "images per step" },
+  lr: { default: TRAINING_DEFAULTS.optimizer.lr.toExponential(), help: "peak Adam learning rate" },
+  warmup: {
+    default: String(TRAINING_DEFAULTS.optimizer.warmupSteps),
+    help: "linear learning-rate warm-up steps (the paper: 5000)",
+  },
   "ema-decay": {
-    default: "0.9999",
+    default: String(TRAINING_DEFAULTS.optimizer.emaDecay),
     help: "decay of the EMA of the weights (with a (1+s)/(10+s) warm-up)",
   },
-  "grad-clip": { default: "1", help: "global gradient-norm clip" },
+  "grad-clip": {
+    default: String(TRAINING_DEFAULTS.optimizer.gradClip),
+    help: "global gradient-norm clip",
+  },
   backend: {
     default: "auto",
     help: `tfjs backend: ${BACKEND_CHOICES.join(", ")} (auto prefers WebGPU)`,
@@ -39,7 +55,10 @@ const FLAGS: FlagTable = {
     help:
       "gradient workers on the wasm backend, each with its share of every batch (auto: one per core; 0: train in the main thread)",
   },
-  seed: { default: "0", help: "seed of the initial weights, the data order and every noise draw" },
+  seed: {
+    default: String(TRAINING_DEFAULTS.seed),
+    help: "seed of the initial weights, the data order and every noise draw",
+  },
   out: { help: "run directory (default runs/<preset>-<dataset>)" },
   resume: { boolean: true, help: "continue from the newest good checkpoint in --out" },
   overwrite: {
@@ -51,38 +70,50 @@ const FLAGS: FlagTable = {
     help: "class-conditional network on the dataset's labels (classifier-free guidance)",
   },
   "label-dropout": {
-    default: "0.1",
+    default: String(TRAINING_DEFAULTS.labelDropout),
     help: 'conditional: probability of training a label as "no class"',
   },
   "init-from": {
     help: "start a new run from this checkpoint's weights (fine-tuning; fresh optimizer)",
   },
-  prediction: { default: "eps", help: `network output: ${PREDICTIONS.join(", ")}` },
-  schedule: { default: "linear", help: `noise schedule: ${SCHEDULE_KINDS.join(", ")}` },
-  timesteps: { default: "1000", help: "diffusion steps T" },
-  "held-out": { default: "0.1", help: "fraction of the data kept aside for evaluation" },
+  prediction: {
+    default: TRAINING_DEFAULTS.prediction,
+    help: `network output: ${PREDICTIONS.join(", ")}`,
+  },
+  schedule: {
+    default: TRAINING_DEFAULTS.schedule.kind,
+    help: `noise schedule: ${SCHEDULE_KINDS.join(", ")}`,
+  },
+  timesteps: { default: String(TRAINING_DEFAULTS.schedule.timesteps), help: "diffusion steps T" },
+  "held-out": {
+    default: String(TRAINING_DEFAULTS.heldOut),
+    help: "fraction of the data kept aside for evaluation",
+  },
   flip: { default: "auto", help: "random horizontal flips: auto (on for image folders), on, off" },
   "ckpt-every": {
-    default: "1000",
+    default: String(TRAINING_DEFAULTS.checkpointEvery),
     help: "checkpoint every N steps (and at the end, and on Ctrl-C)",
   },
-  keep: { default: "3", help: "checkpoints to keep" },
+  keep: { default: String(TRAINING_DEFAULTS.keep), help: "checkpoints to keep" },
   "sample-every": {
-    default: "2000",
+    default: String(TRAINING_DEFAULTS.sampleEvery),
     help: "write a sample grid (EMA weights) every N steps; 0 never",
   },
   "sample-sampler": {
-    default: "ddim",
+    default: TRAINING_DEFAULTS.sampleSampler,
     help: `sampler of the sample grids: ${SAMPLERS.join(", ")}`,
   },
   "sample-steps": {
-    default: "20",
+    default: String(TRAINING_DEFAULTS.sampleSteps),
     help: "sampler steps (network evaluations) of the sample grids",
   },
-  "log-every": { default: "10", help: "metrics line every N steps" },
-  "eval-every": { default: "500", help: "held-out loss every N steps; 0 never" },
+  "log-every": { default: String(TRAINING_DEFAULTS.logEvery), help: "metrics line every N steps" },
+  "eval-every": {
+    default: String(TRAINING_DEFAULTS.evalEvery),
+    help: "held-out loss every N steps; 0 never",
+  },
   "on-nan": {
-    default: "stop",
+    default: TRAINING_DEFAULTS.onNonFinite,
     help: "a NaN or infinite loss: stop (keep the last checkpoint) or skip the batch",
   },
   "dry-run": { boolean: true, help: "build the network, print its summary and exit" },
@@ -94,7 +125,7 @@ function usage(): string {
   return usageText("deno task train [flags]", "Trains the DDPM U-Net (TensorFlow.js).", FLAGS);
 }
 
-/** Reads the flags into run options; throws a RangeError naming any bad value. */
+/** Reads the flags into run options; throws a `FlagError` (a RangeError) naming any bad value. */
 export function parseTrainArgs(args: string[]): {
   options: Omit<RunOptions, "backend" | "workers">;
   backend: BackendChoice;
@@ -102,53 +133,43 @@ export function parseTrainArgs(args: string[]): {
   dryRun: boolean;
   help: boolean;
 } {
-  const { values } = parseArgs({
-    args,
-    options: Object.fromEntries(
-      Object.entries(FLAGS).map(([name, f]) => [name, { type: f.boolean ? "boolean" : "string" }]),
-    ) as Record<string, { type: "string" | "boolean" }>,
-    strict: true,
-    allowPositionals: false,
-  });
-  const given = (name: string) => values[name] !== undefined;
-  const text = (name: string): string =>
-    (values[name] as string | undefined) ?? FLAGS[name].default ?? "";
+  const flags = new Flags(args, FLAGS);
+  // Not Flags.number, which quotes the value (`got "0"`): the trainer's messages show it bare
+  // (`got 0`), and scripts and tests match them.
   const number = (name: string, ok: (v: number) => boolean, range: string): number => {
-    const v = Number(text(name));
+    const v = Number(flags.text(name));
     if (!Number.isFinite(v) || !ok(v)) {
-      throw new RangeError(`--${name} must be ${range}, got ${text(name)}`);
+      throw new FlagError(`--${name} must be ${range}, got ${flags.text(name)}`);
     }
     return v;
   };
   const integer = (name: string, min: number) =>
     number(name, (v) => Number.isInteger(v) && v >= min, `an integer >= ${min}`);
-  const oneOf = <T extends string>(name: string, choices: readonly T[]): T => {
-    const v = text(name) as T;
-    if (!choices.includes(v)) {
-      throw new RangeError(`--${name} must be one of ${choices.join(", ")}, got ${v}`);
-    }
-    return v;
-  };
+  const resume = flags.boolean("resume");
 
-  const presetName = oneOf("preset", Object.keys(PRESETS) as (keyof typeof PRESETS)[]);
+  const presetName = flags.oneOf("preset", Object.keys(PRESETS) as (keyof typeof PRESETS)[]);
   const config: UNetConfig = { ...PRESETS[presetName] };
-  const dataset = given("dataset") ? text("dataset") : presetName === "cifar10" ? "" : "mnist";
-  if (!dataset && !values["dry-run"] && !values.help) {
-    throw new RangeError(
+  const dataset = flags.given("dataset")
+    ? flags.text("dataset")
+    : presetName === "cifar10"
+    ? ""
+    : "mnist";
+  if (!dataset && !flags.boolean("dry-run") && !flags.boolean("help")) {
+    throw new FlagError(
       '--preset cifar10 needs --dataset (for example "folder:<dir of 32x32 PNGs>")',
     );
   }
-  const flipText = oneOf("flip", ["auto", "on", "off"] as const);
+  const flipText = flags.oneOf("flip", ["auto", "on", "off"] as const);
   // Only flags the user gave override what a resumed checkpoint saved.
   const optimizer: OptimizerOptions = {};
-  if (given("lr") || !values.resume) {
+  if (flags.given("lr") || !resume) {
     optimizer.lr = number("lr", (v) => v > 0 && v < 1, "in (0, 1)");
   }
-  if (given("warmup") || !values.resume) optimizer.warmupSteps = integer("warmup", 0);
-  if (given("ema-decay") || !values.resume) {
+  if (flags.given("warmup") || !resume) optimizer.warmupSteps = integer("warmup", 0);
+  if (flags.given("ema-decay") || !resume) {
     optimizer.emaDecay = number("ema-decay", (v) => v >= 0 && v < 1, "in [0, 1)");
   }
-  if (given("grad-clip") || !values.resume) {
+  if (flags.given("grad-clip") || !resume) {
     optimizer.gradClip = number("grad-clip", (v) => v > 0, "> 0");
   }
   const datasetTag = dataset.replace(/^(idx|folder):/, "").split(/[\\/,]/).filter(Boolean).pop() ??
@@ -165,15 +186,15 @@ export function parseTrainArgs(args: string[]): {
         (v) => Number.isInteger(v) && v >= 0 && v < 2 ** 32,
         "an integer in 0..4294967295",
       ),
-      out: given("out") ? text("out") : `runs/${presetName}-${datasetTag}`,
-      resume: Boolean(values.resume),
-      overwrite: Boolean(values.overwrite),
-      conditional: Boolean(values.conditional),
+      out: flags.given("out") ? flags.text("out") : `runs/${presetName}-${datasetTag}`,
+      resume,
+      overwrite: flags.boolean("overwrite"),
+      conditional: flags.boolean("conditional"),
       labelDropout: number("label-dropout", (v) => v >= 0 && v <= 1, "in [0, 1]"),
-      ...(given("init-from") ? { initFrom: text("init-from") } : {}),
-      prediction: oneOf("prediction", PREDICTIONS) as Prediction,
+      ...(flags.given("init-from") ? { initFrom: flags.text("init-from") } : {}),
+      prediction: flags.oneOf("prediction", PREDICTIONS) as Prediction,
       schedule: {
-        kind: oneOf("schedule", SCHEDULE_KINDS) as ScheduleKind,
+        kind: flags.oneOf("schedule", SCHEDULE_KINDS) as ScheduleKind,
         timesteps: integer("timesteps", 2),
       },
       optimizer,
@@ -182,16 +203,16 @@ export function parseTrainArgs(args: string[]): {
       checkpointEvery: integer("ckpt-every", 1),
       keep: integer("keep", 1),
       sampleEvery: integer("sample-every", 0),
-      sampleSampler: oneOf<SamplerKind>("sample-sampler", SAMPLERS),
+      sampleSampler: flags.oneOf<SamplerKind>("sample-sampler", SAMPLERS),
       sampleSteps: integer("sample-steps", 1),
       logEvery: integer("log-every", 1),
       evalEvery: integer("eval-every", 0),
-      onNonFinite: oneOf("on-nan", ["stop", "skip"] as const),
+      onNonFinite: flags.oneOf("on-nan", ["stop", "skip"] as const),
     },
-    backend: oneOf("backend", BACKEND_CHOICES),
-    workers: text("workers") === "auto" ? "auto" : integer("workers", 0),
-    dryRun: Boolean(values["dry-run"]),
-    help: Boolean(values.help),
+    backend: flags.oneOf("backend", BACKEND_CHOICES),
+    workers: flags.text("workers") === "auto" ? "auto" : integer("workers", 0),
+    dryRun: flags.boolean("dry-run"),
+    help: flags.boolean("help"),
   };
 }
 

@@ -15,30 +15,38 @@ import { join } from "node:path";
 import { makeGrid, toUint8 } from "../lib/image.ts";
 import type { Prediction } from "../lib/parameterization.ts";
 import { encodePng } from "../lib/png.ts";
-import { createRng, restoreRng, type RngState } from "../lib/rng.ts";
+import { createRng, restoreRng, type Rng } from "../lib/rng.ts";
 import { sample, type SamplerKind } from "../lib/samplers.ts";
-import { makeSchedule, type ScheduleKind, type ScheduleOptions } from "../lib/schedule.ts";
+import { makeSchedule, type ScheduleOptions } from "../lib/schedule.ts";
 import type { BackendInfo } from "./backend.ts";
 import {
-  type Checkpoint,
   checkpointPath,
   latestCheckpoint,
   loadCheckpoint,
   pruneCheckpoints,
-  saveCheckpoint,
 } from "./checkpoint.ts";
 import {
   BatchSampler,
-  type BatchSamplerState,
+  type Dataset,
   type DataSplit,
   defaultFlip,
   imagesAt,
   loadDataset,
 } from "./data.ts";
+import { TRAINING_DEFAULTS } from "./defaults.ts";
 import { classCount, isConditional, type UNetConfig, validateConfig } from "./network.ts";
+import {
+  loadRunCheckpoint,
+  type RunCheckpoint,
+  type RunMetadata,
+  saveRunCheckpoint,
+} from "./run_state.ts";
 import { NonFiniteLossError, type OptimizerOptions, Trainer } from "./trainer.ts";
 
-/** Everything a run needs; `main.ts` fills it from flags, with the defaults listed there. */
+/**
+ * Everything a run needs; `main.ts` fills it from flags. What is left out is
+ * `TRAINING_DEFAULTS`'s (`defaults.ts`), the defaults the flags show.
+ */
 export interface RunOptions {
   /** Network config (ignored when resuming: the checkpoint's is used). */
   config: UNetConfig;
@@ -65,7 +73,7 @@ export interface RunOptions {
    * names), for classifier-free guidance. Ignored when resuming: the checkpoint's config rules.
    */
   conditional?: boolean;
-  /** Conditional networks: probability of dropping a label to "no class". Default 0.1. */
+  /** Conditional networks: probability of dropping a label to "no class". */
   labelDropout?: number;
   /**
    * Start a new run from the weights (and EMA) of this checkpoint instead of random ones:
@@ -78,22 +86,22 @@ export interface RunOptions {
   optimizer?: OptimizerOptions;
   /** Random horizontal flips; default from the dataset (off for digits). */
   flip?: boolean;
-  /** Held-out fraction kept aside for evaluation. Default 0.1. */
+  /** Held-out fraction kept aside for evaluation. */
   heldOut?: number;
-  /** Checkpoint every this many steps (and at the end). Default 1000. */
+  /** Checkpoint every this many steps (and at the end). */
   checkpointEvery?: number;
-  /** Checkpoints kept. Default 3. */
+  /** Checkpoints kept. */
   keep?: number;
-  /** Sample grid every this many steps (0: never). Default 2000. */
+  /** Sample grid every this many steps (0: never). */
   sampleEvery?: number;
-  /** Sampler of the sample grids. Default `"ddim"`. */
+  /** Sampler of the sample grids. */
   sampleSampler?: SamplerKind;
-  /** Steps (network evaluations, at most T) and image count of the sample grids. Defaults 20 and 16. */
+  /** Steps (network evaluations, at most T) and image count of the sample grids. */
   sampleSteps?: number;
   sampleCount?: number;
-  /** Metrics line every this many steps. Default 10. */
+  /** Metrics line every this many steps. */
   logEvery?: number;
-  /** Held-out loss (EMA weights, fixed noise) every this many steps (0: never). Default 500. */
+  /** Held-out loss (EMA weights, fixed noise) every this many steps (0: never). */
   evalEvery?: number;
   /** The backend in use, recorded in checkpoints and logs. */
   backend?: BackendInfo;
@@ -112,7 +120,7 @@ export interface RunOptions {
    */
   signal?: AbortSignal;
   /**
-   * What a NaN or infinite loss does: `stop` (default) ends the run with an error, keeping the
+   * What a NaN or infinite loss does: `stop` ends the run with an error, keeping the
    * last checkpoint; `skip` drops that batch and goes on, up to 10 in a row.
    */
   onNonFinite?: "stop" | "skip";
@@ -146,31 +154,84 @@ export interface RunResult {
   lossSmoothed: number;
 }
 
-interface SavedState {
-  rng: RngState;
-  sampler: BatchSamplerState;
-  lossSmoothed: number;
-  wallSeconds: number;
-  labelDropout?: number;
-}
-
 const LOSS_SMOOTHING = 0.98;
 const MAX_SKIPPED_IN_A_ROW = 10;
 
 /** Trains until `steps` (or the signal), writing checkpoints, metrics and sample grids. */
 export async function runTraining(options: RunOptions): Promise<RunResult> {
   const report = options.report ?? _printEvent;
-  const checkpointEvery = options.checkpointEvery ?? 1000;
-  const keep = options.keep ?? 3;
-  const sampleEvery = options.sampleEvery ?? 2000;
-  const logEvery = options.logEvery ?? 10;
-  const evalEvery = options.evalEvery ?? 500;
+  const cadence = _cadence(options);
+  const run = await _openRun(options, report);
+  try {
+    return await _train(run, options, cadence, report);
+  } finally {
+    run.trainer.dispose();
+  }
+}
+
+/** How often a run logs, evaluates, draws grids and saves, and how many checkpoints it keeps. */
+interface _Cadence {
+  checkpointEvery: number;
+  keep: number;
+  sampleEvery: number;
+  logEvery: number;
+  evalEvery: number;
+}
+
+/** A run ready for its next step: a new one, one from another run's weights, or a resumed one. */
+interface _OpenRun {
+  trainer: Trainer;
+  /** The run's generator: timesteps, noise and label dropout. */
+  rng: Rng;
+  /** The training split's batches, in the run's order. */
+  sampler: BatchSampler;
+  data: DataSplit;
+  schedule: RunCheckpoint["schedule"];
+  seed: number;
+  labelDropout: number;
+  /** The dataset's class names, for a conditional network. */
+  classNames?: readonly string[];
+  /** The checkpoint whose weights a fine-tuned run started from, kept over every resume. */
+  initializedFrom?: RunMetadata["initializedFrom"];
+  /** The checkpoint resumed from. */
+  resumedFrom?: string;
+  /** What the run had when it was saved (NaN and 0 for a new one). */
+  lossSmoothed: number;
+  wallSeconds: number;
+  /** The first line the run reports. */
+  notice: string;
+}
+
+/** The cadence options filled from the defaults and checked, with `steps` and `batch`. */
+function _cadence(options: RunOptions): _Cadence {
+  const cadence = {
+    checkpointEvery: options.checkpointEvery ?? TRAINING_DEFAULTS.checkpointEvery,
+    keep: options.keep ?? TRAINING_DEFAULTS.keep,
+    sampleEvery: options.sampleEvery ?? TRAINING_DEFAULTS.sampleEvery,
+    logEvery: options.logEvery ?? TRAINING_DEFAULTS.logEvery,
+    evalEvery: options.evalEvery ?? TRAINING_DEFAULTS.evalEvery,
+  };
   _positiveInteger("steps", options.steps);
   _positiveInteger("batch", options.batch);
-  _positiveInteger("checkpointEvery", checkpointEvery);
-  _positiveInteger("keep", keep);
-  _positiveInteger("logEvery", logEvery);
+  _positiveInteger("checkpointEvery", cadence.checkpointEvery);
+  _positiveInteger("keep", cadence.keep);
+  _positiveInteger("logEvery", cadence.logEvery);
+  return cadence;
+}
 
+/**
+ * Opens the run in `options.out`:
+ * 1. claims the directory: a new run refuses one that holds another run (or, with `overwrite`,
+ *    deletes it), a resumed run takes the newest good checkpoint there;
+ * 2. settles the network, schedule, prediction, seed and optimizer: a resumed run's come from
+ *    its checkpoint (optimizer flags given again override the saved ones), a new run's from
+ *    the options;
+ * 3. loads the data and checks it fits the network (image shape, class count);
+ * 4. restores or creates the generator, the batch order and the trainer, from the checkpoint,
+ *    from `initFrom`'s weights, or from the seed.
+ */
+async function _openRun(options: RunOptions, report: (event: RunEvent) => void): Promise<_OpenRun> {
+  // 1. The run directory.
   if (options.resume && options.overwrite) {
     throw new RangeError(
       "--resume continues the run in --out and --overwrite replaces it: pass one",
@@ -178,31 +239,35 @@ export async function runTraining(options: RunOptions): Promise<RunResult> {
   }
   if (!options.resume) await _claimRunDirectory(options.out, Boolean(options.overwrite), report);
   await _prepareRunDirectory(options.out, report);
-
-  // 1. Start fresh or from the newest good checkpoint.
-  const resumeFrom = options.resume ? await latestCheckpoint(options.out) : null;
-  if (options.resume && !resumeFrom) {
+  const resumedFrom = options.resume ? await latestCheckpoint(options.out) : null;
+  if (options.resume && !resumedFrom) {
     throw new Error(`--resume: no complete checkpoint in ${options.out}`);
   }
-  const ckpt = resumeFrom ? await loadCheckpoint(resumeFrom) : null;
-  if (ckpt && options.initFrom) {
+  const saved = resumedFrom ? await loadRunCheckpoint(resumedFrom) : null;
+  if (saved && options.initFrom) {
     throw new RangeError("--init-from starts a new run; it cannot be combined with --resume");
   }
-  let config = ckpt ? (ckpt.config as unknown as UNetConfig) : options.config;
-  validateConfig(config);
-  const scheduleOptions = ckpt
-    ? { ...ckpt.schedule, kind: ckpt.schedule.kind as ScheduleKind }
-    : _fullSchedule(options.schedule);
-  const schedule = makeSchedule(scheduleOptions);
-  const prediction = (ckpt?.prediction ?? options.prediction ?? "eps") as Prediction;
-  const seed = ckpt?.seed ?? options.seed;
-  // Saved settings continue the run; flags given on resume (a lower --lr) take precedence.
-  const optimizer = ckpt ? { ..._adamOf(ckpt), ...options.optimizer } : options.optimizer;
 
-  // 2. Data: the training split batched from the run's generator, the held-out split kept aside.
+  // 2. What the network is and how it trains.
+  let config = saved ? saved.config : options.config;
+  validateConfig(config);
+  const schedule = saved?.schedule ?? _fullSchedule(options.schedule);
+  const prediction = saved?.prediction ?? options.prediction ?? TRAINING_DEFAULTS.prediction;
+  const seed = saved?.seed ?? options.seed;
+  const optimizer = saved
+    ? {
+      ...saved.trainingState.optimizerOptions,
+      beta1: saved.optimizer.beta1,
+      beta2: saved.optimizer.beta2,
+      epsilon: saved.optimizer.epsilon,
+      ...options.optimizer,
+    }
+    : options.optimizer;
+
+  // 3. Data: the training split batched from the run's generator, the held-out split kept aside.
   const data = options.data ??
     await loadDataset(options.dataset, {
-      heldOutFraction: options.heldOut ?? 0.1,
+      heldOutFraction: options.heldOut ?? TRAINING_DEFAULTS.heldOut,
       seed,
       imageSize: config.imageSize,
       channels: config.channels as 1 | 3,
@@ -214,7 +279,7 @@ export async function runTraining(options: RunOptions): Promise<RunResult> {
         `the network expects ${config.channels}x${config.imageSize}x${config.imageSize}`,
     );
   }
-  if (!ckpt && options.conditional) {
+  if (!saved && options.conditional) {
     const classes = train.classNames?.length ?? 0;
     if (classes < 2) {
       throw new RangeError(
@@ -225,26 +290,28 @@ export async function runTraining(options: RunOptions): Promise<RunResult> {
     config = { ...config, numClasses: classes };
   }
   const classNames = isConditional(config) ? train.classNames : undefined;
-  if (ckpt && isConditional(config) && classNames?.length !== config.numClasses) {
+  if (saved && isConditional(config) && classNames?.length !== config.numClasses) {
     throw new RangeError(
       `the checkpoint's network has ${config.numClasses} classes, dataset ${train.name} has ` +
         `${classNames?.length ?? 0}`,
     );
   }
+
+  // 4. Generator, batch order and trainer.
   const flip = options.flip ?? defaultFlip(train);
-  const saved = ckpt?.trainingState as SavedState | undefined;
-  const labelDropout = saved?.labelDropout ?? options.labelDropout ?? 0.1;
-  const rng = saved ? restoreRng(saved.rng) : createRng(seed);
+  const labelDropout = saved?.trainingState.labelDropout ?? options.labelDropout ??
+    TRAINING_DEFAULTS.labelDropout;
+  const rng = saved ? restoreRng(saved.trainingState.rng) : createRng(seed);
   const sampler = new BatchSampler(train, {
     batchSize: options.batch,
     rng: createRng(seed + 1),
     flip,
     dropLast: true,
   });
-  if (saved) sampler.restore(saved.sampler);
+  if (saved) sampler.restore(saved.trainingState.sampler);
   const setup = {
     config,
-    schedule,
+    schedule: makeSchedule(schedule),
     prediction,
     optimizer,
     labelDropout,
@@ -252,92 +319,81 @@ export async function runTraining(options: RunOptions): Promise<RunResult> {
     workerModule: options.workerModule,
   };
   const warmStart = options.initFrom ? await loadCheckpoint(options.initFrom) : null;
-  // Recorded in every checkpoint (and carried over on resume), read by the model card.
-  const initializedFrom = warmStart
+  const initializedFrom = warmStart && options.initFrom
     ? { path: options.initFrom, step: warmStart.step }
-    : ckpt?.metadata.initializedFrom;
-  const trainer = ckpt
+    : saved?.metadata.initializedFrom;
+  const trainer = saved
     ? await Trainer.restore(setup, {
-      step: ckpt.step,
-      params: ckpt.params,
-      ema: ckpt.ema,
-      m: ckpt.optimizer.m,
-      v: ckpt.optimizer.v,
+      step: saved.step,
+      params: saved.params,
+      ema: saved.ema,
+      m: saved.optimizer.m,
+      v: saved.optimizer.v,
     })
     : await Trainer.create(setup, seed, warmStart ?? undefined);
 
-  const metricsPath = join(options.out, "metrics.jsonl");
-  const encoder = new TextEncoder();
-  // A process killed mid-line leaves a partial record: end it so the next one starts clean.
-  const previous = await Deno.readFile(metricsPath).catch(() => new Uint8Array(0));
-  const metricsFile = await Deno.open(metricsPath, { append: true, create: true });
-  if (previous.length > 0 && previous[previous.length - 1] !== 0x0a) {
-    await metricsFile.write(encoder.encode("\n"));
-  }
-  const heldOutCount = Math.min(options.batch, heldOut.length);
-  const heldOutBatch = {
-    x: imagesAt(heldOut, Array.from({ length: heldOutCount }, (_, i) => i)),
-    labels: Int32Array.from({ length: heldOutCount }, (_, i) => heldOut.label(i)),
-    shape: [heldOutCount, heldOut.channels, heldOut.imageSize, heldOut.imageSize] as const,
-  };
-  report({
-    kind: "notice",
-    message: (resumeFrom
-      ? `resuming from ${resumeFrom} at step ${trainer.step}`
-      : warmStart
-      ? `starting a new run from the weights of ${options.initFrom} (step ${warmStart.step})`
-      : "starting a new run") +
+  const origin = resumedFrom
+    ? `resuming from ${resumedFrom} at step ${trainer.step}`
+    : warmStart
+    ? `starting a new run from the weights of ${options.initFrom} (step ${warmStart.step})`
+    : "starting a new run";
+  return {
+    trainer,
+    rng,
+    sampler,
+    data,
+    schedule,
+    seed,
+    labelDropout,
+    classNames,
+    initializedFrom,
+    resumedFrom: resumedFrom ?? undefined,
+    lossSmoothed: saved?.trainingState.lossSmoothed ?? NaN,
+    wallSeconds: saved?.trainingState.wallSeconds ?? 0,
+    notice: origin +
       (classNames ? `; conditional on ${classNames.length} classes` : "") +
       `; ${train.length} training and ${heldOut.length} held-out images of ${train.name}` +
       `, batch ${options.batch}${flip ? ", random flips" : ""}` +
       (trainer.workers > 0 ? `; ${trainer.workers} gradient workers` : ""),
-  });
+  };
+}
 
-  let lossSmoothed = saved?.lossSmoothed ?? NaN;
-  const wallSeconds = saved?.wallSeconds ?? 0;
-  let lastCheckpoint = resumeFrom ?? "";
+/**
+ * The loop: one batch, one step; a metrics line, the held-out loss, sample grids and
+ * checkpoints on their cadence; at the end, or on the signal, a checkpoint of the last step.
+ */
+async function _train(
+  run: _OpenRun,
+  options: RunOptions,
+  cadence: _Cadence,
+  report: (event: RunEvent) => void,
+): Promise<RunResult> {
+  const { trainer, rng, sampler, seed } = run;
+  const { checkpointEvery, sampleEvery, logEvery, evalEvery } = cadence;
+  const onNonFinite = options.onNonFinite ?? TRAINING_DEFAULTS.onNonFinite;
+  const heldOut = _heldOutBatch(run.data.heldOut, options.batch);
+  const metrics = await _openMetrics(options.out);
+  report({ kind: "notice", message: run.notice });
+
+  let lossSmoothed = run.lossSmoothed;
+  let lastCheckpoint = run.resumedFrom ?? "";
   let lastSaved = trainer.step;
   const started = performance.now();
   const startStep = trainer.step;
   let interrupted = false;
   let skippedInARow = 0;
-
-  const writeCheckpoint = async () => {
-    const path = checkpointPath(options.out, trainer.step);
-    const state: SavedState = {
-      rng: rng.getState(),
-      sampler: sampler.getState(),
+  const save = async () => {
+    const wallSeconds = run.wallSeconds + (performance.now() - started) / 1000;
+    lastCheckpoint = await _saveRun(run, options, cadence.keep, {
       lossSmoothed,
-      labelDropout,
-      wallSeconds: wallSeconds + (performance.now() - started) / 1000,
-    };
-    const saving = await _toCheckpoint(trainer, scheduleOptions, seed, state, options, {
-      dataset: train.name,
-      ...(classNames ? { classNames: [...classNames] } : {}),
-      ...(initializedFrom ? { initializedFrom } : {}),
+      wallSeconds,
+      newest: lastCheckpoint,
     });
-    try {
-      await saveCheckpoint(path, saving);
-    } catch (error) {
-      // saveCheckpoint leaves nothing behind on failure (a full disk, say): the older
-      // checkpoints are intact.
-      const newest = lastCheckpoint
-        ? `the newest complete checkpoint is ${lastCheckpoint}`
-        : "no checkpoint was written";
-      throw new Error(
-        `could not write the checkpoint of step ${trainer.step} to ${path} (${
-          (error as Error).message
-        }); ${newest}`,
-      );
-    }
-    await pruneCheckpoints(options.out, keep);
-    lastCheckpoint = path;
     lastSaved = trainer.step;
-    report({ kind: "checkpoint", path, step: trainer.step });
+    report({ kind: "checkpoint", path: lastCheckpoint, step: trainer.step });
   };
 
   try {
-    // 3. The loop: one batch, one step; logs, held-out loss, samples and checkpoints on schedule.
     while (trainer.step < options.steps) {
       // A macrotask turn: tfjs's awaits settle as microtasks, so without it a Ctrl-C listener
       // ran only at the next file write (the metrics line, every --log-every steps).
@@ -347,18 +403,14 @@ export async function runTraining(options: RunOptions): Promise<RunResult> {
         break;
       }
       const batch = sampler.next();
-      const shape = [
-        batch.labels.length,
-        config.channels,
-        config.imageSize,
-        config.imageSize,
-      ] as const;
+      const { channels, imageSize } = trainer.config;
+      const shape = [batch.labels.length, channels, imageSize, imageSize] as const;
       let result;
       try {
         result = await trainer.trainStep(batch.x, shape, rng, batch.labels);
         skippedInARow = 0;
       } catch (error) {
-        if (!(error instanceof NonFiniteLossError) || options.onNonFinite !== "skip") throw error;
+        if (!(error instanceof NonFiniteLossError) || onNonFinite !== "skip") throw error;
         if (++skippedInARow > MAX_SKIPPED_IN_A_ROW) {
           throw new Error(
             `${MAX_SKIPPED_IN_A_ROW} batches in a row gave a non-finite loss: ${error.message}`,
@@ -390,22 +442,22 @@ export async function runTraining(options: RunOptions): Promise<RunResult> {
           lr: result.lr,
           stepsPerSecond,
           imagesPerSecond: stepsPerSecond * options.batch,
-          wallSeconds: wallSeconds + elapsed,
+          wallSeconds: run.wallSeconds + elapsed,
         };
         if (evalEvery > 0 && step % evalEvery === 0) {
           report({
             kind: "notice",
-            message: `step ${step}: held-out loss on ${heldOutCount} images`,
+            message: `step ${step}: held-out loss on ${heldOut.shape[0]} images`,
           });
           record.heldOutLoss = await trainer.evalLoss(
-            heldOutBatch.x,
-            heldOutBatch.shape,
+            heldOut.x,
+            heldOut.shape,
             createRng(seed + 2),
             "ema",
-            heldOutBatch.labels,
+            heldOut.labels,
           );
         }
-        await metricsFile.write(encoder.encode(JSON.stringify(record) + "\n"));
+        await metrics.write(record);
         report({
           kind: "progress",
           step,
@@ -422,20 +474,114 @@ export async function runTraining(options: RunOptions): Promise<RunResult> {
         const path = await _writeSamples(trainer, options, step, seed);
         report({ kind: "samples", path, step });
       }
-      if (step % checkpointEvery === 0) await writeCheckpoint();
+      if (step % checkpointEvery === 0) await save();
     }
-    // 4. The end, or an interruption: always leave a checkpoint of the last step taken.
-    if (trainer.step !== lastSaved || !lastCheckpoint) await writeCheckpoint();
+    // The end, or an interruption: always leave a checkpoint of the last step taken.
+    if (trainer.step !== lastSaved || !lastCheckpoint) await save();
     if (!interrupted && sampleEvery > 0 && trainer.step % sampleEvery !== 0) {
       report({ kind: "notice", message: _samplingNotice(trainer.step, options, trainer) });
       const path = await _writeSamples(trainer, options, trainer.step, seed);
       report({ kind: "samples", path, step: trainer.step });
     }
   } finally {
-    metricsFile.close();
-    trainer.dispose();
+    metrics.close();
   }
   return { step: trainer.step, interrupted, checkpoint: lastCheckpoint, lossSmoothed };
+}
+
+/**
+ * Saves the run at its current step and prunes to the newest `keep`; returns the path. A save
+ * that fails (a full disk, say) leaves nothing behind, so the error names the newest complete
+ * checkpoint, which is intact.
+ */
+async function _saveRun(
+  run: _OpenRun,
+  options: RunOptions,
+  keep: number,
+  progress: { lossSmoothed: number; wallSeconds: number; newest: string },
+): Promise<string> {
+  const { trainer } = run;
+  const path = checkpointPath(options.out, trainer.step);
+  const tensors = await trainer.state();
+  const o = trainer.options;
+  const ckpt: RunCheckpoint = {
+    step: trainer.step,
+    config: trainer.config,
+    schedule: run.schedule,
+    prediction: trainer.prediction,
+    seed: run.seed,
+    params: tensors.params,
+    ema: tensors.ema,
+    optimizer: {
+      kind: "adam",
+      step: trainer.step,
+      beta1: o.beta1,
+      beta2: o.beta2,
+      epsilon: o.epsilon,
+      m: tensors.m,
+      v: tensors.v,
+    },
+    trainingState: {
+      rng: run.rng.getState(),
+      sampler: run.sampler.getState(),
+      lossSmoothed: progress.lossSmoothed,
+      labelDropout: run.labelDropout,
+      wallSeconds: progress.wallSeconds,
+      optimizerOptions: { ...o },
+    },
+    metadata: {
+      dataset: run.data.train.name,
+      ...(run.classNames ? { classNames: [...run.classNames] } : {}),
+      ...(run.initializedFrom ? { initializedFrom: run.initializedFrom } : {}),
+      batch: options.batch,
+      backend: options.backend?.summary ?? "unknown",
+      savedAt: new Date().toISOString(),
+    },
+  };
+  try {
+    await saveRunCheckpoint(path, ckpt);
+  } catch (error) {
+    const newest = progress.newest
+      ? `the newest complete checkpoint is ${progress.newest}`
+      : "no checkpoint was written";
+    throw new Error(
+      `could not write the checkpoint of step ${trainer.step} to ${path} (${
+        (error as Error).message
+      }); ${newest}`,
+    );
+  }
+  await pruneCheckpoints(options.out, keep);
+  return path;
+}
+
+/** The first `batch` held-out images with their labels: the fixed yardstick of the held-out loss. */
+function _heldOutBatch(heldOut: Dataset, batch: number) {
+  const count = Math.min(batch, heldOut.length);
+  return {
+    x: imagesAt(heldOut, Array.from({ length: count }, (_, i) => i)),
+    labels: Int32Array.from({ length: count }, (_, i) => heldOut.label(i)),
+    shape: [count, heldOut.channels, heldOut.imageSize, heldOut.imageSize] as const,
+  };
+}
+
+/** `metrics.jsonl`, opened to append one JSON record per line. */
+async function _openMetrics(
+  out: string,
+): Promise<{ write(record: Record<string, number>): Promise<void>; close(): void }> {
+  const path = join(out, "metrics.jsonl");
+  const encoder = new TextEncoder();
+  // A process killed mid-line leaves a partial record: end it so the next one starts clean.
+  const previous = await Deno.readFile(path).catch(() => new Uint8Array(0));
+  const file = await Deno.open(path, { append: true, create: true });
+  if (previous.length > 0 && previous[previous.length - 1] !== 0x0a) {
+    await file.write(encoder.encode("\n"));
+  }
+  return {
+    write: async (record) => {
+      await file.write(encoder.encode(JSON.stringify(record) + "\n"));
+    },
+    close: () => file.close(),
+  };
 }
 
 /** What a run directory holds of a run: checkpoints (also partial ones), metrics, grids. */
@@ -490,9 +636,12 @@ async function _claimRunDirectory(
 /** The sample grids' image count, sampler and steps (at most T), from the run's options. */
 function _gridSettings(options: RunOptions, trainer: Trainer) {
   return {
-    count: options.sampleCount ?? 16,
-    sampler: options.sampleSampler ?? "ddim",
-    steps: Math.min(options.sampleSteps ?? 20, trainer.schedule.timesteps),
+    count: options.sampleCount ?? TRAINING_DEFAULTS.sampleCount,
+    sampler: options.sampleSampler ?? TRAINING_DEFAULTS.sampleSampler,
+    steps: Math.min(
+      options.sampleSteps ?? TRAINING_DEFAULTS.sampleSteps,
+      trainer.schedule.timesteps,
+    ),
   };
 }
 
@@ -561,61 +710,13 @@ async function _writeSamples(
   return path;
 }
 
-async function _toCheckpoint(
-  trainer: Trainer,
-  schedule: Required<ScheduleOptions>,
-  seed: number,
-  state: SavedState,
-  options: RunOptions,
-  metadata: Record<string, unknown>,
-): Promise<Checkpoint> {
-  const tensors = await trainer.state();
-  const o = trainer.options;
-  return {
-    step: trainer.step,
-    config: { ...trainer.config },
-    schedule,
-    prediction: trainer.prediction,
-    seed,
-    params: tensors.params,
-    ema: tensors.ema,
-    optimizer: {
-      kind: "adam",
-      step: trainer.step,
-      beta1: o.beta1,
-      beta2: o.beta2,
-      epsilon: o.epsilon,
-      m: tensors.m,
-      v: tensors.v,
-    },
-    trainingState: { ...state, optimizerOptions: { ...o } },
-    metadata: {
-      ...metadata,
-      batch: options.batch,
-      backend: options.backend?.summary ?? "unknown",
-      savedAt: new Date().toISOString(),
-    },
-  };
-}
-
-/** The learning-rate settings saved with a checkpoint, so a resumed run keeps its schedule. */
-function _adamOf(ckpt: Checkpoint): OptimizerOptions {
-  const saved = (ckpt.trainingState as { optimizerOptions?: OptimizerOptions }).optimizerOptions ??
-    {};
-  return {
-    ...saved,
-    beta1: ckpt.optimizer.beta1,
-    beta2: ckpt.optimizer.beta2,
-    epsilon: ckpt.optimizer.epsilon,
-  };
-}
-
 function _fullSchedule(options: ScheduleOptions = {}): Required<ScheduleOptions> {
+  const d = TRAINING_DEFAULTS.schedule;
   return {
-    kind: options.kind ?? "linear",
-    timesteps: options.timesteps ?? 1000,
-    betaStart: options.betaStart ?? 1e-4,
-    betaEnd: options.betaEnd ?? 0.02,
+    kind: options.kind ?? d.kind,
+    timesteps: options.timesteps ?? d.timesteps,
+    betaStart: options.betaStart ?? d.betaStart,
+    betaEnd: options.betaEnd ?? d.betaEnd,
   };
 }
 

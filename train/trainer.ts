@@ -14,6 +14,7 @@ import type { Rng } from "../lib/rng.ts";
 import type { ConditionalDenoiser } from "../lib/guidance.ts";
 import type { Schedule } from "../lib/schedule.ts";
 import type { NamedTensors } from "./checkpoint.ts";
+import { TRAINING_DEFAULTS } from "./defaults.ts";
 import { GradientPool } from "./gradient_pool.ts";
 import { classCount, describeUNet, initParameters, type UNetConfig } from "./network.ts";
 import {
@@ -30,17 +31,17 @@ import {
 import { batchLoss, type LossSetup, type StepInputs } from "./step.ts";
 import { type ParamTensors, tfjsDenoiser } from "./tfjs_ops.ts";
 
-/** Optimisation settings; defaults are the paper's CIFAR-10 ones (`run_cifar.py`). */
+/** Optimisation settings; each one left out is `TRAINING_DEFAULTS.optimizer`'s (`defaults.ts`). */
 export interface OptimizerOptions {
-  /** Peak learning rate. Default 2e-4. */
+  /** Peak learning rate. */
   lr?: number;
-  /** Steps of linear warm-up from 0 to `lr`. Default 5000. */
+  /** Steps of linear warm-up from 0 to `lr`. */
   warmupSteps?: number;
-  /** Global gradient-norm clip. Default 1. */
+  /** Global gradient-norm clip. */
   gradClip?: number;
-  /** EMA decay. Default 0.9999. */
+  /** EMA decay. */
   emaDecay?: number;
-  /** Adam's moment decays and epsilon. Defaults 0.9, 0.999, 1e-8. */
+  /** Adam's moment decays and epsilon. */
   beta1?: number;
   beta2?: number;
   epsilon?: number;
@@ -54,7 +55,8 @@ export interface TrainerSetup {
   optimizer?: OptimizerOptions;
   /**
    * Conditional networks: the probability that a label is replaced by "no class" in training,
-   * so one network learns both predictions classifier-free guidance needs. Default 0.1.
+   * so one network learns both predictions classifier-free guidance needs. Default
+   * `TRAINING_DEFAULTS.labelDropout`.
    */
   labelDropout?: number;
   /**
@@ -142,10 +144,10 @@ export class Trainer {
   ) {
     this.config = setup.config;
     this.schedule = setup.schedule;
-    this.prediction = setup.prediction ?? "eps";
+    this.prediction = setup.prediction ?? TRAINING_DEFAULTS.prediction;
     this.options = _fullOptions(setup.optimizer);
-    this.labelDropout = setup.labelDropout ?? 0.1;
-    this.workers = setup.workers ?? 0;
+    this.labelDropout = setup.labelDropout ?? TRAINING_DEFAULTS.labelDropout;
+    this.workers = setup.workers ?? TRAINING_DEFAULTS.workers;
     this.step = step;
     this.#state = held.state;
     this.#lossSetup = held.lossSetup;
@@ -189,11 +191,11 @@ export class Trainer {
   /** Continues from saved state (a checkpoint). */
   static async restore(setup: TrainerSetup, state: TrainerState): Promise<Trainer> {
     _checkOptions(_fullOptions(setup.optimizer));
-    const labelDropout = setup.labelDropout ?? 0.1;
+    const labelDropout = setup.labelDropout ?? TRAINING_DEFAULTS.labelDropout;
     if (!(labelDropout >= 0 && labelDropout <= 1)) {
       throw new RangeError(`labelDropout must be in [0, 1], got ${labelDropout}`);
     }
-    const workers = setup.workers ?? 0;
+    const workers = setup.workers ?? TRAINING_DEFAULTS.workers;
     if (!Number.isInteger(workers) || workers < 0) {
       throw new RangeError(`workers must be an integer >= 0, got ${workers}`);
     }
@@ -548,21 +550,22 @@ class _SharedState implements _TrainingState {
 const _GROUPS = [["params", "params"], ["ema", "ema"], ["m", "adam.m"], ["v", "adam.v"]] as const;
 
 function _fullOptions(o: OptimizerOptions = {}): Required<OptimizerOptions> {
+  const d = TRAINING_DEFAULTS.optimizer;
   return {
-    lr: o.lr ?? 2e-4,
-    warmupSteps: o.warmupSteps ?? 5000,
-    gradClip: o.gradClip ?? 1,
-    emaDecay: o.emaDecay ?? 0.9999,
-    beta1: o.beta1 ?? 0.9,
-    beta2: o.beta2 ?? 0.999,
-    epsilon: o.epsilon ?? 1e-8,
+    lr: o.lr ?? d.lr,
+    warmupSteps: o.warmupSteps ?? d.warmupSteps,
+    gradClip: o.gradClip ?? d.gradClip,
+    emaDecay: o.emaDecay ?? d.emaDecay,
+    beta1: o.beta1 ?? d.beta1,
+    beta2: o.beta2 ?? d.beta2,
+    epsilon: o.epsilon ?? d.epsilon,
   };
 }
 
 function _lossSetup(setup: TrainerSetup): LossSetup {
   return {
     config: setup.config,
-    prediction: setup.prediction ?? "eps",
+    prediction: setup.prediction ?? TRAINING_DEFAULTS.prediction,
     sqrtAbar: Float32Array.from(setup.schedule.sqrtAlphasCumprod),
     sqrtOneMinusAbar: Float32Array.from(setup.schedule.sqrtOneMinusAlphasCumprod),
   };

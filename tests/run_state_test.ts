@@ -1,0 +1,131 @@
+/**
+ * The typed run state of a checkpoint (`train/run_state.ts`) and the one block of training
+ * defaults (`train/defaults.ts`): a run's checkpoint survives the typed view byte for byte, a
+ * damaged field is named, and the command line, `runTraining` and `Trainer` share their
+ * defaults.
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { makeSchedule } from "../lib/schedule.ts";
+import { initBackend } from "../train/backend.ts";
+import { latestCheckpoint } from "../train/checkpoint.ts";
+import { type Checkpoint, decodeCheckpoint, encodeCheckpoint } from "../train/checkpoint_format.ts";
+import { loadMnist } from "../train/data.ts";
+import { TRAINING_DEFAULTS } from "../train/defaults.ts";
+import { parseTrainArgs } from "../train/main.ts";
+import { PRESETS } from "../train/network.ts";
+import { runTraining } from "../train/run.ts";
+import { checkpointConfig, fromRunCheckpoint, toRunCheckpoint } from "../train/run_state.ts";
+import { Trainer } from "../train/trainer.ts";
+
+/** A two-step tiny run's newest checkpoint, as bytes. */
+async function runCheckpointBytes(conditional: boolean): Promise<Uint8Array> {
+  await initBackend("cpu");
+  const out = await Deno.makeTempDir();
+  const data = await loadMnist({ imageSize: 8 });
+  const quiet = { sampleEvery: 0, evalEvery: 0, report: () => {} };
+  try {
+    const run = { config: PRESETS.tiny, dataset: "mnist", data, conditional, out };
+    await runTraining({ ...run, ...quiet, batch: 2, seed: 5, steps: 2 });
+    const path = await latestCheckpoint(out);
+    assert.ok(path !== null);
+    return await Deno.readFile(path);
+  } finally {
+    await Deno.remove(out, { recursive: true });
+  }
+}
+
+Deno.test("a run's checkpoint goes through the typed run state and back to the same bytes", async () => {
+  for (const conditional of [false, true]) {
+    const bytes = await runCheckpointBytes(conditional);
+    const run = toRunCheckpoint(await decodeCheckpoint(bytes, "run.ddpm"), "run.ddpm");
+    assert.deepEqual(await encodeCheckpoint(fromRunCheckpoint(run)), bytes, `${conditional}`);
+    assert.equal(run.config.numClasses, conditional ? 10 : undefined);
+    assert.deepEqual(run.metadata.classNames?.length, conditional ? 10 : undefined);
+    assert.equal(run.trainingState.sampler.position, 4, "two batches of 2 handed out");
+    assert.deepEqual(run.trainingState.optimizerOptions, TRAINING_DEFAULTS.optimizer);
+  }
+});
+
+Deno.test("toRunCheckpoint names the source and the field that is not a run's", async () => {
+  const bytes = await runCheckpointBytes(false);
+  const cases: [string, (c: Checkpoint) => void, RegExp][] = [
+    ["no rng", (c) => {
+      delete c.trainingState.rng;
+    }, /^r\.ddpm: trainingState\.rng must be an object, got undefined$/],
+    ["sampler position", (c) => {
+      (c.trainingState.sampler as Record<string, unknown>).position = -1;
+    }, /^r\.ddpm: trainingState\.sampler\.position must be an integer in 0\.\.\d+, got -1$/],
+    ["optimizer setting", (c) => {
+      delete (c.trainingState.optimizerOptions as Record<string, unknown>).warmupSteps;
+    }, /^r\.ddpm: trainingState\.optimizerOptions\.warmupSteps must be a finite number/],
+    ["config field", (c) => {
+      c.config.chMult = "1,2";
+    }, /^r\.ddpm: config\.chMult must be an array, got "1,2"$/],
+    ["config value", (c) => {
+      c.config.groups = 3;
+    }, /^r\.ddpm: config: .*groups/],
+    ["class names", (c) => {
+      c.metadata.classNames = [0, 1];
+    }, /^r\.ddpm: metadata\.classNames\[0\] must be a string, got 0$/],
+  ];
+  for (const [what, damage, message] of cases) {
+    const ckpt = await decodeCheckpoint(bytes, "r.ddpm");
+    damage(ckpt);
+    assert.throws(() => toRunCheckpoint(ckpt, "r.ddpm"), { message }, what);
+  }
+});
+
+Deno.test("checkpointConfig keeps the config's fields and refuses an invalid network", async () => {
+  const ckpt = await decodeCheckpoint(await runCheckpointBytes(false));
+  assert.deepEqual(checkpointConfig(ckpt), PRESETS.tiny);
+  ckpt.config.imageSize = 0;
+  assert.throws(() => checkpointConfig(ckpt, "x.ddpm"), /^RangeError: x\.ddpm: config: imageSize/);
+});
+
+Deno.test("the command line, runTraining and Trainer share the training defaults", async () => {
+  const { options } = parseTrainArgs([]);
+  const d = TRAINING_DEFAULTS;
+  assert.deepEqual(
+    [options.steps, options.batch, options.seed, options.labelDropout, options.heldOut],
+    [d.steps, d.batch, d.seed, d.labelDropout, d.heldOut],
+  );
+  assert.deepEqual(options.optimizer, {
+    lr: d.optimizer.lr,
+    warmupSteps: d.optimizer.warmupSteps,
+    emaDecay: d.optimizer.emaDecay,
+    gradClip: d.optimizer.gradClip,
+  });
+  assert.deepEqual(
+    [options.checkpointEvery, options.keep, options.sampleEvery, options.sampleSteps],
+    [d.checkpointEvery, d.keep, d.sampleEvery, d.sampleSteps],
+  );
+  assert.deepEqual([options.logEvery, options.evalEvery, options.onNonFinite], [
+    d.logEvery,
+    d.evalEvery,
+    d.onNonFinite,
+  ]);
+  assert.deepEqual([options.prediction, options.schedule], [d.prediction, {
+    kind: d.schedule.kind,
+    timesteps: d.schedule.timesteps,
+  }]);
+
+  await initBackend("cpu");
+  const trainer = await Trainer.create({ config: PRESETS.tiny, schedule: makeSchedule() }, 1);
+  try {
+    assert.deepEqual(trainer.options, d.optimizer, "a library caller gets the CLI's warm-up");
+    assert.equal(trainer.labelDropout, d.labelDropout);
+  } finally {
+    trainer.dispose();
+  }
+});
+
+Deno.test("a checkpoint whose JSON fields are not a run's still exports: only the config is read", async () => {
+  const ckpt = await decodeCheckpoint(await runCheckpointBytes(false));
+  ckpt.trainingState = { wallSeconds: 1 };
+  ckpt.metadata = {};
+  assert.deepEqual(checkpointConfig(ckpt), PRESETS.tiny);
+  assert.throws(() => toRunCheckpoint(ckpt), /trainingState\.optimizerOptions must be an object/);
+});

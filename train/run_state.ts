@@ -1,0 +1,241 @@
+/**
+ * A training run's checkpoint, typed: the network config, the schedule and prediction, the
+ * optimizer settings, the generator and data position to continue from, and the run's
+ * metadata. The checkpoint format (`checkpoint_format.ts`) stores these as plain JSON fields;
+ * {@linkcode toRunCheckpoint} checks a decoded checkpoint against the types here once, so
+ * no reader casts, and {@linkcode fromRunCheckpoint} gives the format back exactly the JSON it
+ * always wrote (checkpoints stay byte for byte what earlier versions wrote and read).
+ *
+ * @module
+ */
+
+import { type Prediction, PREDICTIONS } from "../lib/parameterization.ts";
+import type { RngState } from "../lib/rng.ts";
+import { SCHEDULE_KINDS, type ScheduleKind } from "../lib/schedule.ts";
+import {
+  checkArray,
+  checkInteger,
+  checkNumber,
+  checkOneOf,
+  checkRecord,
+  checkString,
+  describe,
+} from "./_checks.ts";
+import { type Checkpoint, loadCheckpoint, saveCheckpoint } from "./checkpoint.ts";
+import type { BatchSamplerState } from "./data.ts";
+import { type UNetConfig, validateConfig } from "./network.ts";
+import type { OptimizerOptions } from "./trainer.ts";
+
+/** What a run keeps in a checkpoint's `trainingState` to continue exactly where it stopped. */
+export interface TrainingState {
+  /** The run's generator (timesteps, noise, label dropout) after the last step. */
+  rng: RngState;
+  /** The data position: epoch, place in the epoch, and the sampler's generator. */
+  sampler: BatchSamplerState;
+  /** Exponential moving average of the training loss. */
+  lossSmoothed: number;
+  /** Training time so far, over every resume. */
+  wallSeconds: number;
+  /** Label dropout of a conditional run; absent in checkpoints older than conditional runs. */
+  labelDropout?: number;
+  /**
+   * Every optimizer setting, so a resumed run keeps its learning-rate schedule. Adam's `beta1`,
+   * `beta2` and `epsilon` are also in the checkpoint's `optimizer`, which takes precedence.
+   */
+  optimizerOptions: Required<OptimizerOptions>;
+}
+
+/** What a run records about itself in a checkpoint's `metadata` (the model card reads it). */
+export interface RunMetadata {
+  /** The dataset's name. */
+  dataset: string;
+  /** The class names of a conditional network's dataset, by class index. */
+  classNames?: string[];
+  /** The checkpoint a fine-tuned run started from, carried over every resume. */
+  initializedFrom?: { path: string; step: number };
+  /** Images per step. */
+  batch: number;
+  /** The backend's summary line. */
+  backend: string;
+  /** When the checkpoint was written, ISO 8601. */
+  savedAt: string;
+}
+
+/** A training run's checkpoint: the format's fields, with the JSON ones typed. */
+export interface RunCheckpoint
+  extends Omit<Checkpoint, "config" | "schedule" | "prediction" | "trainingState" | "metadata"> {
+  config: UNetConfig;
+  schedule: { kind: ScheduleKind; timesteps: number; betaStart: number; betaEnd: number };
+  prediction: Prediction;
+  trainingState: TrainingState;
+  metadata: RunMetadata;
+}
+
+const MAX_SAFE = Number.MAX_SAFE_INTEGER;
+
+/**
+ * Checks that a checkpoint holds a training run's state and returns it typed. The format has
+ * already checked the tensors, the schedule's ranges and the optimizer's numbers; this checks
+ * the JSON fields' shapes and the network config, naming `source` and the field in any error.
+ * Ranges that their owners check on use (an rng state's words, a sampler position against its
+ * dataset) are left to them.
+ *
+ * @example
+ * ```ts ignore
+ * import { loadCheckpoint } from "./checkpoint.ts";
+ * import { toRunCheckpoint } from "./run_state.ts";
+ * const run = toRunCheckpoint(await loadCheckpoint("runs/mnist/ckpt-00001000.ddpm"));
+ * console.log(run.config.imageSize, run.trainingState.sampler.epoch);
+ * ```
+ */
+export function toRunCheckpoint(ckpt: Checkpoint, source = "checkpoint"): RunCheckpoint {
+  const where = `${source}: trainingState`;
+  const state = checkRecord(ckpt.trainingState, where);
+  const options = checkRecord(state.optimizerOptions, `${where}.optimizerOptions`);
+  const number = (key: keyof Required<OptimizerOptions>) =>
+    checkNumber(options[key], `${where}.optimizerOptions.${key}`);
+  const trainingState: TrainingState = {
+    rng: _checkRngState(state.rng, `${where}.rng`),
+    sampler: _checkSamplerState(state.sampler, `${where}.sampler`),
+    lossSmoothed: checkNumber(state.lossSmoothed, `${where}.lossSmoothed`),
+    wallSeconds: checkNumber(state.wallSeconds, `${where}.wallSeconds`),
+    optimizerOptions: {
+      lr: number("lr"),
+      warmupSteps: number("warmupSteps"),
+      gradClip: number("gradClip"),
+      emaDecay: number("emaDecay"),
+      beta1: number("beta1"),
+      beta2: number("beta2"),
+      epsilon: number("epsilon"),
+    },
+  };
+  if (state.labelDropout !== undefined) {
+    trainingState.labelDropout = checkNumber(state.labelDropout, `${where}.labelDropout`);
+  }
+  return {
+    step: ckpt.step,
+    config: checkpointConfig(ckpt, source),
+    schedule: {
+      ...ckpt.schedule,
+      kind: checkOneOf(ckpt.schedule.kind, SCHEDULE_KINDS, `${source}: schedule.kind`),
+    },
+    prediction: checkOneOf(ckpt.prediction, PREDICTIONS, `${source}: prediction`),
+    seed: ckpt.seed,
+    params: ckpt.params,
+    ema: ckpt.ema,
+    optimizer: ckpt.optimizer,
+    trainingState,
+    metadata: _checkMetadata(ckpt.metadata, `${source}: metadata`),
+  };
+}
+
+/**
+ * The checkpoint of a run as the format stores it: the same fields, the typed ones as plain
+ * JSON objects. Optional fields that are absent stay absent (JSON has no `undefined`).
+ */
+export function fromRunCheckpoint(run: RunCheckpoint): Checkpoint {
+  return {
+    ...run,
+    config: { ...run.config },
+    trainingState: { ...run.trainingState },
+    metadata: { ...run.metadata },
+  };
+}
+
+/**
+ * A checkpoint's network config, checked field by field and by `validateConfig`; the exporter
+ * reads only this of a checkpoint's JSON fields, so a checkpoint written by hand (or by an
+ * older trainer) exports as long as its config is whole.
+ *
+ * @example
+ * ```ts ignore
+ * import { loadCheckpoint } from "./checkpoint.ts";
+ * import { checkpointConfig } from "./run_state.ts";
+ * const { imageSize } = checkpointConfig(await loadCheckpoint("runs/mnist/ckpt-00001000.ddpm"));
+ * ```
+ */
+export function checkpointConfig(ckpt: Checkpoint, source = "checkpoint"): UNetConfig {
+  const where = `${source}: config`;
+  const raw = checkRecord(ckpt.config, where);
+  const integer = (key: string) => checkInteger(raw[key], `${where}.${key}`, 0, MAX_SAFE);
+  const integers = (key: string) =>
+    checkArray(raw[key], `${where}.${key}`).map((v, i) =>
+      checkInteger(v, `${where}.${key}[${i}]`, 0, MAX_SAFE)
+    );
+  const config: UNetConfig = {
+    imageSize: integer("imageSize"),
+    channels: integer("channels"),
+    ch: integer("ch"),
+    chMult: integers("chMult"),
+    numResBlocks: integer("numResBlocks"),
+    attnResolutions: integers("attnResolutions"),
+    dropout: checkNumber(raw.dropout, `${where}.dropout`),
+    groups: integer("groups"),
+  };
+  if (raw.numClasses !== undefined) config.numClasses = integer("numClasses");
+  try {
+    validateConfig(config);
+  } catch (error) {
+    throw new RangeError(`${where}: ${(error as Error).message}`);
+  }
+  return config;
+}
+
+/** Reads a training run's checkpoint file; every error names `path`. */
+export async function loadRunCheckpoint(path: string): Promise<RunCheckpoint> {
+  return toRunCheckpoint(await loadCheckpoint(path), path);
+}
+
+/** Writes a training run's checkpoint atomically (`saveCheckpoint`). */
+export async function saveRunCheckpoint(path: string, run: RunCheckpoint): Promise<void> {
+  await saveCheckpoint(path, fromRunCheckpoint(run));
+}
+
+function _checkRngState(value: unknown, where: string): RngState {
+  const raw = checkRecord(value, where);
+  const words = raw.words;
+  if (!Array.isArray(words) || words.length !== 4) {
+    throw new TypeError(`${where}.words must be an array of 4 words, got ${describe(words)}`);
+  }
+  const [a, b, c, d] = words.map((w, i) => checkInteger(w, `${where}.words[${i}]`, 0, 0xffffffff));
+  const spare = raw.spareNormal;
+  return {
+    words: [a, b, c, d],
+    spareNormal: spare === null ? null : checkNumber(spare, `${where}.spareNormal`),
+  };
+}
+
+function _checkSamplerState(value: unknown, where: string): BatchSamplerState {
+  const raw = checkRecord(value, where);
+  const integer = (key: string) => checkInteger(raw[key], `${where}.${key}`, 0, MAX_SAFE);
+  return {
+    epoch: integer("epoch"),
+    position: integer("position"),
+    epochSeed: integer("epochSeed"),
+    rng: _checkRngState(raw.rng, `${where}.rng`),
+    datasetLength: integer("datasetLength"),
+  };
+}
+
+function _checkMetadata(value: unknown, where: string): RunMetadata {
+  const raw = checkRecord(value, where);
+  const metadata: RunMetadata = {
+    dataset: checkString(raw.dataset, `${where}.dataset`),
+    batch: checkInteger(raw.batch, `${where}.batch`, 1, MAX_SAFE),
+    backend: checkString(raw.backend, `${where}.backend`),
+    savedAt: checkString(raw.savedAt, `${where}.savedAt`),
+  };
+  if (raw.classNames !== undefined) {
+    metadata.classNames = checkArray(raw.classNames, `${where}.classNames`).map((name, i) =>
+      checkString(name, `${where}.classNames[${i}]`)
+    );
+  }
+  if (raw.initializedFrom !== undefined) {
+    const from = checkRecord(raw.initializedFrom, `${where}.initializedFrom`);
+    metadata.initializedFrom = {
+      path: checkString(from.path, `${where}.initializedFrom.path`),
+      step: checkInteger(from.step, `${where}.initializedFrom.step`, 0, MAX_SAFE),
+    };
+  }
+  return metadata;
+}
