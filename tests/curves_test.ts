@@ -77,8 +77,9 @@ Deno.test("writeTrainingCurves renders the run's metrics to curves.svg, and noth
     const lines = Array.from({ length: 20 }, (_, i) => line({ step: 10 * (i + 1) }));
     await Deno.writeTextFile(join(dir, "metrics.jsonl"), lines.join("\n") + "\n");
     const path = await writeTrainingCurves(dir, { batch: 8, title: "a run" });
+    assert.ok(path !== null);
     assert.equal(path, join(dir, CURVES_FILE));
-    const svg = await Deno.readTextFile(path!);
+    const svg = await Deno.readTextFile(path);
     assert.match(svg, /^<svg[^>]*xmlns="http:\/\/www\.w3\.org\/2000\/svg"/);
     for (const text of ["a run", "images seen", "learning rate", "L_simple", "held-out batch"]) {
       assert.ok(svg.includes(text), `the figure lacks "${text}"`);
