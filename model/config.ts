@@ -19,7 +19,7 @@ export const UNetConfigSchema = z.object({
   numResBlocks: z.number().describe(
     "Residual blocks per level on the way down (the way up has one more, as in the paper).",
   ),
-  attnResolutions: z.array(z.number()).describe(
+  attnResolutions: z.array(z.number().int().min(0)).describe(
     "Feature-map sizes (height) that get self-attention.",
   ),
   dropout: z.number().describe("Dropout rate inside residual blocks (training only)."),

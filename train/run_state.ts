@@ -23,6 +23,7 @@ import {
 } from "./_checks.ts";
 import { type Checkpoint, loadCheckpoint, saveCheckpoint } from "./checkpoint.ts";
 import type { BatchSamplerState } from "./data.ts";
+import { UNetConfigSchema } from "../model/config.ts";
 import { type UNetConfig, validateConfig } from "./network.ts";
 import type { OptimizerOptions } from "./trainer.ts";
 
@@ -156,29 +157,30 @@ export function fromRunCheckpoint(run: RunCheckpoint): Checkpoint {
  */
 export function checkpointConfig(ckpt: Checkpoint, source = "checkpoint"): UNetConfig {
   const where = `${source}: config`;
-  const raw = checkRecord(ckpt.config, where);
-  const integer = (key: string) => checkInteger(raw[key], `${where}.${key}`, 0, MAX_SAFE);
-  const integers = (key: string) =>
-    checkArray(raw[key], `${where}.${key}`).map((v, i) =>
-      checkInteger(v, `${where}.${key}[${i}]`, 0, MAX_SAFE)
+  // The card's schema is the one definition of the config's fields; validateConfig then checks
+  // that they make a network.
+  const parsed = UNetConfigSchema.safeParse(checkRecord(ckpt.config, where));
+  if (!parsed.success) {
+    const { path, code } = parsed.error.issues[0];
+    const field = path.map((k) => typeof k === "number" ? `[${k}]` : `.${String(k)}`).join("");
+    const value = path.reduce<unknown>(
+      (v, k) => (v as Record<PropertyKey, unknown> | undefined)?.[k],
+      ckpt.config,
     );
-  const config: UNetConfig = {
-    imageSize: integer("imageSize"),
-    channels: integer("channels"),
-    ch: integer("ch"),
-    chMult: integers("chMult"),
-    numResBlocks: integer("numResBlocks"),
-    attnResolutions: integers("attnResolutions"),
-    dropout: checkNumber(raw.dropout, `${where}.dropout`),
-    groups: integer("groups"),
-  };
-  if (raw.numClasses !== undefined) config.numClasses = integer("numClasses");
+    const issue = parsed.error.issues[0];
+    // "must be an array" for a wrong type, as the other fields' checks say it; zod's own
+    // words for any other rule.
+    const rule = code === "invalid_type" && "expected" in issue
+      ? `must be ${/^[aeiou]/.test(issue.expected) ? "an" : "a"} ${issue.expected}`
+      : issue.message;
+    throw new TypeError(`${source}: config${field} ${rule}, got ${describe(value)}`);
+  }
   try {
-    validateConfig(config);
+    validateConfig(parsed.data);
   } catch (error) {
     throw new RangeError(`${where}: ${(error as Error).message}`);
   }
-  return config;
+  return parsed.data;
 }
 
 /** Reads a training run's checkpoint file; every error names `path`. */
