@@ -1,8 +1,9 @@
 /**
  * The figures: the training curves read `metrics.jsonl` as the trainer writes it (a torn last
  * line, a resumed run's repeated steps), put each line at its step and its images seen, and
- * render to an SVG with the three panels; eval's Fréchet curve has a line per setting and the
- * floor; eval refuses a model or classifier of another dataset by name.
+ * render to an SVG with the three panels; a training run records its images seen and draws its
+ * own curves; eval's Fréchet curve has a line per setting and the floor; eval refuses a model
+ * or classifier of another dataset by name.
  *
  * @module
  */
@@ -18,7 +19,11 @@ import {
   trainingCurvesSpec,
   writeTrainingCurves,
 } from "../train/curves.ts";
+import { initBackend } from "../train/backend.ts";
+import { loadMnist } from "../train/data.ts";
 import { checkClassifierDataset, evalDataset } from "../train/eval.ts";
+import { PRESETS } from "../train/network.ts";
+import { runTraining } from "../train/run.ts";
 
 const line = (r: Partial<MetricsRecord> & { step: number }) =>
   JSON.stringify({ loss: 1 / r.step, lossSmoothed: 1 / r.step, lr: 2e-4, ...r });
@@ -90,6 +95,41 @@ Deno.test("writeTrainingCurves renders the run's metrics to curves.svg, and noth
     }
     const names = [...Deno.readDirSync(dir)].map((e) => e.name).sort();
     assert.deepEqual(names, [CURVES_FILE, "metrics.jsonl"], "no temporary file is left");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a training run records the images it has seen and draws curves.svg as it goes", async () => {
+  await initBackend("cpu");
+  const dir = await Deno.makeTempDir();
+  try {
+    const events: string[] = [];
+    await runTraining({
+      config: PRESETS.tiny,
+      dataset: "mnist",
+      data: await loadMnist({ imageSize: 8 }),
+      batch: 3,
+      seed: 1,
+      steps: 4,
+      out: dir,
+      sampleEvery: 0,
+      logEvery: 1,
+      evalEvery: 2,
+      report: (e) => e.kind === "notice" && events.push(e.message),
+    });
+    const records = parseMetrics(await Deno.readTextFile(join(dir, "metrics.jsonl")));
+    assert.deepEqual(records.map((r) => [r.step, r.imagesSeen]), [[1, 3], [2, 6], [3, 9], [
+      4,
+      12,
+    ]]);
+    assert.deepEqual(records.filter((r) => r.heldOutLoss !== undefined).map((r) => r.step), [
+      2,
+      4,
+    ]);
+    const svg = await Deno.readTextFile(join(dir, CURVES_FILE));
+    assert.ok(svg.includes("held-out batch") && svg.includes(dir), "the figure names the run");
+    assert.ok(!events.some((m) => m.startsWith("could not draw")), events.join("\n"));
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

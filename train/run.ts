@@ -6,6 +6,8 @@
  * A run directory holds:
  * - `ckpt-<step>.ddpm`: checkpoints (see `checkpoint.ts`), the newest `keep` of them;
  * - `metrics.jsonl`: one JSON object per logged step;
+ * - `curves.svg`: the loss, held-out loss and learning rate against step and images seen,
+ *   redrawn at each held-out evaluation and at the end (`curves.ts`);
  * - `samples/step-<step>.png`: grids drawn from the EMA weights.
  *
  * @module
@@ -33,6 +35,7 @@ import {
   imagesAt,
   loadDataset,
 } from "./data.ts";
+import { writeTrainingCurves } from "./curves.ts";
 import { TRAINING_DEFAULTS } from "./defaults.ts";
 import { classCount, isConditional, type UNetConfig, validateConfig } from "./network.ts";
 import {
@@ -442,6 +445,8 @@ async function _train(
           lr: result.lr,
           stepsPerSecond,
           imagesPerSecond: stepsPerSecond * options.batch,
+          // A resumed run keeps its batch size (the data sampler's state requires it).
+          imagesSeen: step * options.batch,
           wallSeconds: run.wallSeconds + elapsed,
         };
         if (evalEvery > 0 && step % evalEvery === 0) {
@@ -458,6 +463,7 @@ async function _train(
           );
         }
         await metrics.write(record);
+        if (record.heldOutLoss !== undefined) await _drawCurves(options, report);
         report({
           kind: "progress",
           step,
@@ -486,7 +492,20 @@ async function _train(
   } finally {
     metrics.close();
   }
+  await _drawCurves(options, report);
   return { step: trainer.step, interrupted, checkpoint: lastCheckpoint, lossSmoothed };
+}
+
+/**
+ * Redraws `<out>/curves.svg` from the metrics so far. A figure that fails to render is
+ * reported and the training goes on: it is a view of the run, not part of it.
+ */
+async function _drawCurves(options: RunOptions, report: (event: RunEvent) => void): Promise<void> {
+  try {
+    await writeTrainingCurves(options.out, { batch: options.batch, title: options.out });
+  } catch (error) {
+    report({ kind: "notice", message: `could not draw the training curves: ${error}` });
+  }
 }
 
 /**
@@ -588,7 +607,7 @@ async function _openMetrics(
 async function _runFiles(out: string): Promise<string[]> {
   const found: string[] = [];
   for (
-    const [dir, pattern] of [[out, /^ckpt-\d+\.ddpm|^metrics\.jsonl$/], [
+    const [dir, pattern] of [[out, /^ckpt-\d+\.ddpm|^metrics\.jsonl$|^curves\.svg$/], [
       join(out, "samples"),
       /^step-\d+\.png/,
     ]] as const
