@@ -69,3 +69,18 @@ export const TRAINING_DEFAULTS: TrainingDefaults = {
   // The calling thread; `deno task train` asks for one worker per core instead (--workers auto).
   workers: 0,
 };
+
+/**
+ * `given` with every field it leaves out (or sets to undefined or null) taken from `defaults`,
+ * in the defaults' key order, which is the order a checkpoint's header stores them in.
+ */
+export function withDefaults<T extends object>(
+  given: Partial<T> | undefined,
+  defaults: Readonly<Required<T>>,
+): Required<T> {
+  const filled = {} as Required<T>;
+  for (const key of Object.keys(defaults) as (keyof T)[]) {
+    filled[key] = given?.[key] ?? defaults[key];
+  }
+  return filled;
+}

@@ -36,7 +36,7 @@ import {
   loadDataset,
 } from "./data.ts";
 import { writeTrainingCurves } from "./curves.ts";
-import { TRAINING_DEFAULTS } from "./defaults.ts";
+import { TRAINING_DEFAULTS, withDefaults } from "./defaults.ts";
 import { classCount, isConditional, type UNetConfig, validateConfig } from "./network.ts";
 import {
   loadRunCheckpoint,
@@ -254,7 +254,7 @@ async function _openRun(options: RunOptions, report: (event: RunEvent) => void):
   // 2. What the network is and how it trains.
   let config = saved ? saved.config : options.config;
   validateConfig(config);
-  const schedule = saved?.schedule ?? _fullSchedule(options.schedule);
+  const schedule = saved?.schedule ?? withDefaults(options.schedule, TRAINING_DEFAULTS.schedule);
   const prediction = saved?.prediction ?? options.prediction ?? TRAINING_DEFAULTS.prediction;
   const seed = saved?.seed ?? options.seed;
   const optimizer = saved
@@ -727,16 +727,6 @@ async function _writeSamples(
   await Deno.writeFile(tmp, encodePng(makeGrid(toUint8(images), shape)));
   await Deno.rename(tmp, path);
   return path;
-}
-
-function _fullSchedule(options: ScheduleOptions = {}): Required<ScheduleOptions> {
-  const d = TRAINING_DEFAULTS.schedule;
-  return {
-    kind: options.kind ?? d.kind,
-    timesteps: options.timesteps ?? d.timesteps,
-    betaStart: options.betaStart ?? d.betaStart,
-    betaEnd: options.betaEnd ?? d.betaEnd,
-  };
 }
 
 function _positiveInteger(name: string, value: number): void {

@@ -14,7 +14,7 @@ import type { Rng } from "../lib/rng.ts";
 import type { ConditionalDenoiser } from "../lib/guidance.ts";
 import type { Schedule } from "../lib/schedule.ts";
 import type { NamedTensors } from "./checkpoint.ts";
-import { TRAINING_DEFAULTS } from "./defaults.ts";
+import { TRAINING_DEFAULTS, withDefaults } from "./defaults.ts";
 import { GradientPool } from "./gradient_pool.ts";
 import { classCount, describeUNet, initParameters, type UNetConfig } from "./network.ts";
 import {
@@ -145,7 +145,7 @@ export class Trainer {
     this.config = setup.config;
     this.schedule = setup.schedule;
     this.prediction = setup.prediction ?? TRAINING_DEFAULTS.prediction;
-    this.options = _fullOptions(setup.optimizer);
+    this.options = withDefaults(setup.optimizer, TRAINING_DEFAULTS.optimizer);
     this.labelDropout = setup.labelDropout ?? TRAINING_DEFAULTS.labelDropout;
     this.workers = setup.workers ?? TRAINING_DEFAULTS.workers;
     this.step = step;
@@ -190,7 +190,7 @@ export class Trainer {
 
   /** Continues from saved state (a checkpoint). */
   static async restore(setup: TrainerSetup, state: TrainerState): Promise<Trainer> {
-    _checkOptions(_fullOptions(setup.optimizer));
+    _checkOptions(withDefaults(setup.optimizer, TRAINING_DEFAULTS.optimizer));
     const labelDropout = setup.labelDropout ?? TRAINING_DEFAULTS.labelDropout;
     if (!(labelDropout >= 0 && labelDropout <= 1)) {
       throw new RangeError(`labelDropout must be in [0, 1], got ${labelDropout}`);
@@ -548,19 +548,6 @@ class _SharedState implements _TrainingState {
 }
 
 const _GROUPS = [["params", "params"], ["ema", "ema"], ["m", "adam.m"], ["v", "adam.v"]] as const;
-
-function _fullOptions(o: OptimizerOptions = {}): Required<OptimizerOptions> {
-  const d = TRAINING_DEFAULTS.optimizer;
-  return {
-    lr: o.lr ?? d.lr,
-    warmupSteps: o.warmupSteps ?? d.warmupSteps,
-    gradClip: o.gradClip ?? d.gradClip,
-    emaDecay: o.emaDecay ?? d.emaDecay,
-    beta1: o.beta1 ?? d.beta1,
-    beta2: o.beta2 ?? d.beta2,
-    epsilon: o.epsilon ?? d.epsilon,
-  };
-}
 
 function _lossSetup(setup: TrainerSetup): LossSetup {
   return {
