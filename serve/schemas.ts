@@ -404,7 +404,9 @@ export const ModelsSchema = z
           "takes. Empty for an unconditional model.",
         example: ["circle", "square", "cross"],
       }),
-      card: SamplingCardSchema.openapi("ModelCard"),
+      // A new object over the same fields: a schema built before @hono/zod-openapi extended zod
+      // (model/ imports plain zod) has no .openapi of its own.
+      card: z.looseObject(SamplingCardSchema.shape).openapi("ModelCard"),
     })),
   })
   .openapi("Models");

@@ -60,6 +60,7 @@ Deno.test("evaluate() runs every part end to end on a small random model", async
   // T = 20 keeps the bound's 20 network calls and the samplers quick.
   const bytes = randomOnnxModel(PRESETS.mnist, 1, {
     schedule: { kind: "linear", timesteps: 20, betaStart: 1e-4, betaEnd: 0.2 },
+    dataset: "mnist", // eval reads the held-out images of the card's dataset
   });
   const model = await loadOnnxModel(bytes, "wasm");
   const classifier = await loadClassifier(randomClassifier().bytes, "wasm");
@@ -106,6 +107,7 @@ Deno.test("sampler settings parse, and bad ones are named", () => {
 Deno.test("evaluate() samples a conditional model digit by digit at each guidance weight", async () => {
   const bytes = randomOnnxModel({ ...PRESETS.mnist, numClasses: 10 }, 1, {
     schedule: { kind: "linear", timesteps: 20, betaStart: 1e-4, betaEnd: 0.2 },
+    dataset: "mnist", // eval reads the held-out images of the card's dataset
   });
   const model = await loadOnnxModel(bytes, "wasm");
   const classifier = await loadClassifier(randomClassifier().bytes, "wasm");

@@ -132,13 +132,14 @@ Deno.test("a new run refuses an --out that holds another run unless --resume or 
     };
     await runTraining({ ...common, steps: 4 });
     // A shorter new run would have left step 4 as the newest checkpoint for export and resume.
+    // The other run files are its metrics.jsonl and curves.svg.
     await assert.rejects(
       () => runTraining({ ...common, steps: 2, seed: 2 }),
       (error: Error) => {
         assert.ok(error instanceof RangeError);
         assert.match(
           error.message,
-          /^--out .* already holds a run \(1 checkpoint\(s\) up to .*ckpt-00000004\.ddpm, 1 other run file\(s\)\); pass --resume to continue it, --overwrite/,
+          /^--out .* already holds a run \(1 checkpoint\(s\) up to .*ckpt-00000004\.ddpm, 2 other run file\(s\)\); pass --resume to continue it, --overwrite/,
         );
         return true;
       },
