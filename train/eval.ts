@@ -377,7 +377,7 @@ export function evalTable(result: EvalResult, samples: number): string {
   const lines = [
     `| sampler | steps |${
       conditional ? " guidance | label accuracy |" : ""
-    } Fréchet distance (${samples} samples) | ms/image | digits 0-9 (counts) |`,
+    } Fréchet distance (${samples} samples) | ms/image | classes 0-9 (counts) |`,
     `| --- | --- |${conditional ? " --- | --- |" : ""} --- | --- | --- |`,
     ...result.samplers.map((r) =>
       `| ${r.sampler} | ${r.steps} |${
@@ -388,7 +388,7 @@ export function evalTable(result: EvalResult, samples: number): string {
           : ""
       } ${r.frechet.toFixed(2)} | ${r.msPerImage.toFixed(0)} | ${r.classHistogram.join(" ")} |`
     ),
-    `| real digits (floor) | - |${conditional ? " - | - |" : ""} ${
+    `| real images (floor) | - |${conditional ? " - | - |" : ""} ${
       result.realFloor.toFixed(2)
     } | - | - |`,
   ];
