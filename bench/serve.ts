@@ -20,7 +20,7 @@
 import { parseArgs } from "node:util";
 import { createApp } from "../serve/app.ts";
 import { DEFAULT_LIMITS } from "../serve/limits.ts";
-import { nativeRuntime } from "../serve/native.ts";
+import { nativeRuntime } from "../model/native.ts";
 import { loadOnnxModel, type OnnxModel, onnxNetworkCall, readModelCard } from "../model/onnx.ts";
 import type { NetworkCall } from "../model/batcher.ts";
 import type { ModelRegistry } from "../serve/registry.ts";

@@ -5,7 +5,7 @@
  *
  * The package's default (Node) build has WebAssembly only; the WebGPU provider comes from
  * `onnxruntime-web/webgpu`, loaded only when asked for. The native provider's package is handed
- * in by the caller (`serve/native.ts`), so nothing here loads native code.
+ * in by the caller (`model/native.ts`), so nothing here loads native code.
  *
  * @module
  */
@@ -21,7 +21,7 @@ import { networkFeeds } from "./feeds.ts";
 
 /**
  * Execution providers this toolkit uses: onnxruntime-web on WebAssembly or WebGPU, or native
- * onnxruntime (onnxruntime-node, `serve/native.ts`) on the CPU.
+ * onnxruntime (onnxruntime-node, `model/native.ts`) on the CPU.
  */
 export type ExecutionProvider = "wasm" | "webgpu" | "native";
 
@@ -94,7 +94,7 @@ export async function loadOnnxModel(
       const ort = options.native;
       if (!ort) {
         throw new TypeError(
-          "the native provider needs onnxruntime-node: load it with serve/native.ts",
+          "the native provider needs onnxruntime-node: load it with model/native.ts",
         );
       }
       const session = await ort.InferenceSession.create(bytes, {

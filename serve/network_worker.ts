@@ -66,7 +66,7 @@ async function _handle(request: WorkerRequest): Promise<void> {
     case "load": {
       await _release();
       const native = request.provider === "native"
-        ? (await import("./native.ts")).nativeRuntime
+        ? (await import("../model/native.ts")).nativeRuntime
         : undefined;
       for (const { name, bytes } of request.models) {
         const options = { threads: request.threads, native };

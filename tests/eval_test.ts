@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
+import { nativeRuntime } from "../model/native.ts";
 import { loadOnnxModel } from "../model/onnx.ts";
 import { initBackend } from "../train/backend.ts";
 import {
@@ -11,6 +12,7 @@ import {
 import type { NamedTensors } from "../train/checkpoint.ts";
 import {
   classify,
+  type EvalResult,
   evalTable,
   evaluate,
   loadClassifier,
@@ -56,25 +58,37 @@ Deno.test("the classifier's ONNX export gives the same features as tfjs", async 
   await session.session.release();
 });
 
-Deno.test("evaluate() runs every part end to end on a small random model", async () => {
-  // T = 20 keeps the bound's 20 network calls and the samplers quick.
+/** evaluate() on a random mnist-preset model with T = 20 (quick bound and samplers). */
+async function evaluateRandomModel(
+  provider: "wasm" | "native",
+): Promise<{ result: EvalResult }> {
   const bytes = randomOnnxModel(PRESETS.mnist, 1, {
     schedule: { kind: "linear", timesteps: 20, betaStart: 1e-4, betaEnd: 0.2 },
     dataset: "mnist", // eval reads the held-out images of the card's dataset
   });
-  const model = await loadOnnxModel(bytes, "wasm");
-  const classifier = await loadClassifier(randomClassifier().bytes, "wasm");
-  const lines: string[] = [];
-  const result = await evaluate({
-    model,
-    classifier,
-    samples: 12,
-    samplers: parseSamplers("ddpm:20,ddim:4"),
-    nllImages: 3,
-    batch: 6,
-    seed: 0,
-    log: (line) => lines.push(line),
-  });
+  const runtime = { native: provider === "native" ? nativeRuntime : undefined };
+  const model = await loadOnnxModel(bytes, provider, "model", runtime);
+  const classifier = await loadClassifier(randomClassifier().bytes, provider, runtime);
+  try {
+    const result = await evaluate({
+      model,
+      classifier,
+      samples: 12,
+      samplers: parseSamplers("ddpm:20,ddim:4"),
+      nllImages: 3,
+      batch: 6,
+      seed: 0,
+      log: () => {},
+    });
+    return { result };
+  } finally {
+    await model.session.release();
+    await classifier.session.release();
+  }
+}
+
+Deno.test("evaluate() runs every part end to end on a small random model", async () => {
+  const { result } = await evaluateRandomModel("wasm");
   assert.equal(result.samplers.length, 2);
   for (const row of result.samplers) {
     assert.equal(row.classHistogram.reduce((a, b) => a + b, 0), 12);
@@ -86,8 +100,21 @@ Deno.test("evaluate() runs every part end to end on a small random model", async
   assert.ok(result.nll && result.nll.bitsPerDim > 0 && result.nll.images === 3);
   assert.ok(Number.isFinite(result.realFloor));
   assert.match(evalTable(result, 12), /\| ddim \| 4 \|/);
-  await model.session.release();
-  await classifier.session.release();
+});
+
+Deno.test("evaluate() on native onnxruntime gives WebAssembly's figures", async () => {
+  const [wasm, native] = [await evaluateRandomModel("wasm"), await evaluateRandomModel("native")];
+  // The two runtimes' network outputs differ by a few 1e-6 (serve_runtime_test measures it on
+  // the shipped models); 20 sampler steps and the feature statistics keep that far below 1e-3
+  // relative, while a wrong input layout or provider mix-up would change the figures entirely.
+  const close = (a: number, b: number, what: string) =>
+    assert.ok(Math.abs(a - b) <= 1e-3 * Math.max(1, Math.abs(a)), `${what}: ${a} vs ${b}`);
+  close(wasm.result.realFloor, native.result.realFloor, "floor");
+  close(wasm.result.nll?.bitsPerDim ?? NaN, native.result.nll?.bitsPerDim ?? NaN, "bits/dim");
+  wasm.result.samplers.forEach((row, i) => {
+    close(row.frechet, native.result.samplers[i].frechet, `${row.sampler} Fréchet distance`);
+    assert.deepEqual(row.classHistogram, native.result.samplers[i].classHistogram);
+  });
 });
 
 Deno.test("sampler settings parse, and bad ones are named", () => {

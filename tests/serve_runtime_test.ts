@@ -283,7 +283,7 @@ Deno.test("the edge entry's module graph has no onnxruntime-node and no worker",
   const specifiers: string[] = graph.modules.map((m: { specifier: string }) => m.specifier);
   assert.ok(specifiers.some((s) => s.endsWith("serve/registry.ts")));
   const native = specifiers.filter((s) =>
-    /onnxruntime-node|serve\/(native|worker|network_worker)\.ts$/.test(s)
+    /onnxruntime-node|model\/native\.ts$|serve\/(worker|network_worker)\.ts$/.test(s)
   );
   assert.deepEqual(native, []);
 });

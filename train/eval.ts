@@ -30,6 +30,7 @@ import * as ortWasm from "onnxruntime-web";
 import {
   type ExecutionProvider,
   loadOnnxModel,
+  type LoadOnnxOptions,
   onnxDenoiser,
   type OnnxModel,
 } from "../model/onnx.ts";
@@ -81,15 +82,28 @@ export function parseGuidance(text: string): (number | null)[] {
 /** An ONNX session and the ort module it came from (the classifier has no model card). */
 export type Session = Pick<OnnxModel, "ort" | "session">;
 
-/** Loads the evaluation classifier exported by `train/classifier.ts`. */
+/**
+ * Loads the evaluation classifier exported by `train/classifier.ts`, on the provider the model
+ * runs on (`native` takes onnxruntime-node from `model/native.ts`, as `loadOnnxModel` does).
+ */
 export async function loadClassifier(
   bytes: Uint8Array,
   provider: ExecutionProvider,
+  options: LoadOnnxOptions = {},
 ): Promise<Session> {
+  if (provider === "native") {
+    const ort = options.native;
+    if (!ort) throw new TypeError("the native provider needs onnxruntime-node (model/native.ts)");
+    const session = await ort.InferenceSession.create(bytes, {
+      intraOpNumThreads: options.threads ?? 1,
+      interOpNumThreads: 1,
+    });
+    return { ort: ort as typeof ortWasm, session: session as ortWasm.InferenceSession };
+  }
   const ort: typeof ortWasm = provider === "webgpu"
     ? await import("onnxruntime-web/webgpu")
     : ortWasm;
-  ort.env.wasm.numThreads = 1;
+  ort.env.wasm.numThreads = options.threads ?? 1;
   return {
     ort,
     session: await ort.InferenceSession.create(bytes, { executionProviders: [provider] }),
@@ -421,7 +435,11 @@ const EVAL_FLAGS: FlagTable = {
   },
   batch: { default: "100", help: "images per network call" },
   seed: { default: "0", help: "seed of the samples and of the training digits of the floor" },
-  provider: { default: "wasm", help: "onnxruntime execution provider: wasm, webgpu" },
+  provider: {
+    default: "wasm",
+    help: "onnxruntime execution provider: wasm, webgpu, native (onnxruntime-node)",
+  },
+  threads: { default: "1", help: "threads of the wasm and native providers" },
   guidance: {
     help: "class-conditional models only: guidance weights, comma-separated, or none for no\n" +
       "class, such as none,0,1,3 [0]",
@@ -465,7 +483,14 @@ if (import.meta.main) {
       console.log(EVAL_USAGE);
       return 0;
     }
-    const provider = flags.oneOf("provider", ["wasm", "webgpu"] as const) as ExecutionProvider;
+    const provider = flags.oneOf("provider", ["wasm", "webgpu", "native"] as const);
+    const threads = flags.integer("threads", 1);
+    const runtime = {
+      threads,
+      native: provider === "native"
+        ? (await import("../model/native.ts")).nativeRuntime
+        : undefined,
+    };
     const samples = flags.integer("samples", 1);
     const nllImages = flags.integer("nll-images", 0);
     const batch = flags.integer("batch", 1);
@@ -484,7 +509,12 @@ if (import.meta.main) {
     const samplers = parsed("samplers", parseSamplers);
     const guidance = flags.given("guidance") ? parsed("guidance", parseGuidance) : undefined;
     const modelPath = flags.text("model");
-    const model = await loadOnnxModel(await readFlagFile("model", modelPath), provider, modelPath);
+    const model = await loadOnnxModel(
+      await readFlagFile("model", modelPath),
+      provider,
+      modelPath,
+      runtime,
+    );
     const numClasses = classCount(model.card.config);
     if (guidance && numClasses === 0) {
       throw new FlagError(
@@ -497,6 +527,7 @@ if (import.meta.main) {
     const classifier = await loadClassifier(
       await readFlagFile("classifier", classifierFile),
       provider,
+      runtime,
     );
     // The estimate: one batch through the network, timed after a warm-up call.
     const T = model.card.schedule.timesteps;
