@@ -84,11 +84,23 @@ export async function loadOnnxModel(
   source = "model",
   options: LoadOnnxOptions = {},
 ): Promise<OnnxModel> {
+  const card = readModelCard(bytes, source);
+  return { ...(await createSession(bytes, provider, options)), provider, card };
+}
+
+/**
+ * A session over any ONNX graph (a model card is not needed: the evaluation's classifier has
+ * none) on the chosen provider, with the ort module its inputs must be built with.
+ */
+export async function createSession(
+  bytes: Uint8Array,
+  provider: ExecutionProvider,
+  options: LoadOnnxOptions = {},
+): Promise<Pick<OnnxModel, "session" | "ort">> {
   const threads = options.threads ?? 1;
   if (!Number.isInteger(threads) || threads < 1) {
     throw new RangeError(`threads must be a positive integer, got ${threads}`);
   }
-  const card = readModelCard(bytes, source);
   switch (provider) {
     case "native": {
       const ort = options.native;
@@ -101,7 +113,7 @@ export async function loadOnnxModel(
         intraOpNumThreads: threads,
         interOpNumThreads: 1,
       });
-      return { session, provider, card, ort };
+      return { session, ort };
     }
     case "wasm":
     case "webgpu": {
@@ -114,7 +126,7 @@ export async function loadOnnxModel(
       const session = await ort.InferenceSession.create(bytes, {
         executionProviders: [provider],
       });
-      return { session, provider, card, ort };
+      return { session, ort };
     }
     default: {
       const unknown: never = provider;

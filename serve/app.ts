@@ -115,7 +115,7 @@ export function createApp(dependencies: AppDependencies): DdpmApp {
     queueSize: limits.queueSize,
     now,
   });
-  const routes: RouteContext = {
+  const context: RouteContext = {
     registry,
     models: registry.models,
     limits,
@@ -141,7 +141,7 @@ export function createApp(dependencies: AppDependencies): DdpmApp {
   if (cors) app.use(cors);
 
   // 2. Errors: `{ error, detail, requestId }`, a 4xx for a client's mistake, a logged 500 else.
-  app.onError(errorResponse(routes.logError));
+  app.onError(errorResponse(context.logError));
   app.notFound(notFound);
 
   // 3. The API key, when the server has any; then bodies: a declared type and a bounded
@@ -154,13 +154,13 @@ export function createApp(dependencies: AppDependencies): DdpmApp {
 
   // 4. Routes, in the order the OpenAPI document lists them.
   app.route("/", playgroundRoutes(dependencies.modelFiles ?? []));
-  app.route("/", healthRoutes(routes));
-  app.route("/v1", modelsRoutes(routes));
-  app.route("/v1", samplersRoutes(routes));
-  app.route("/v1", scheduleRoutes(routes));
-  app.route("/v1", samplesRoutes(routes));
-  app.route("/v1", noiseRoutes(routes));
-  app.route("/v1", interpolateRoutes(routes));
+  app.route("/", healthRoutes(context));
+  app.route("/v1", modelsRoutes(context));
+  app.route("/v1", samplersRoutes(context));
+  app.route("/v1", scheduleRoutes(context));
+  app.route("/v1", samplesRoutes(context));
+  app.route("/v1", noiseRoutes(context));
+  app.route("/v1", interpolateRoutes(context));
 
   // 5. The contract and its reference pages.
   app.route("/", docsRoutes(app));

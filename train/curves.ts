@@ -10,8 +10,7 @@
  */
 
 import { join } from "node:path";
-import * as vega from "vega";
-import { compile, type TopLevelSpec } from "vega-lite";
+import type { TopLevelSpec } from "vega-lite";
 import { FlagError, Flags, type FlagTable, runCommand, usageText } from "./cli.ts";
 
 /** The fields of a `metrics.jsonl` line that the curves read. */
@@ -168,9 +167,13 @@ export function frechetCurveSpec(
   } as TopLevelSpec;
 }
 
-/** Renders a Vega-Lite specification to an SVG document. */
+/**
+ * Renders a Vega-Lite specification to an SVG document. Vega is imported here, on first use,
+ * so a training run or an evaluation that draws nothing does not load it.
+ */
 export async function renderSvg(spec: TopLevelSpec): Promise<string> {
-  const view = new vega.View(vega.parse(compile(spec).spec), { renderer: "none" });
+  const [vega, vegaLite] = await Promise.all([import("vega"), import("vega-lite")]);
+  const view = new vega.View(vega.parse(vegaLite.compile(spec).spec), { renderer: "none" });
   try {
     return await view.toSVG();
   } finally {

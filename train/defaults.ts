@@ -70,10 +70,7 @@ export const TRAINING_DEFAULTS: TrainingDefaults = {
   workers: 0,
 };
 
-/**
- * `given` with every field it leaves out (or sets to undefined or null) taken from `defaults`,
- * in the defaults' key order, which is the order a checkpoint's header stores them in.
- */
+/** `given` with every field it leaves out (or sets to undefined or null) taken from `defaults`. */
 export function withDefaults<T extends object>(
   given: Partial<T> | undefined,
   defaults: Readonly<Required<T>>,

@@ -26,8 +26,8 @@ import { variationalBound } from "../lib/likelihood.ts";
 import { createRng } from "../lib/rng.ts";
 import { sample, type SamplerKind, SAMPLERS } from "../lib/samplers.ts";
 import { makeSchedule, type ScheduleKind } from "../lib/schedule.ts";
-import * as ortWasm from "onnxruntime-web";
 import {
+  createSession,
   type ExecutionProvider,
   loadOnnxModel,
   type LoadOnnxOptions,
@@ -91,23 +91,7 @@ export async function loadClassifier(
   provider: ExecutionProvider,
   options: LoadOnnxOptions = {},
 ): Promise<Session> {
-  if (provider === "native") {
-    const ort = options.native;
-    if (!ort) throw new TypeError("the native provider needs onnxruntime-node (model/native.ts)");
-    const session = await ort.InferenceSession.create(bytes, {
-      intraOpNumThreads: options.threads ?? 1,
-      interOpNumThreads: 1,
-    });
-    return { ort: ort as typeof ortWasm, session: session as ortWasm.InferenceSession };
-  }
-  const ort: typeof ortWasm = provider === "webgpu"
-    ? await import("onnxruntime-web/webgpu")
-    : ortWasm;
-  ort.env.wasm.numThreads = options.threads ?? 1;
-  return {
-    ort,
-    session: await ort.InferenceSession.create(bytes, { executionProviders: [provider] }),
-  };
+  return await createSession(bytes, provider, options);
 }
 
 /** The classifier's features and predicted classes for images in [-1, 1], NCHW `[n, 1, 28, 28]`. */

@@ -166,7 +166,7 @@ export async function runTraining(options: RunOptions): Promise<RunResult> {
   const cadence = _cadence(options);
   const run = await _openRun(options, report);
   try {
-    return await _train(run, options, cadence, report);
+    return await _loop(run, options, cadence, report);
   } finally {
     run.trainer.dispose();
   }
@@ -365,7 +365,7 @@ async function _openRun(options: RunOptions, report: (event: RunEvent) => void):
  * The loop: one batch, one step; a metrics line, the held-out loss, sample grids and
  * checkpoints on their cadence; at the end, or on the signal, a checkpoint of the last step.
  */
-async function _train(
+async function _loop(
   run: _OpenRun,
   options: RunOptions,
   cadence: _Cadence,

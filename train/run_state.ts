@@ -4,7 +4,8 @@
  * metadata. The checkpoint format (`checkpoint_format.ts`) stores these as plain JSON fields;
  * {@linkcode toRunCheckpoint} checks a decoded checkpoint against the types here once, so
  * no reader casts, and {@linkcode fromRunCheckpoint} gives the format back exactly the JSON it
- * always wrote (checkpoints stay byte for byte what earlier versions wrote and read).
+ * always wrote: checkpoints are written byte for byte as before, and every checkpoint the
+ * trainer ever wrote reads (a resume needs the optimizer settings, which every version stored).
  *
  * @module
  */
@@ -180,7 +181,11 @@ export function checkpointConfig(ckpt: Checkpoint, source = "checkpoint"): UNetC
   } catch (error) {
     throw new RangeError(`${where}: ${(error as Error).message}`);
   }
-  return parsed.data;
+  // In the stored key order (the header's, sorted), so a card written from it reads as before.
+  const stored = Object.keys(ckpt.config).filter((key) => key in parsed.data);
+  return Object.fromEntries(
+    stored.map((key) => [key, parsed.data[key as keyof UNetConfig]]),
+  ) as UNetConfig;
 }
 
 /** Reads a training run's checkpoint file; every error names `path`. */

@@ -43,7 +43,7 @@ export interface BrowserModel {
   readonly provider: "webgpu" | "wasm";
 }
 
-/** onnxruntime-web's builds as the server hands them out (`serve/browser.ts`). */
+/** onnxruntime-web's builds as the server hands them out (`serve/routes/browser.ts`). */
 const ORT_BASE = "/browser/ort/";
 const ORT_BUILDS = {
   // The WebAssembly build loads ort-wasm-simd-threaded.wasm, the binary the server runs.
