@@ -16,7 +16,7 @@ import { createRng } from "../lib/rng.ts";
 import { DATA_SCALING } from "../model/scaling.ts";
 import { BACKEND_CHOICES, initBackend } from "./backend.ts";
 import type { NamedTensors } from "./checkpoint.ts";
-import { FlagError, Flags, type FlagTable, runCommand, usageText } from "./cli.ts";
+import { FlagError, type FlagTable, runFlagCommand, usageText } from "./cli.ts";
 import { BatchSampler, type Dataset, loadDataset } from "./data.ts";
 import { onnxModelBytes, writeOnnxFiles } from "./export.ts";
 import { describeNetwork, initParameters, type NetworkOps, ShapeOps } from "./network.ts";
@@ -169,12 +169,7 @@ const CLASSIFIER_USAGE = usageText(
 );
 
 if (import.meta.main) {
-  await runCommand(CLASSIFIER_USAGE, async () => {
-    const flags = new Flags(Deno.args, CLASSIFIER_FLAGS);
-    if (flags.boolean("help")) {
-      console.log(CLASSIFIER_USAGE);
-      return 0;
-    }
+  await runFlagCommand(CLASSIFIER_USAGE, CLASSIFIER_FLAGS, async (flags) => {
     const dataset = flags.oneOf("dataset", CLASSIFIER_DATASETS);
     const values = {
       out: flags.text("out") || classifierPath(dataset),

@@ -135,6 +135,25 @@ export async function runCommand(
   }
 }
 
+/**
+ * {@linkcode runCommand} for a command with a flag table: parses `Deno.args` against `table`,
+ * answers `--help` with `usage`, and otherwise runs `body` with the flags.
+ */
+export async function runFlagCommand(
+  usage: string,
+  table: FlagTable,
+  body: (flags: Flags) => Promise<number | void>,
+): Promise<never> {
+  return await runCommand(usage, async () => {
+    const flags = new Flags(Deno.args, table);
+    if (flags.boolean("help")) {
+      console.log(usage);
+      return 0;
+    }
+    return await body(flags);
+  });
+}
+
 /** Reads a file a flag names, with an error that says which flag and file. */
 export async function readFlagFile(flag: string, path: string): Promise<Uint8Array> {
   try {

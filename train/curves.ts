@@ -11,7 +11,7 @@
 
 import { join } from "node:path";
 import type { TopLevelSpec } from "vega-lite";
-import { FlagError, Flags, type FlagTable, runCommand, usageText } from "./cli.ts";
+import { FlagError, type FlagTable, runFlagCommand, usageText } from "./cli.ts";
 
 /** The fields of a `metrics.jsonl` line that the curves read. */
 export interface MetricsRecord {
@@ -204,12 +204,12 @@ export async function writeTrainingCurves(
 }
 
 const CURVES_FLAGS: FlagTable = {
-  run: { default: "", help: "the run directory whose metrics.jsonl to draw (required)" },
+  run: { help: "the run directory whose metrics.jsonl to draw (required)" },
   batch: {
     default: "64",
     help: "images per step, for metrics lines that do not record images seen",
   },
-  title: { default: "", help: "the figure's title (default: the run directory)" },
+  title: { help: "the figure's title (default: the run directory)" },
   help: { boolean: true, help: "show this help" },
 };
 
@@ -221,12 +221,7 @@ const CURVES_USAGE = usageText(
 );
 
 if (import.meta.main) {
-  await runCommand(CURVES_USAGE, async () => {
-    const flags = new Flags(Deno.args, CURVES_FLAGS);
-    if (flags.boolean("help")) {
-      console.log(CURVES_USAGE);
-      return 0;
-    }
+  await runFlagCommand(CURVES_USAGE, CURVES_FLAGS, async (flags) => {
     const run = flags.text("run");
     if (run === "") throw new FlagError("--run is required: the run directory to draw");
     const batch = flags.integer("batch", 1);

@@ -34,7 +34,7 @@ import {
   onnxDenoiser,
   type OnnxModel,
 } from "../model/onnx.ts";
-import { FlagError, Flags, type FlagTable, readFlagFile, runCommand, usageText } from "./cli.ts";
+import { FlagError, type FlagTable, readFlagFile, runFlagCommand, usageText } from "./cli.ts";
 import { CLASSIFIER_DATASETS, classifierPath } from "./classifier.ts";
 import { frechetCurveSpec, renderSvg } from "./curves.ts";
 import { imagesAt, loadDataset } from "./data.ts";
@@ -461,12 +461,7 @@ export function evalWorkload(options: {
 }
 
 if (import.meta.main) {
-  await runCommand(EVAL_USAGE, async () => {
-    const flags = new Flags(Deno.args, EVAL_FLAGS);
-    if (flags.boolean("help")) {
-      console.log(EVAL_USAGE);
-      return 0;
-    }
+  await runFlagCommand(EVAL_USAGE, EVAL_FLAGS, async (flags) => {
     const provider = flags.oneOf("provider", ["wasm", "webgpu", "native"] as const);
     const threads = flags.integer("threads", 1);
     const runtime = {

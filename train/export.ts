@@ -18,7 +18,7 @@ import denoJson from "../deno.json" with { type: "json" };
 import type { ModelCard } from "../model/card.ts";
 import { DATA_SCALING, PIXEL_RANGE } from "../model/scaling.ts";
 import { type Checkpoint, loadCheckpoint, type NamedTensors } from "./checkpoint.ts";
-import { FlagError, Flags, type FlagTable, runCommand, usageText } from "./cli.ts";
+import { FlagError, type FlagTable, runFlagCommand, usageText } from "./cli.ts";
 import {
   classCount,
   countParameters,
@@ -302,12 +302,7 @@ export function defaultExportPath(ckptPath: string): string {
 }
 
 if (import.meta.main) {
-  await runCommand(EXPORT_USAGE, async () => {
-    const flags = new Flags(Deno.args, EXPORT_FLAGS);
-    if (flags.boolean("help")) {
-      console.log(EXPORT_USAGE);
-      return 0;
-    }
+  await runFlagCommand(EXPORT_USAGE, EXPORT_FLAGS, async (flags) => {
     if (!flags.given("ckpt")) throw new FlagError("--ckpt is required: the checkpoint to export");
     if (flags.given("out") && !flags.text("out").endsWith(".onnx")) {
       throw new FlagError(`--out must name a .onnx file, got ${flags.text("out")}`);
