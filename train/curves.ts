@@ -154,7 +154,12 @@ export function frechetCurveSpec(
             title: "Fréchet distance",
             scale: { zero: true },
           },
-          color: { field: "setting", type: "nominal", title: "sampler" },
+          color: {
+            field: "setting",
+            type: "nominal",
+            title: "sampler",
+            legend: { labelLimit: 400 },
+          },
           order: { field: "steps" },
         },
       },
