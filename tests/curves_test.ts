@@ -19,11 +19,8 @@ import {
   trainingCurvesSpec,
   writeTrainingCurves,
 } from "../train/curves.ts";
-import { initBackend } from "../train/backend.ts";
-import { loadMnist } from "../train/data.ts";
 import { checkClassifierDataset, evalDataset } from "../train/eval.ts";
-import { PRESETS } from "../train/network.ts";
-import { runTraining } from "../train/run.ts";
+import { runTinyTraining } from "./_tiny_run.ts";
 
 const line = (r: Partial<MetricsRecord> & { step: number }) =>
   JSON.stringify({ loss: 1 / r.step, lossSmoothed: 1 / r.step, lr: 2e-4, ...r });
@@ -101,19 +98,12 @@ Deno.test("writeTrainingCurves renders the run's metrics to curves.svg, and noth
 });
 
 Deno.test("a training run records the images it has seen and draws curves.svg as it goes", async () => {
-  await initBackend("cpu");
   const dir = await Deno.makeTempDir();
   try {
     const events: string[] = [];
-    await runTraining({
-      config: PRESETS.tiny,
-      dataset: "mnist",
-      data: await loadMnist({ imageSize: 8 }),
+    await runTinyTraining(dir, {
       batch: 3,
-      seed: 1,
       steps: 4,
-      out: dir,
-      sampleEvery: 0,
       logEvery: 1,
       evalEvery: 2,
       report: (e) => e.kind === "notice" && events.push(e.message),

@@ -9,11 +9,8 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { initBackend } from "../train/backend.ts";
-import { loadMnist } from "../train/data.ts";
 import { evalWorkload } from "../train/eval.ts";
-import { PRESETS } from "../train/network.ts";
-import { runTraining } from "../train/run.ts";
+import { runTinyTraining } from "./_tiny_run.ts";
 
 const ROOT = new URL("..", import.meta.url);
 
@@ -109,21 +106,9 @@ Deno.test("bad flags and missing files are one error line naming them, with no s
 });
 
 Deno.test("export without --out writes beside the checkpoint", async () => {
-  await initBackend("cpu");
   const dir = await Deno.makeTempDir();
   try {
-    await runTraining({
-      config: PRESETS.tiny,
-      dataset: "mnist",
-      data: await loadMnist({ imageSize: 8 }),
-      batch: 2,
-      seed: 1,
-      steps: 1,
-      out: dir,
-      sampleEvery: 0,
-      evalEvery: 0,
-      report: () => {},
-    });
+    await runTinyTraining(dir);
     const { code, stdout, stderr } = await tool("train/export.ts", ["--ckpt", dir]);
     assert.equal(code, 0, stderr);
     const onnx = join(dir, "ckpt-00000001.onnx");
