@@ -267,7 +267,7 @@ export async function evaluate(options: EvalOptions): Promise<EvalResult> {
     log(
       `NLL <= ${bound.meanBitsPerDim.toFixed(3)} +- ${
         standardError.toFixed(3)
-      } bits/dim on ${count} held-out digits (${
+      } bits/dim on ${count} held-out images (${
         ((performance.now() - started) / 1000).toFixed(0)
       } s)`,
     );
@@ -395,7 +395,7 @@ export function evalTable(result: EvalResult, samples: number): string {
       "",
       `NLL <= ${result.nll.bitsPerDim.toFixed(3)} +- ${
         result.nll.standardError.toFixed(3)
-      } bits/dim (${result.nll.images} held-out digits)`,
+      } bits/dim (${result.nll.images} held-out images)`,
     );
   }
   return lines.join("\n");
@@ -415,7 +415,7 @@ const EVAL_FLAGS: FlagTable = {
   },
   "nll-images": {
     default: "8",
-    help: "held-out digits for the bits/dim bound (T network calls each); 0 skips it",
+    help: "held-out images for the bits/dim bound (T network calls each); 0 skips it",
   },
   batch: { default: "100", help: "images per network call" },
   seed: { default: "0", help: "seed of the samples and of the training digits of the floor" },
