@@ -162,13 +162,13 @@ export function checkpointConfig(ckpt: Checkpoint, source = "checkpoint"): UNetC
   // that they make a network.
   const parsed = UNetConfigSchema.safeParse(checkRecord(ckpt.config, where));
   if (!parsed.success) {
-    const { path, code } = parsed.error.issues[0];
+    const issue = parsed.error.issues[0];
+    const { path, code } = issue;
     const field = path.map((k) => typeof k === "number" ? `[${k}]` : `.${String(k)}`).join("");
     const value = path.reduce<unknown>(
       (v, k) => (v as Record<PropertyKey, unknown> | undefined)?.[k],
       ckpt.config,
     );
-    const issue = parsed.error.issues[0];
     // "must be an array" for a wrong type, as the other fields' checks say it; zod's own
     // words for any other rule.
     const rule = code === "invalid_type" && "expected" in issue
