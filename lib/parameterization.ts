@@ -17,12 +17,19 @@ export type Prediction = "eps" | "x0" | "v";
 export const PREDICTIONS: readonly Prediction[] = ["eps", "x0", "v"];
 
 /**
- * The fixed reverse-process variance (DDPM sec. 3.2): `fixedsmall` is `beta_tilde_t`
+ * The reverse-process variance. The fixed ones (DDPM sec. 3.2): `fixedsmall` is `beta_tilde_t`
  * (optimal when `x_0` is a point), `fixedlarge` is `beta_t` (optimal for `x_0 ~ N(0, I)`).
+ * `learned-range` (Improved DDPM, Nichol & Dhariwal 2021, eq. 15): the network outputs twice the
+ * image's channels, its prediction and then a value `v` per element, and
+ * `log sigma^2 = (v + 1) / 2 * log beta_t + (1 - (v + 1) / 2) * log beta_tilde_t` (the clipped log).
  */
-export type VarianceType = "fixedsmall" | "fixedlarge";
+export type VarianceType = "fixedsmall" | "fixedlarge" | "learned-range";
 /** Every variance type, for validation and listings. */
-export const VARIANCE_TYPES: readonly VarianceType[] = ["fixedsmall", "fixedlarge"];
+export const VARIANCE_TYPES: readonly VarianceType[] = [
+  "fixedsmall",
+  "fixedlarge",
+  "learned-range",
+];
 
 /** Options shared by everything that turns a model output into a reverse step. */
 export interface ReverseOptions {
@@ -195,6 +202,8 @@ export function reverseVariance(
         : schedule.betas[t];
       return { variance: v, logVariance: Math.log(v) };
     }
+    case "learned-range":
+      throw new RangeError("a learned-range variance is read from the network output, not fixed");
     default: {
       const unknown: never = variance;
       throw new RangeError(`variance must be one of ${VARIANCE_TYPES.join(", ")}, got ${unknown}`);

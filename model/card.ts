@@ -30,7 +30,8 @@ export const ModelCardSchema = z.looseObject({
   }),
   prediction: z.enum(PREDICTIONS),
   variance: z.enum(VARIANCE_TYPES).describe(
-    "The reverse-process variance to sample with (the network does not learn one).",
+    "The reverse-process variance to sample with: fixed, or learned-range when the network " +
+      "outputs it (config.learnVariance).",
   ),
   imageSize: z.number().int().min(1).max(4096),
   channels: z.union([z.literal(1), z.literal(3)]),

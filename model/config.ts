@@ -29,6 +29,10 @@ export const UNetConfigSchema = z.object({
   numClasses: z.number().int().min(0).optional().describe(
     "Classes of a conditional network (its input `y`); 0 or absent: none.",
   ),
+  learnVariance: z.boolean().optional().describe(
+    "The network also learns its reverse variance (Improved DDPM's learned range): it outputs " +
+      "2 x channels, the prediction and then v per element. Absent: false.",
+  ),
 });
 
 /** Hyper-parameters of the U-Net (`train/network.ts` checks them with `validateConfig`). */
@@ -50,4 +54,19 @@ export function classCount(config: Pick<UNetConfig, "numClasses">): number {
 /** True when the config describes a class-conditional network. */
 export function isConditional(config: Pick<UNetConfig, "numClasses">): boolean {
   return classCount(config) > 0;
+}
+
+/**
+ * Channels of the network's output: the image's channels, twice that when it learns its
+ * variance (the prediction first, then `v`).
+ *
+ * @example
+ * ```ts
+ * import { outputChannels } from "./config.ts";
+ * console.assert(outputChannels({ channels: 1 }) === 1);
+ * console.assert(outputChannels({ channels: 3, learnVariance: true }) === 6);
+ * ```
+ */
+export function outputChannels(config: Pick<UNetConfig, "channels" | "learnVariance">): number {
+  return config.learnVariance ? 2 * config.channels : config.channels;
 }
