@@ -74,7 +74,8 @@ const FLAGS: FlagTable = {
     help: 'conditional: probability of training a label as "no class"',
   },
   "init-from": {
-    help: "start a new run from this checkpoint's weights (fine-tuning; fresh optimizer)",
+    help:
+      "start a new run from the weights of a checkpoint (.ddpm) or an exported model (.onnx): fine-tuning, fresh optimizer",
   },
   prediction: {
     default: TRAINING_DEFAULTS.prediction,

@@ -21,12 +21,8 @@ import { createRng, restoreRng, type Rng } from "../lib/rng.ts";
 import { sample, type SamplerKind } from "../lib/samplers.ts";
 import { makeSchedule, type ScheduleOptions } from "../lib/schedule.ts";
 import type { BackendInfo } from "./backend.ts";
-import {
-  checkpointPath,
-  latestCheckpoint,
-  loadCheckpoint,
-  pruneCheckpoints,
-} from "./checkpoint.ts";
+import { checkpointPath, latestCheckpoint, pruneCheckpoints } from "./checkpoint.ts";
+import { loadInitialWeights } from "./onnx_import.ts";
 import {
   BatchSampler,
   type Dataset,
@@ -321,7 +317,7 @@ async function _openRun(options: RunOptions, report: (event: RunEvent) => void):
     workers: options.workers,
     workerModule: options.workerModule,
   };
-  const warmStart = options.initFrom ? await loadCheckpoint(options.initFrom) : null;
+  const warmStart = options.initFrom ? await loadInitialWeights(options.initFrom) : null;
   const initializedFrom = warmStart && options.initFrom
     ? { path: options.initFrom, step: warmStart.step }
     : saved?.metadata.initializedFrom;
