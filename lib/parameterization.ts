@@ -267,7 +267,7 @@ export interface ModelOutput {
  *   Float32Array.of(0.1, -1, 0.2, 1), [2, 1, 1, 1], "learned-range",
  * );
  * console.assert(prediction.join() === Float32Array.of(0.1, 0.2).join());
- * console.assert(varianceValues!.join() === "-1,1");
+ * console.assert(varianceValues?.join() === "-1,1");
  * ```
  */
 export function splitModelOutput(

@@ -219,7 +219,7 @@ Deno.test("splitModelOutput splits [n, 2c, h, w] per example and rejects other l
     "learned-range",
   );
   assert.deepEqual([...prediction], [1, 2, 5, 6]);
-  assert.deepEqual([...varianceValues!], [3, 4, 7, 8]);
+  assert.deepEqual([...(varianceValues ?? [])], [3, 4, 7, 8]);
   const fixed = Float32Array.of(1, 2, 3, 4);
   assert.equal(splitModelOutput(fixed, one, "fixedlarge").prediction, fixed);
   assert.equal(splitModelOutput(fixed, one, "fixedlarge").varianceValues, null);
