@@ -193,6 +193,7 @@ function _unknownPrediction(prediction: never): never {
  * The variance of `p(x_{t-1} | x_t)` at 0-based index `t`.
  * `fixedlarge` uses `beta_t`, except at index 0 where it uses `beta_tilde` of index 1 as the
  * official code does: `beta_0` is tiny and would make the decoder term needlessly sharp.
+ * A `learned-range` variance depends on the network's output: {@linkcode learnedRangeLogVariance}.
  */
 export function reverseVariance(
   schedule: Schedule,
@@ -256,8 +257,8 @@ export interface ModelOutput {
  * Splits a network output for images of `shape` into the prediction and, for `learned-range`,
  * the variance values `v`. A learned-range network outputs NCHW `[n, 2c, h, w]`: per example,
  * the `c*h*w` prediction values and then `c*h*w` values of `v` (improved-diffusion splits its
- * output along the channel axis the same way). Throws a `RangeError` naming both lengths when
- * the output has neither.
+ * output along the channel axis the same way). Throws a `RangeError` naming the expected and
+ * the actual length when the output's is not the one `variance` needs.
  *
  * @example
  * ```ts
@@ -310,6 +311,17 @@ export function splitModelOutput(
  * `fixedlarge`). `v = 1` gives `beta_t`, `v = -1` the clipped `beta_tilde_t`; `v` outside
  * [-1, 1] extrapolates, as the official code does. `t` holds 0-based indices of `schedule`: of
  * a respaced schedule, its own betas are the range.
+ *
+ * @example
+ * ```ts
+ * import { learnedRangeLogVariance, makeSchedule } from "../mod.ts";
+ * const schedule = makeSchedule();
+ * const [large, small] = learnedRangeLogVariance(
+ *   schedule, Float32Array.of(1, -1), [500], [1, 1, 1, 2],
+ * );
+ * console.assert(large === Math.log(schedule.betas[500]));
+ * console.assert(small === schedule.posteriorLogVarianceClipped[500]);
+ * ```
  */
 export function learnedRangeLogVariance(
   schedule: Schedule,
