@@ -305,10 +305,10 @@ export function splitModelOutput(
 
 /**
  * The learned-range log variance per element (Improved DDPM eq. 15, improved-diffusion's
- * `LEARNED_RANGE`): `frac = (v + 1) / 2` and
- * `log sigma^2 = frac log beta_t + (1 - frac) log beta_tilde_t`, with the clipped
- * `log beta_tilde` (`beta_tilde[1]` at index 0) and the plain `beta_t` (also at index 0, unlike
- * `fixedlarge`). `v = 1` gives `beta_t`, `v = -1` the clipped `beta_tilde_t`; `v` outside
+ * `LEARNED_RANGE`): `frac = (v + 1) / 2` (the paper's `v`, which the official network outputs
+ * scaled to [-1, 1]) and `log sigma^2 = frac log beta_t + (1 - frac) log beta_tilde_t`, with
+ * the clipped `log beta_tilde` (`beta_tilde[1]` at index 0) and the plain `beta_t` (also at
+ * index 0, unlike `fixedlarge`). `v = 1` gives `beta_t`, `v = -1` the clipped `beta_tilde_t`; `v` outside
  * [-1, 1] extrapolates, as the official code does. `t` holds 0-based indices of `schedule`: of
  * a respaced schedule, its own betas are the range.
  *
