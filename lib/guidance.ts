@@ -11,6 +11,10 @@
  * x0 or v: each is an affine function of eps for a given `x_t`. The wrapper therefore mixes
  * the network's outputs as they are.
  *
+ * A network that learns its variance (learned-range) outputs more values per example than its
+ * input: the prediction, the image's size, and then `v`. Only the prediction is mixed; `v` is
+ * the conditional output's, as in GLIDE's guided sampler (the variance is not extrapolated).
+ *
  * @module
  */
 
@@ -111,10 +115,20 @@ export function classifierFreeGuidance(
       ys[n + k] = nullClass;
     });
     const out = await model(xs, ts, [total, shape[1], shape[2], shape[3]], ys);
-    // 2. eps~ = (1 + w) eps(x, y) - w eps(x, none) for the guided examples.
-    const result = out.slice(0, n * per);
+    // Per example the output holds the prediction (`per` values) and, for a learned variance,
+    // `v` after it.
+    const outPer = out.length / total;
+    if (!Number.isInteger(outPer) || outPer < per) {
+      throw new RangeError(
+        `the network returned ${out.length} values for ${total} examples of ${per}; expected ` +
+          `a multiple of ${total} with at least ${per} per example`,
+      );
+    }
+    // 2. eps~ = (1 + w) eps(x, y) - w eps(x, none) for the guided examples' predictions; the
+    //    rest of each row (v) stays the conditional one.
+    const result = out.slice(0, n * outPer);
     guided.forEach((i, k) => {
-      const conditional = i * per, unconditional = (n + k) * per;
+      const conditional = i * outPer, unconditional = (n + k) * outPer;
       for (let j = 0; j < per; j++) {
         result[conditional + j] = (1 + w) * out[conditional + j] - w * out[unconditional + j];
       }

@@ -11,7 +11,7 @@
  */
 
 import { checkTensor, qPosterior, qSample, type Shape, shapeSize } from "./forward.ts";
-import { pMeanVariance, type ReverseOptions } from "./parameterization.ts";
+import { outputFactor, pMeanVariance, type ReverseOptions } from "./parameterization.ts";
 import { createRng, type Rng } from "./rng.ts";
 import type { Denoiser } from "./samplers.ts";
 import type { Schedule } from "./schedule.ts";
@@ -199,6 +199,10 @@ export interface VariationalBound {
  *
  * Dequantisation: none is needed; the decoder assigns each 8-bit value the Gaussian mass of
  * its bin, so the bound is a discrete log-likelihood.
+ *
+ * With `variance: "learned-range"` the denoiser returns twice the values of `x_t` (the
+ * prediction, then `v`), and every KL term and the decoder use the variance of each element
+ * (Improved DDPM's `L_vlb`).
  */
 export async function variationalBound(
   denoiser: Denoiser,
@@ -210,6 +214,8 @@ export async function variationalBound(
   const n = shape[0];
   const T = schedule.timesteps;
   const rng = options.rng ?? createRng(options.seed ?? 0);
+  const variance = options.variance ?? "fixedlarge";
+  const outputLength = outputFactor(variance) * size;
   const terms = new Float64Array(n * T);
   const x0Mse = new Float64Array(n * T);
 
@@ -218,16 +224,24 @@ export async function variationalBound(
     const index = new Array<number>(n).fill(t);
     const xt = qSample(schedule, x0, index, rng.normal(size), shape);
     const output = await denoiser(xt, new Float32Array(n).fill(schedule.modelTimesteps[t]), shape);
-    if (!(output instanceof Float32Array) || output.length !== size) {
-      throw new RangeError(`denoiser must return a Float32Array of ${size} values`);
+    if (!(output instanceof Float32Array) || output.length !== outputLength) {
+      throw new RangeError(
+        `denoiser must return a Float32Array of ${outputLength} values${
+          outputLength === size ? "" : ` (2 x ${size}: the prediction, then v)`
+        }, got ${
+          output instanceof Float32Array ? output.length : typeof output
+        } (variance ${variance})`,
+      );
     }
     const model = pMeanVariance(schedule, output, xt, index, shape, options);
     const truth = qPosterior(schedule, x0, xt, index, shape);
     for (let i = 0; i < n; i++) {
       let sum = 0;
       let mse = 0;
-      const logVar = model.logVariance[i];
       for (let j = i * per, end = j + per; j < end; j++) {
+        // The model's log variance is per element (a learned one varies), the posterior's
+        // per example.
+        const logVar = model.logVariance[j];
         sum += t === 0
           ? -discretizedGaussianLogLikelihood(x0[j], model.mean[j], 0.5 * logVar)
           : normalKl(truth.mean[j], truth.logVariance[i], model.mean[j], logVar);

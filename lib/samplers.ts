@@ -11,7 +11,7 @@
  */
 
 import { checkTensor, type Shape, shapeSize } from "./forward.ts";
-import { pMeanVariance, type ReverseOptions } from "./parameterization.ts";
+import { outputFactor, pMeanVariance, type ReverseOptions } from "./parameterization.ts";
 import { createRng, type Rng } from "./rng.ts";
 import {
   respaceSchedule,
@@ -23,7 +23,9 @@ import {
 
 /**
  * A network as the samplers see it: `x` in NCHW, `t` the 0-based timestep of each example
- * (as a float), returning the model output (eps, x0 or v) with the shape of `x`.
+ * (as a float), returning the model output (eps, x0 or v) with the shape of `x`; a network
+ * that learns its variance (`variance: "learned-range"`) returns NCHW `[n, 2c, h, w]`, per
+ * example its prediction and then `v` (see `splitModelOutput`).
  */
 export type Denoiser = (
   x: Float32Array,
@@ -254,7 +256,7 @@ export async function reverseProcess(
   options: ReverseProcessOptions,
 ): Promise<Float32Array> {
   const { shape, sampler, kept, drawNoise, onStep, signal } = options;
-  const per = checkTensor("x", options.x, shape);
+  checkTensor("x", options.x, shape);
   const n = shape[0];
   if (!SAMPLERS.includes(sampler)) {
     throw new RangeError(`sampler must be one of ${SAMPLERS.join(", ")}, got ${sampler}`);
@@ -267,6 +269,8 @@ export async function reverseProcess(
         `only, got eta ${eta} for ${sampler}`,
     );
   }
+  const variance = options.variance ?? "fixedlarge";
+  const outputLength = outputFactor(variance) * options.x.length;
   const schedule = respaceSchedule(options.schedule, kept);
   const steps = schedule.timesteps;
   let x: Float32Array = options.x.slice();
@@ -280,11 +284,13 @@ export async function reverseProcess(
     signal?.throwIfAborted();
     const modelT = schedule.modelTimesteps[k];
     const output = await denoiser(x, new Float32Array(n).fill(modelT), shape);
-    if (!(output instanceof Float32Array) || output.length !== x.length) {
+    if (!(output instanceof Float32Array) || output.length !== outputLength) {
       throw new RangeError(
-        `denoiser must return a Float32Array of ${x.length} values, got ${
+        `denoiser must return a Float32Array of ${outputLength} values${
+          outputLength === x.length ? "" : ` (2 x ${x.length}: the prediction, then v)`
+        }, got ${
           output instanceof Float32Array ? output.length : typeof output
-        }`,
+        } (variance ${variance})`,
       );
     }
     const index = new Array<number>(n).fill(k);
@@ -293,14 +299,12 @@ export async function reverseProcess(
     const abarPrev = schedule.alphasCumprodPrev[k];
     switch (sampler) {
       case "ddpm": {
-        // Algorithm 2: x_{t-1} = mu + sigma z, with no noise at the last step.
+        // Algorithm 2: x_{t-1} = mu + sigma z, with no noise at the last step; sigma per
+        // element (a learned variance varies within an example).
         next.set(step.mean);
         if (k > 0) {
           const z = drawNoise();
-          for (let i = 0; i < n; i++) {
-            const sigma = Math.sqrt(step.variance[i]);
-            for (let j = i * per, end = j + per; j < end; j++) next[j] += sigma * z[j];
-          }
+          for (let j = 0; j < x.length; j++) next[j] += Math.sqrt(step.variance[j]) * z[j];
         }
         break;
       }

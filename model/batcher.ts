@@ -20,7 +20,9 @@ import type { ConditionalDenoiser } from "../lib/guidance.ts";
 
 /**
  * One network call: `n` images NCHW `[n, c, h, w]`, their timesteps and their class indices
- * (`nullLabel` for "no class"; all of them for a call that had no labels).
+ * (`nullLabel` for "no class"; all of them for a call that had no labels). It returns `n` rows
+ * of one size: an image's `c*h*w` values, or twice that for a network that learns its variance
+ * (NCHW `[n, 2c, h, w]`).
  */
 export type NetworkCall = (
   x: Float32Array,
@@ -46,7 +48,8 @@ interface _Pending {
   readonly t: Float32Array;
   readonly labels: Int32Array;
   readonly n: number;
-  readonly out: Float32Array;
+  /** The output, allocated when the first rows come back (their size is the network's). */
+  out: Float32Array | null;
   /** Rows handed to a network call so far. */
   taken: number;
   /** Rows whose output has come back. */
@@ -139,9 +142,33 @@ export function batchedDenoiser(
       for (const { call } of pieces) _fail(queue, call, error);
       return;
     }
+    // An output row is the network's: `per` values, or `2 per` when it learns its variance.
+    const outPer = out.length / size;
+    if (!Number.isInteger(outPer) || outPer < 1) {
+      const error = new RangeError(
+        `the network returned ${out.length} values for ${size} rows of ${per}; expected a ` +
+          `multiple of ${size}`,
+      );
+      for (const { call } of pieces) _fail(queue, call, error);
+      return;
+    }
     row = 0;
     for (const { call, from, count } of pieces) {
-      call.out.set(out.subarray(row * per, (row + count) * per), from * per);
+      if (call.out === null) call.out = new Float32Array(call.n * outPer);
+      else if (call.out.length !== call.n * outPer) {
+        _fail(
+          queue,
+          call,
+          new RangeError(
+            `the network returned rows of ${outPer} values after rows of ${
+              call.out.length / call.n
+            }`,
+          ),
+        );
+        row += count;
+        continue;
+      }
+      call.out.set(out.subarray(row * outPer, (row + count) * outPer), from * outPer);
       row += count;
       call.done += count;
       if (call.done === call.n) {
@@ -169,7 +196,7 @@ export function batchedDenoiser(
         t,
         labels: labels ?? new Int32Array(n).fill(nullLabel),
         n,
-        out: new Float32Array(x.length),
+        out: null,
         taken: 0,
         done: 0,
         resolve,

@@ -157,8 +157,9 @@ export function onnxNetworkCall(model: OnnxModel): NetworkCall {
 
 /**
  * The model as a `ConditionalDenoiser` on this thread: NCHW `x`, timesteps `t` and, for a
- * conditional model, class indices in, the model's prediction out (labels left out mean "no
- * class"; an unconditional model ignores them). Concurrent calls are batched together up to
+ * conditional model, class indices in, the model's prediction out, followed in each row by `v`
+ * when the network learns its variance (labels left out mean "no class"; an unconditional
+ * model ignores them). Concurrent calls are batched together up to
  * `maxBatch` rows and larger ones split ({@linkcode batchedDenoiser}); after each network call
  * the event loop gets a turn.
  */

@@ -9,7 +9,7 @@
 import { qSample, type Shape } from "../lib/forward.ts";
 import { classifierFreeGuidance } from "../lib/guidance.ts";
 import { interpolate, type Mixing } from "../lib/interpolate.ts";
-import { predictX0 } from "../lib/parameterization.ts";
+import { predictX0, splitModelOutput } from "../lib/parameterization.ts";
 import { createRng } from "../lib/rng.ts";
 import { type Denoiser, sample, type SamplerKind, type StepInfo } from "../lib/samplers.ts";
 import type { TimestepSpacing } from "../lib/schedule.ts";
@@ -109,7 +109,16 @@ export async function noisePreview(
   options.signal?.throwIfAborted();
   const denoiser = conditionedDenoiser(model, options);
   const output = await denoiser(frames, Float32Array.from(timesteps), shape);
-  const estimate = predictX0(model.prediction, model.schedule, frames, timesteps, output, shape);
+  // A learned-variance network's v (after each frame's prediction) plays no part in x0.
+  const { prediction } = splitModelOutput(output, shape, model.variance);
+  const estimate = predictX0(
+    model.prediction,
+    model.schedule,
+    frames,
+    timesteps,
+    prediction,
+    shape,
+  );
   for (let j = 0; j < estimate.length; j++) estimate[j] = Math.min(1, Math.max(-1, estimate[j]));
   return { frames, reconstructions: estimate };
 }

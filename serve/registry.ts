@@ -57,7 +57,8 @@ export interface ModelSource {
 /**
  * A model from its card and a denoiser (an onnxruntime session, or any function in tests).
  * Throws a `TypeError` naming the model and the field when the card cannot be sampled from,
- * or when its class names do not match its network's number of classes.
+ * when its class names do not match its network's number of classes, or when its variance is
+ * learned-range and its network does not learn one (`config.learnVariance`), or the reverse.
  *
  * @example
  * ```ts
@@ -99,6 +100,17 @@ export function servedModel(
   }
   if (new Set(classes).size !== classes.length) {
     throw new TypeError(`model ${name}: its classNames repeat a name: ${classes.join(", ")}`);
+  }
+  // A learned-range variance is read from the network's extra channels: the card must say so
+  // exactly when the network has them, or every request would fail on the output's length.
+  const learns = checked.config?.learnVariance === true;
+  if (learns !== (checked.variance === "learned-range")) {
+    throw new TypeError(
+      `model ${name}: its card's variance is ${checked.variance} but its network ` +
+        (learns
+          ? "learns its variance (config.learnVariance): expected learned-range"
+          : "does not learn its variance (config.learnVariance absent or false)"),
+    );
   }
   const { kind, timesteps, betaStart, betaEnd } = checked.schedule;
   return {

@@ -161,6 +161,90 @@ Deno.test("guidance gives the same result for eps, x0 and v networks (the weight
   }
 });
 
+/**
+ * {@linkcode idealConditional} as a learned-range network: per example its eps, then v, which
+ * is `vOf(label)` everywhere, so a test can tell whose v came back.
+ */
+function learnedConditional(
+  vOf: (label: number) => number,
+  calls: number[] = [],
+): ConditionalDenoiser {
+  const ideal = idealConditional(calls);
+  return async (xs, ts, s, ys) => {
+    const eps = await ideal(xs, ts, s, ys);
+    const per = xs.length / s[0];
+    const out = new Float32Array(2 * xs.length);
+    for (let i = 0; i < s[0]; i++) {
+      out.set(eps.subarray(i * per, (i + 1) * per), 2 * i * per);
+      out.fill(vOf(ys?.[i] ?? NULL_CLASS), (2 * i + 1) * per, (2 * i + 2) * per);
+    }
+    return out;
+  };
+}
+
+Deno.test("guidance mixes a learned-range network's prediction only and keeps the conditional v", async () => {
+  const labels = Int32Array.of(2, NULL_CLASS, 0, 1);
+  const w = 2.5;
+  const calls: number[] = [];
+  // v = 0.1 y - 0.5: classes 0..2 give -0.5, -0.4, -0.3; "no class" gives -0.2.
+  const vOf = (y: number) => 0.1 * y - 0.5;
+  const options = { labels, nullClass: NULL_CLASS, guidance: w };
+  const guided = await classifierFreeGuidance(learnedConditional(vOf, calls), options)(
+    x,
+    t,
+    shape,
+  );
+  const plain = await classifierFreeGuidance(idealConditional(), options)(x, t, shape);
+  assert.deepEqual(calls, [7], "one batch: 4 examples and 3 unconditional copies");
+  assert.equal(guided.length, 2 * x.length);
+  const per = 4;
+  for (let i = 0; i < 4; i++) {
+    // The prediction half is what guidance gives a fixed-variance network...
+    assert.deepEqual(
+      guided.subarray(2 * i * per, (2 * i + 1) * per),
+      plain.subarray(i * per, (i + 1) * per),
+    );
+    // ...and v is the example's own (conditional) one, not mixed with "no class"'s.
+    assert.deepEqual(
+      [...guided.subarray((2 * i + 1) * per, (2 * i + 2) * per)],
+      new Array(per).fill(Math.fround(vOf(labels[i]))),
+    );
+  }
+});
+
+Deno.test("guided DDPM with learned v = +1 draws fixedlarge's guided samples", async () => {
+  const labels = Int32Array.of(0, 2, NULL_CLASS);
+  const options = { labels, nullClass: NULL_CLASS, guidance: 3 };
+  const base = { schedule, shape: [3, 1, 2, 2] as const, sampler: "ddpm" as const, steps: 50 };
+  const fixed = await sample(classifierFreeGuidance(idealConditional(), options), {
+    ...base,
+    seed: 4,
+    variance: "fixedlarge",
+  });
+  const learned = await sample(classifierFreeGuidance(learnedConditional(() => 1), options), {
+    ...base,
+    seed: 4,
+    variance: "learned-range",
+  });
+  assert.deepEqual(learned, fixed);
+});
+
+Deno.test("classifierFreeGuidance() rejects a network output smaller than its input, naming the sizes", async () => {
+  const short: ConditionalDenoiser = (xs) => new Float32Array(xs.length / 2);
+  const guided = classifierFreeGuidance(short, {
+    labels: Int32Array.of(0, 1, 2, 0),
+    nullClass: NULL_CLASS,
+    guidance: 1,
+  });
+  await assert.rejects(
+    async () => await guided(x, t, shape),
+    new RangeError(
+      "the network returned 16 values for 8 examples of 4; expected a multiple of 8 with at " +
+        "least 4 per example",
+    ),
+  );
+});
+
 Deno.test("classifierFreeGuidance() rejects bad labels, weights and batch sizes", async () => {
   const model = idealConditional();
   assert.throws(

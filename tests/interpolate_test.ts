@@ -23,6 +23,23 @@ Deno.test("interpolate() decodes every lambda with the same noise: rows depend o
   assert.equal(three.shape[0], 3);
 });
 
+Deno.test("interpolate() decodes with a learned-range network: v = -1 is fixedsmall's decode", async () => {
+  // The learned network's output is its eps and then v = -1, the clipped beta_tilde at every
+  // step: the same noise as fixedsmall, tiled across the rows.
+  const learned: Denoiser = async (x, t, shape) => {
+    const eps = await ideal(x, t, shape);
+    const per = x.length / shape[0];
+    const out = new Float32Array(2 * x.length).fill(-1);
+    for (let i = 0; i < shape[0]; i++) out.set(eps.subarray(i * per, (i + 1) * per), 2 * i * per);
+    return out;
+  };
+  const options = { schedule, x0a: a, x0b: b, imageShape, t: 200, steps: 20, seed: 5 };
+  const lambdas = [0, 0.5, 1];
+  const fixed = await interpolate(ideal, { ...options, lambdas, variance: "fixedsmall" });
+  const viaV = await interpolate(learned, { ...options, lambdas, variance: "learned-range" });
+  assert.deepEqual(viaV.images, fixed.images);
+});
+
 Deno.test("interpolate() latents are the q-encodings of the two images, mixed linearly", async () => {
   const t = 300;
   const result = await interpolate(ideal, {

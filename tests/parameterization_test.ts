@@ -2,6 +2,8 @@ import assert from "node:assert/strict";
 import type { Shape } from "../lib/forward.ts";
 import { qSample } from "../lib/forward.ts";
 import {
+  learnedRangeLogVariance,
+  outputFactor,
   pMeanVariance,
   predictEpsFromV,
   predictEpsFromX0,
@@ -10,10 +12,11 @@ import {
   predictX0FromEps,
   predictX0FromV,
   reverseVariance,
+  splitModelOutput,
   trainingTarget,
 } from "../lib/parameterization.ts";
 import { createRng } from "../lib/rng.ts";
-import { makeSchedule } from "../lib/schedule.ts";
+import { makeSchedule, respaceSchedule } from "../lib/schedule.ts";
 import { assertClose } from "./_stats.ts";
 
 const schedule = makeSchedule();
@@ -110,6 +113,128 @@ Deno.test("fixedsmall is beta_tilde and fixedlarge is beta, with beta_tilde[1] a
   );
   assert.throws(
     () => reverseVariance(schedule, "learned" as never, 0),
-    /variance must be one of fixedsmall, fixedlarge, got learned/,
+    /variance must be one of fixedsmall, fixedlarge, learned-range, got learned/,
+  );
+});
+
+/** A learned-range output: per example the prediction `prediction`, then `v` (a number or per element). */
+function withV(prediction: Float32Array, v: number | Float32Array, shape: Shape): Float32Array {
+  const per = shape[1] * shape[2] * shape[3];
+  const out = new Float32Array(2 * prediction.length);
+  for (let n = 0; n < shape[0]; n++) {
+    out.set(prediction.subarray(n * per, (n + 1) * per), 2 * n * per);
+    if (typeof v === "number") out.fill(v, (2 * n + 1) * per, (2 * n + 2) * per);
+    else out.set(v.subarray(n * per, (n + 1) * per), (2 * n + 1) * per);
+  }
+  return out;
+}
+
+Deno.test("learned-range v = 1 is beta_t, v = -1 the clipped beta_tilde, v = 0 their geometric mean", () => {
+  const options = { variance: "learned-range" as const, clipDenoised: false };
+  const large = pMeanVariance(schedule, withV(eps, 1, shape), xt, t, shape, options);
+  const small = pMeanVariance(schedule, withV(eps, -1, shape), xt, t, shape, options);
+  const middle = pMeanVariance(schedule, withV(eps, 0, shape), xt, t, shape, options);
+  const per = size / shape[0];
+  for (let j = 0; j < size; j++) {
+    const index = t[Math.floor(j / per)];
+    // frac is exactly 1 or 0 for v = +-1, so the logs come out exact.
+    assert.equal(large.logVariance[j], Math.log(schedule.betas[index]));
+    assert.equal(small.logVariance[j], schedule.posteriorLogVarianceClipped[index]);
+    // ...and equal the fixed variances' logs, except fixedlarge's beta_tilde[1] at index 0.
+    if (index > 0) {
+      assert.equal(
+        large.logVariance[j],
+        reverseVariance(schedule, "fixedlarge", index).logVariance,
+      );
+    }
+    assert.equal(small.logVariance[j], reverseVariance(schedule, "fixedsmall", index).logVariance);
+    const geometric = Math.sqrt(schedule.betas[index] * Math.exp(small.logVariance[j]));
+    assertClose(middle.variance[j], geometric, 1e-12 * geometric, "v = 0 variance");
+    assertClose(large.variance[j], Math.exp(large.logVariance[j]), 0, "variance = exp(log)");
+  }
+});
+
+Deno.test("learned-range: mean, predX0 and predEps come from the prediction half, as the fixed case's", () => {
+  const rngV = createRng(9);
+  const v = rngV.normal(size);
+  for (const prediction of ["eps", "x0", "v"] as const) {
+    for (const clipDenoised of [true, false]) {
+      const fixed = pMeanVariance(schedule, eps, xt, t, shape, { prediction, clipDenoised });
+      const learned = pMeanVariance(schedule, withV(eps, v, shape), xt, t, shape, {
+        prediction,
+        clipDenoised,
+        variance: "learned-range",
+      });
+      assert.deepEqual(learned.mean, fixed.mean);
+      assert.deepEqual(learned.predX0, fixed.predX0);
+      assert.deepEqual(learned.predEps, fixed.predEps);
+      assert.equal(learned.variance.length, size);
+    }
+  }
+  // Each element has its own variance, from its own v.
+  const step = pMeanVariance(schedule, withV(eps, v, shape), xt, t, shape, {
+    variance: "learned-range",
+  });
+  const expected = learnedRangeLogVariance(schedule, v, t, shape);
+  assert.deepEqual(step.logVariance, expected);
+  assert.ok(new Set(step.logVariance.subarray(0, size / shape[0])).size > 1);
+});
+
+Deno.test("fixed variances are per element too: one value repeated over each example", () => {
+  const per = size / shape[0];
+  for (const variance of ["fixedsmall", "fixedlarge"] as const) {
+    const step = pMeanVariance(schedule, eps, xt, t, shape, { variance });
+    assert.equal(step.variance.length, size);
+    assert.equal(step.logVariance.length, size);
+    for (let j = 0; j < size; j++) {
+      const fixed = reverseVariance(schedule, variance, t[Math.floor(j / per)]);
+      assert.equal(step.variance[j], fixed.variance);
+      assert.equal(step.logVariance[j], fixed.logVariance);
+    }
+  }
+});
+
+Deno.test("learned-range on a respaced schedule interpolates between the respaced betas and beta_tildes", () => {
+  const respaced = respaceSchedule(schedule, [0, 250, 500, 750, 999]);
+  const one: Shape = [2, 1, 1, 2];
+  const k = [1, 4];
+  const v = Float32Array.of(1, -1, 1, -1);
+  const logs = learnedRangeLogVariance(respaced, v, k, one);
+  assert.equal(logs[0], Math.log(respaced.betas[1]));
+  assert.equal(logs[1], respaced.posteriorLogVarianceClipped[1]);
+  assert.equal(logs[2], Math.log(respaced.betas[4]));
+  // The respaced beta spans 250 original steps (Nichol & Dhariwal's respacing), ten times the
+  // original beta at 250 and more.
+  const spanned = 1 - schedule.alphasCumprod[250] / schedule.alphasCumprod[0];
+  assertClose(respaced.betas[1], spanned, 1e-12, "respaced beta");
+  assert.ok(respaced.betas[1] > 10 * schedule.betas[250]);
+});
+
+Deno.test("splitModelOutput splits [n, 2c, h, w] per example and rejects other lengths by name", () => {
+  const one: Shape = [2, 2, 1, 1];
+  // Example 0: prediction (1, 2), v (3, 4); example 1: prediction (5, 6), v (7, 8).
+  const { prediction, varianceValues } = splitModelOutput(
+    Float32Array.of(1, 2, 3, 4, 5, 6, 7, 8),
+    one,
+    "learned-range",
+  );
+  assert.deepEqual([...prediction], [1, 2, 5, 6]);
+  assert.deepEqual([...(varianceValues ?? [])], [3, 4, 7, 8]);
+  const fixed = Float32Array.of(1, 2, 3, 4);
+  assert.equal(splitModelOutput(fixed, one, "fixedlarge").prediction, fixed);
+  assert.equal(splitModelOutput(fixed, one, "fixedlarge").varianceValues, null);
+  assert.equal(outputFactor("learned-range"), 2);
+  assert.equal(outputFactor("fixedsmall"), 1);
+
+  assert.throws(
+    () => pMeanVariance(schedule, eps, xt, t, shape, { variance: "learned-range" }),
+    new RangeError(
+      `model output must have 2 x ${size} = ${2 * size} values (the prediction, then v) for ` +
+        `shape [4, 2, 3, 3] with variance learned-range, got ${size}`,
+    ),
+  );
+  assert.throws(
+    () => pMeanVariance(schedule, withV(eps, 0, shape), xt, t, shape, { variance: "fixedsmall" }),
+    /must have 72 values for shape \[4, 2, 3, 3\] with variance fixedsmall, got 144 \(twice the image/,
   );
 });

@@ -29,7 +29,7 @@ const N = 20_000; // samples per check: standard errors 0.0035 (mean), 0.0025 (v
 function exactMoments(
   sampler: "ddpm" | "ddim",
   kept: number[],
-  options: { variance?: "fixedsmall" | "fixedlarge"; eta?: number } = {},
+  options: { variance?: "fixedsmall" | "fixedlarge" | "optimal"; eta?: number } = {},
 ): { mean: number; variance: number } {
   const r: Schedule = respaceSchedule(schedule, kept);
   let m = 0, v = 1;
@@ -40,7 +40,14 @@ function exactMoments(
     if (sampler === "ddpm") {
       cx0 = r.posteriorMeanCoef1[k];
       cx = r.posteriorMeanCoef2[k];
-      sigma2 = options.variance === "fixedsmall" ? r.posteriorVariance[k] : r.betas[k];
+      // "optimal": the true reverse variance beta_tilde + c1^2 Var(x0 | x_t), what the
+      // learned-range ideal denoiser outputs.
+      sigma2 = options.variance === "fixedsmall"
+        ? r.posteriorVariance[k]
+        : options.variance === "optimal"
+        ? r.posteriorVariance[k] +
+          cx0 * cx0 * (S * S * (1 - abar)) / (abar * S * S + 1 - abar)
+        : r.betas[k];
     } else {
       const prev = r.alphasCumprodPrev[k];
       const eta = options.eta ?? 0;
@@ -63,8 +70,9 @@ async function check(
   options: Parameters<typeof sample>[1],
   expected: { mean: number; variance: number },
   discretisation: { mean: number; variance: number },
+  denoiser: Denoiser = ideal,
 ): Promise<void> {
-  const x = await sample(ideal, { ...options, clipDenoised: false });
+  const x = await sample(denoiser, { ...options, clipDenoised: false });
   const m = moments(x);
   // 1. The implementation: samples match the exact moments of this sampler within 4 SE.
   assertClose(m.mean, expected.mean, 4 * m.meanSe, `${name}: mean vs exact sampler mean`);
@@ -178,6 +186,125 @@ Deno.test("every prediction type samples the same distribution", async () => {
   for (const other of results.slice(1)) {
     assert.ok(results[0].every((v, i) => Math.abs(v - other[i]) < 1e-4));
   }
+});
+
+Deno.test("DDPM with the optimal learned variance samples the data with no variance bias", async () => {
+  // With the exact mean and the true reverse variance each step is the true reverse kernel of
+  // Gaussian data, so only the prior's mismatch and the noiseless last step remain: the 0.3%
+  // and 1.5% variance biases of the fixed variances above shrink to -0.04% (-1e-4 of 0.25).
+  const learned = gaussianDenoiser(schedule, { mean: MU, std: S, learnVariance: true });
+  const options = { schedule, shape: [N, 1, 1, 1] as const, sampler: "ddpm" as const, seed: 1 };
+  await check(
+    "ddpm learned-range",
+    { ...options, variance: "learned-range" },
+    exactMoments("ddpm", all, { variance: "optimal" }),
+    { mean: 1e-4, variance: 1.2e-4 },
+    learned,
+  );
+});
+
+/** `denoiser` with learned-range values after each example's prediction: `v` or one per element. */
+function withV(denoiser: Denoiser, v: number | ((size: number) => Float32Array)): Denoiser {
+  return async (x, t, shape) => {
+    const prediction = await denoiser(x, t, shape);
+    const per = x.length / shape[0];
+    const values = typeof v === "number" ? new Float32Array(x.length).fill(v) : v(x.length);
+    const out = new Float32Array(2 * x.length);
+    for (let i = 0; i < shape[0]; i++) {
+      out.set(prediction.subarray(i * per, (i + 1) * per), 2 * i * per);
+      out.set(values.subarray(i * per, (i + 1) * per), (2 * i + 1) * per);
+    }
+    return out;
+  };
+}
+
+Deno.test("DDPM with learned v = +1 draws fixedlarge's samples for the same seed, respaced too", async () => {
+  // v = +1 gives log beta_k at every kept step k; fixedlarge differs only at k = 0 (beta_tilde
+  // of index 1 there), where no noise is added, and the mean does not depend on the variance.
+  // Both draw the same noise in the same order, so the samples agree; sigma differs at most
+  // by the float64 rounding of exp(log beta) against beta, which leaves every float32 sample
+  // as it is here.
+  for (const steps of [1000, 40]) {
+    const options = { schedule, shape: [4, 1, 4, 4] as const, sampler: "ddpm" as const, steps };
+    const fixed = await sample(ideal, { ...options, seed: 7, variance: "fixedlarge" });
+    const learned = await sample(withV(ideal, 1), {
+      ...options,
+      seed: 7,
+      variance: "learned-range",
+    });
+    assert.deepEqual(learned, fixed, `v = +1, ${steps} steps`);
+    // And v = -1 is fixedsmall.
+    const small = await sample(ideal, { ...options, seed: 7, variance: "fixedsmall" });
+    const minusOne = await sample(withV(ideal, -1), {
+      ...options,
+      seed: 7,
+      variance: "learned-range",
+    });
+    assert.deepEqual(minusOne, small, `v = -1, ${steps} steps`);
+  }
+});
+
+Deno.test("DDPM uses each element's own learned sigma", async () => {
+  // Element 0 of each image gets v = +1, element 1 v = -1. From x_T = 0 with a network whose
+  // x0 is 0, the mean stays 0, so after the first of two steps (kept [0, 500], respaced) x is
+  // sigma z alone: variance beta'_1 for element 0, beta_tilde'_1 for element 1.
+  const n = 4000, per = 2;
+  const vs = (size: number) => Float32Array.from({ length: size }, (_, j) => j % per ? -1 : 1);
+  const zeroX0: Denoiser = (x) => new Float32Array(x.length);
+  let afterFirst = new Float32Array(0);
+  await sample(withV(zeroX0, vs), {
+    schedule,
+    shape: [n, 1, 1, per],
+    sampler: "ddpm",
+    steps: 2,
+    prediction: "x0",
+    variance: "learned-range",
+    initialNoise: new Float32Array(n * per),
+    seed: 3,
+    onStep: ({ step, x }) => {
+      if (step === 1) afterFirst = x.slice();
+    },
+  });
+  const r = respaceSchedule(schedule, spacedTimesteps(1000, 2));
+  const large = moments(Array.from({ length: n }, (_, i) => afterFirst[i * per]));
+  const small = moments(Array.from({ length: n }, (_, i) => afterFirst[i * per + 1]));
+  assertClose(large.variance, r.betas[1], 4 * large.varianceSe, "v = +1 element");
+  assertClose(small.variance, r.posteriorVariance[1], 4 * small.varianceSe, "v = -1 element");
+  // The two differ by far more than the test's resolution.
+  assert.ok(r.betas[1] > 1.5 * r.posteriorVariance[1]);
+});
+
+Deno.test("DDIM, DPM-Solver++ and UniPC ignore the learned variance: only x0 and eps move them", async () => {
+  const rng = createRng(11);
+  const anyV = (size: number) => rng.normal(size);
+  const options = { schedule, shape: [2, 1, 4, 4] as const, steps: 12, seed: 5 };
+  for (const sampler of ["ddim", "dpmpp-2m", "unipc"] as const) {
+    for (const eta of sampler === "ddim" ? [0, 1] : [0]) {
+      const fixed = await sample(ideal, { ...options, sampler, eta });
+      const learned = await sample(withV(ideal, anyV), {
+        ...options,
+        sampler,
+        eta,
+        variance: "learned-range",
+      });
+      assert.deepEqual(learned, fixed, `${sampler} eta ${eta}`);
+    }
+  }
+});
+
+Deno.test("a learned-range sampler needs twice the values, a fixed one exactly the image's", async () => {
+  const base = { schedule, shape: [1, 1, 2, 2] as const, sampler: "ddim" as const, steps: 2 };
+  await assert.rejects(
+    sample(ideal, { ...base, variance: "learned-range" }),
+    new RangeError(
+      "denoiser must return a Float32Array of 8 values (2 x 4: the prediction, then v), " +
+        "got 4 (variance learned-range)",
+    ),
+  );
+  await assert.rejects(
+    sample(withV(ideal, 0), { ...base, variance: "fixedsmall" }),
+    new RangeError("denoiser must return a Float32Array of 4 values, got 8 (variance fixedsmall)"),
+  );
 });
 
 Deno.test("same seed gives identical samples; different seeds differ", async () => {

@@ -60,6 +60,56 @@ Deno.test("batchedDenoiser splits a call larger than maxBatch and runs a lone ro
   assert.deepEqual(sizes.map((s) => s[0]), [2, 2, 2]);
 });
 
+/**
+ * A learned-variance network: each output row is twice its input row, the input plus its
+ * timestep, then the input minus it (as a prediction and then v would be), so a misplaced or
+ * mis-split row shows.
+ */
+function learnedNetwork(sizes: number[]) {
+  return (x: Float32Array, t: Float32Array, _labels: Int32Array, shape: readonly number[]) => {
+    const per = x.length / shape[0];
+    sizes.push(shape[0]);
+    const out = new Float32Array(2 * x.length);
+    for (let i = 0; i < shape[0]; i++) {
+      for (let j = 0; j < per; j++) {
+        out[2 * i * per + j] = x[i * per + j] + t[i];
+        out[(2 * i + 1) * per + j] = x[i * per + j] - t[i];
+      }
+    }
+    return Promise.resolve(out);
+  };
+}
+
+Deno.test("batchedDenoiser hands each caller its rows of a network that outputs twice its input", async () => {
+  const sizes: number[] = [];
+  const denoiser = batchedDenoiser(learnedNetwork(sizes), { maxBatch: 4 });
+  const call = (n: number, base: number) =>
+    denoiser(
+      Float32Array.from({ length: 2 * n }, (_, i) => base + i),
+      Float32Array.from({ length: n }, (_, i) => 100 * (i + 1)),
+      [n, 1, 1, 2],
+    );
+  // 3 rows alone, then 5 rows split 4 + 1 (the 1 padded to 2) with the lone row of the third.
+  const [a, b, c] = await Promise.all([call(3, 0), call(5, 10), call(1, 20)]);
+  assert.deepEqual(sizes, [3, 4, 2]);
+  // Per row: x + t, then x - t.
+  assert.deepEqual([...a], [100, 101, -100, -99, 202, 203, -198, -197, 304, 305, -296, -295]);
+  assert.deepEqual([...c], [120, 121, -80, -79]);
+  assert.equal(b.length, 2 * 2 * 5);
+  for (let i = 0; i < 5; i++) {
+    const x = [10 + 2 * i, 11 + 2 * i], t = 100 * (i + 1);
+    assert.deepEqual([...b.subarray(4 * i, 4 * i + 4)], [x[0] + t, x[1] + t, x[0] - t, x[1] - t]);
+  }
+});
+
+Deno.test("batchedDenoiser rejects a network output that is not whole rows, naming the sizes", async () => {
+  const denoiser = batchedDenoiser((x) => Promise.resolve(new Float32Array(x.length + 1)));
+  await assert.rejects(
+    async () => await denoiser(new Float32Array(4), new Float32Array(2), [2, 1, 1, 2]),
+    new RangeError("the network returned 5 values for 2 rows of 2; expected a multiple of 2"),
+  );
+});
+
 Deno.test("batchedDenoiser with merge off runs each caller's rows on their own", async () => {
   const sizes: number[][] = [];
   const denoiser = batchedDenoiser(recordingNetwork(sizes), { maxBatch: 8, merge: false });

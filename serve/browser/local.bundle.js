@@ -41,9 +41,13 @@ function classifierFreeGuidance(model, options) {
       shape[2],
       shape[3]
     ], ys);
-    const result = out.slice(0, n * per);
+    const outPer = out.length / total;
+    if (!Number.isInteger(outPer) || outPer < per) {
+      throw new RangeError(`the network returned ${out.length} values for ${total} examples of ${per}; expected a multiple of ${total} with at least ${per} per example`);
+    }
+    const result = out.slice(0, n * outPer);
     guided.forEach((i, k) => {
-      const conditional = i * per, unconditional = (n + k) * per;
+      const conditional = i * outPer, unconditional = (n + k) * outPer;
       for (let j = 0; j < per; j++) {
         result[conditional + j] = (1 + w) * out[conditional + j] - w * out[unconditional + j];
       }
@@ -1759,7 +1763,8 @@ var PREDICTIONS = [
 ];
 var VARIANCE_TYPES = [
   "fixedsmall",
-  "fixedlarge"
+  "fixedlarge",
+  "learned-range"
 ];
 function predictX0FromEps(schedule, xt, t, eps, shape) {
   return combinePerExample(schedule, xt, eps, t, shape, (s, i) => [
@@ -1821,22 +1826,77 @@ function reverseVariance(schedule, variance, t) {
         logVariance: Math.log(v)
       };
     }
+    case "learned-range":
+      throw new RangeError("a learned-range variance is read from the network output, not fixed");
     default: {
       const unknown = variance;
       throw new RangeError(`variance must be one of ${VARIANCE_TYPES.join(", ")}, got ${unknown}`);
     }
   }
 }
+function outputFactor(variance) {
+  switch (variance) {
+    case "fixedsmall":
+    case "fixedlarge":
+      return 1;
+    case "learned-range":
+      return 2;
+    default: {
+      const unknown = variance;
+      throw new RangeError(`variance must be one of ${VARIANCE_TYPES.join(", ")}, got ${unknown}`);
+    }
+  }
+}
+function splitModelOutput(output, shape, variance) {
+  const factor = outputFactor(variance);
+  const size = shapeSize(shape);
+  if (output.length !== factor * size) {
+    const expected = factor === 2 ? `2 x ${size} = ${2 * size} values (the prediction, then v)` : `${size} values`;
+    const hint = factor === 1 && output.length === 2 * size ? " (twice the image: a network that learns its variance needs variance learned-range)" : "";
+    throw new RangeError(`model output must have ${expected} for shape [${shape.join(", ")}] with variance ${variance}, got ${output.length}${hint}`);
+  }
+  if (factor === 1) return {
+    prediction: output,
+    varianceValues: null
+  };
+  const n = shape[0];
+  const per = size / n;
+  const prediction = new Float32Array(size);
+  const varianceValues = new Float32Array(size);
+  for (let i = 0; i < n; i++) {
+    prediction.set(output.subarray(2 * i * per, (2 * i + 1) * per), i * per);
+    varianceValues.set(output.subarray((2 * i + 1) * per, (2 * i + 2) * per), i * per);
+  }
+  return {
+    prediction,
+    varianceValues
+  };
+}
+function learnedRangeLogVariance(schedule, varianceValues, t, shape) {
+  const per = checkTensor("variance values", varianceValues, shape);
+  checkTimesteps(schedule, t, shape[0]);
+  const out = new Float64Array(varianceValues.length);
+  for (let n = 0; n < shape[0]; n++) {
+    const maxLog = Math.log(schedule.betas[t[n]]);
+    const minLog = schedule.posteriorLogVarianceClipped[t[n]];
+    for (let j = n * per, end = j + per; j < end; j++) {
+      const frac = (varianceValues[j] + 1) / 2;
+      out[j] = frac * maxLog + (1 - frac) * minLog;
+    }
+  }
+  return out;
+}
 function pMeanVariance(schedule, output, xt, t, shape, options = {}) {
   const prediction = options.prediction ?? "eps";
   const varianceType = options.variance ?? "fixedlarge";
   const clip = options.clipDenoised ?? true;
-  checkTensor("model output", output, shape);
-  const predX0 = predictX0(prediction, schedule, xt, t, output, shape);
+  const per = checkTensor("xt", xt, shape);
+  const { prediction: predicted, varianceValues } = splitModelOutput(output, shape, varianceType);
+  const predX0 = predictX0(prediction, schedule, xt, t, predicted, shape);
   if (clip) {
     for (let j = 0; j < predX0.length; j++) predX0[j] = Math.min(1, Math.max(-1, predX0[j]));
   }
-  const predEps = prediction === "eps" && !clip ? output.slice() : predictEpsFromX0(schedule, xt, t, predX0, shape);
+  const predEps = prediction === "eps" && !clip ? predicted.slice() : predictEpsFromX0(schedule, xt, t, predX0, shape);
   const mean = combinePerExample(schedule, predX0, xt, t, shape, (s, i) => [
     s.posteriorMeanCoef1[i],
     s.posteriorMeanCoef2[i]
@@ -1844,12 +1904,22 @@ function pMeanVariance(schedule, output, xt, t, shape, options = {}) {
     "predicted x0",
     "xt"
   ]);
-  const variance = new Float64Array(shape[0]);
-  const logVariance = new Float64Array(shape[0]);
+  if (varianceValues) {
+    const logVariance2 = learnedRangeLogVariance(schedule, varianceValues, t, shape);
+    return {
+      mean,
+      variance: logVariance2.map((l) => Math.exp(l)),
+      logVariance: logVariance2,
+      predX0,
+      predEps
+    };
+  }
+  const variance = new Float64Array(xt.length);
+  const logVariance = new Float64Array(xt.length);
   for (let n = 0; n < shape[0]; n++) {
     const v = reverseVariance(schedule, varianceType, t[n]);
-    variance[n] = v.variance;
-    logVariance[n] = v.logVariance;
+    variance.fill(v.variance, n * per, (n + 1) * per);
+    logVariance.fill(v.logVariance, n * per, (n + 1) * per);
   }
   return {
     mean,
@@ -2285,7 +2355,7 @@ async function sample(denoiser, options) {
 }
 async function reverseProcess(denoiser, options) {
   const { shape, sampler, kept, drawNoise, onStep, signal } = options;
-  const per = checkTensor("x", options.x, shape);
+  checkTensor("x", options.x, shape);
   const n = shape[0];
   if (!SAMPLERS.includes(sampler)) {
     throw new RangeError(`sampler must be one of ${SAMPLERS.join(", ")}, got ${sampler}`);
@@ -2295,6 +2365,8 @@ async function reverseProcess(denoiser, options) {
   if (eta !== 0 && !SAMPLER_CAPABILITIES[sampler].takesEta) {
     throw new RangeError(`eta applies to ${SAMPLERS.filter((s) => SAMPLER_CAPABILITIES[s].takesEta).join(", ")} only, got eta ${eta} for ${sampler}`);
   }
+  const variance = options.variance ?? "fixedlarge";
+  const outputLength = outputFactor(variance) * options.x.length;
   const schedule = respaceSchedule(options.schedule, kept);
   const steps = schedule.timesteps;
   let x = options.x.slice();
@@ -2305,8 +2377,8 @@ async function reverseProcess(denoiser, options) {
     signal?.throwIfAborted();
     const modelT = schedule.modelTimesteps[k];
     const output = await denoiser(x, new Float32Array(n).fill(modelT), shape);
-    if (!(output instanceof Float32Array) || output.length !== x.length) {
-      throw new RangeError(`denoiser must return a Float32Array of ${x.length} values, got ${output instanceof Float32Array ? output.length : typeof output}`);
+    if (!(output instanceof Float32Array) || output.length !== outputLength) {
+      throw new RangeError(`denoiser must return a Float32Array of ${outputLength} values${outputLength === x.length ? "" : ` (2 x ${x.length}: the prediction, then v)`}, got ${output instanceof Float32Array ? output.length : typeof output} (variance ${variance})`);
     }
     const index = new Array(n).fill(k);
     const step = pMeanVariance(schedule, output, x, index, shape, options);
@@ -2317,10 +2389,7 @@ async function reverseProcess(denoiser, options) {
         next.set(step.mean);
         if (k > 0) {
           const z = drawNoise();
-          for (let i = 0; i < n; i++) {
-            const sigma = Math.sqrt(step.variance[i]);
-            for (let j = i * per, end = j + per; j < end; j++) next[j] += sigma * z[j];
-          }
+          for (let j = 0; j < x.length; j++) next[j] += Math.sqrt(step.variance[j]) * z[j];
         }
         break;
       }
@@ -2502,7 +2571,7 @@ function browserDenoiser(model) {
   return async (x, t, shape, labels) => {
     const [n, c, h, w] = shape;
     const per = c * h * w;
-    const out = new Float32Array(x.length);
+    let out = new Float32Array(0);
     for (let start = 0; start < n; start += maxBatch) {
       const count = Math.min(maxBatch, n - start);
       const feeds = networkFeeds(ort.Tensor, {
@@ -2519,7 +2588,10 @@ function browserDenoiser(model) {
         ]
       }, numClasses);
       const result = await session.run(feeds);
-      out.set(result.out.data, start * per);
+      const data = result.out.data;
+      const outPer = data.length / count;
+      if (start === 0) out = new Float32Array(n * outPer);
+      out.set(data, start * outPer);
       result.out.dispose();
     }
     return out;

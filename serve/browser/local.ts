@@ -94,7 +94,9 @@ export function browserDenoiser(model: BrowserModel): ConditionalDenoiser {
   return async (x, t, shape, labels) => {
     const [n, c, h, w] = shape;
     const per = c * h * w;
-    const out = new Float32Array(x.length);
+    // An output row is the image's size, or twice it for a network that learns its variance:
+    // sized from the first result.
+    let out = new Float32Array(0);
     for (let start = 0; start < n; start += maxBatch) {
       const count = Math.min(maxBatch, n - start);
       const feeds = networkFeeds(ort.Tensor, {
@@ -104,7 +106,10 @@ export function browserDenoiser(model: BrowserModel): ConditionalDenoiser {
         shape: [count, c, h, w],
       }, numClasses);
       const result = await session.run(feeds);
-      out.set(result.out.data as Float32Array, start * per);
+      const data = result.out.data as Float32Array;
+      const outPer = data.length / count;
+      if (start === 0) out = new Float32Array(n * outPer);
+      out.set(data, start * outPer);
       result.out.dispose();
     }
     return out;
