@@ -76,6 +76,11 @@ const FLAGS: FlagTable = {
   "init-from": {
     help: "start a new run from this checkpoint's weights (fine-tuning; fresh optimizer)",
   },
+  "learn-variance": {
+    boolean: true,
+    help:
+      "new runs: the network also learns its reverse variance (Improved DDPM: learned range, hybrid loss); with --init-from a fixed-variance checkpoint, its v channels start at zero",
+  },
   prediction: {
     default: TRAINING_DEFAULTS.prediction,
     help: `network output: ${PREDICTIONS.join(", ")}`,
@@ -192,6 +197,7 @@ export function parseTrainArgs(args: string[]): {
       conditional: flags.boolean("conditional"),
       labelDropout: number("label-dropout", (v) => v >= 0 && v <= 1, "in [0, 1]"),
       ...(flags.given("init-from") ? { initFrom: flags.text("init-from") } : {}),
+      ...(flags.boolean("learn-variance") ? { learnVariance: true } : {}),
       prediction: flags.oneOf("prediction", PREDICTIONS) as Prediction,
       schedule: {
         kind: flags.oneOf("schedule", SCHEDULE_KINDS) as ScheduleKind,
@@ -300,6 +306,7 @@ if (import.meta.main) {
   }
   if (parsed.dryRun) {
     let config = parsed.options.config;
+    if (parsed.options.learnVariance) config = { ...config, learnVariance: true };
     if (parsed.options.conditional) {
       // The class count comes from the data: load it (a second for the npm datasets).
       const { loadDataset } = await import("./data.ts");

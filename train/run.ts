@@ -84,6 +84,13 @@ export interface RunOptions {
    * the step count and the learning-rate warm-up start afresh.
    */
   initFrom?: string;
+  /**
+   * A new run's network also learns its reverse variance (Improved DDPM's learned range and
+   * hybrid loss; `config.learnVariance`). With `initFrom` a fixed-variance checkpoint, its final
+   * convolution grows the `v` channels, starting at zero. A resume keeps the checkpoint's
+   * choice: asking for the other one is refused.
+   */
+  learnVariance?: boolean;
   schedule?: ScheduleOptions;
   prediction?: Prediction;
   optimizer?: OptimizerOptions;
@@ -252,7 +259,24 @@ async function _openRun(options: RunOptions, report: (event: RunEvent) => void):
   }
 
   // 2. What the network is and how it trains.
-  let config = saved ? saved.config : options.config;
+  if (saved && options.learnVariance !== undefined) {
+    const stored = Boolean(saved.config.learnVariance);
+    if (stored !== options.learnVariance) {
+      throw new RangeError(
+        stored
+          ? `--resume: the run in ${options.out} learns its variance, and a resume cannot turn ` +
+            "that off"
+          : `--resume: the run in ${options.out} has a fixed variance, and a resume cannot make ` +
+            "it learn one (--learn-variance); start a new run from its checkpoint instead: " +
+            `--init-from ${resumedFrom} --learn-variance --out <a new directory>`,
+      );
+    }
+  }
+  let config = saved
+    ? saved.config
+    : options.learnVariance === undefined
+    ? options.config
+    : { ...options.config, learnVariance: options.learnVariance };
   validateConfig(config);
   const schedule = saved?.schedule ?? withDefaults(options.schedule, TRAINING_DEFAULTS.schedule);
   const prediction = saved?.prediction ?? options.prediction ?? TRAINING_DEFAULTS.prediction;
@@ -338,7 +362,10 @@ async function _openRun(options: RunOptions, report: (event: RunEvent) => void):
   const origin = resumedFrom
     ? `resuming from ${resumedFrom} at step ${trainer.step}`
     : warmStart
-    ? `starting a new run from the weights of ${options.initFrom} (step ${warmStart.step})`
+    ? `starting a new run from the weights of ${options.initFrom} (step ${warmStart.step})` +
+      (config.learnVariance && warmStart.params["conv_out.b"]?.shape[0] === config.channels
+        ? "; its output grows v channels for the learned variance, starting at v = 0"
+        : "")
     : "starting a new run";
   return {
     trainer,
@@ -355,6 +382,7 @@ async function _openRun(options: RunOptions, report: (event: RunEvent) => void):
     wallSeconds: saved?.trainingState.wallSeconds ?? 0,
     notice: origin +
       (classNames ? `; conditional on ${classNames.length} classes` : "") +
+      (config.learnVariance ? "; learned variance (hybrid loss)" : "") +
       `; ${train.length} training and ${heldOut.length} held-out images of ${train.name}` +
       `, batch ${options.batch}${flip ? ", random flips" : ""}` +
       (trainer.workers > 0 ? `; ${trainer.workers} gradient workers` : ""),
@@ -440,6 +468,7 @@ async function _loop(
         const record: Record<string, number> = {
           step,
           loss: result.loss,
+          ...(result.vb === undefined ? {} : { vb: result.vb }),
           lossSmoothed,
           gradNorm: result.gradNorm,
           lr: result.lr,
@@ -454,13 +483,15 @@ async function _loop(
             kind: "notice",
             message: `step ${step}: held-out loss on ${heldOut.shape[0]} images`,
           });
-          record.heldOutLoss = await trainer.evalLoss(
+          const heldOutLosses = await trainer.evalLosses(
             heldOut.x,
             heldOut.shape,
             createRng(seed + 2),
             "ema",
             heldOut.labels,
           );
+          record.heldOutLoss = heldOutLosses.loss;
+          if (heldOutLosses.vb !== undefined) record.heldOutVb = heldOutLosses.vb;
         }
         await metrics.write(record);
         if (record.heldOutLoss !== undefined) await _drawCurves(options, report);
@@ -720,6 +751,7 @@ async function _writeSamples(
     sampler,
     steps,
     prediction: trainer.prediction,
+    ...(trainer.config.learnVariance ? { variance: "learned-range" as const } : {}),
     seed: seed + 3,
   });
   const path = join(options.out, "samples", `step-${String(step).padStart(8, "0")}.png`);
