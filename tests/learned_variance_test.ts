@@ -475,3 +475,17 @@ Deno.test("a learned-variance run with sample grids draws them, or stops before 
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("a fixed-variance network refuses learned-variance weights, naming the flag", async () => {
+  await initBackend("cpu");
+  const learned = await Trainer.create({
+    config: { ...PRESETS.tiny, learnVariance: true },
+    schedule,
+  }, 1);
+  const state = await learned.state();
+  learned.dispose();
+  await assert.rejects(
+    Trainer.create({ config: PRESETS.tiny, schedule }, 1, state),
+    /conv_out\.w has shape \[3,3,8,2\], this network needs \[3,3,8,1\] \(the weights learn their variance: add --learn-variance\)/,
+  );
+});

@@ -196,8 +196,12 @@ export class Trainer {
       zeros[name] = { shape, data: new Float32Array(data.length) };
       for (const group of [params, ema]) {
         if (group[name].shape.join(",") !== shape.join(",")) {
+          // The one mismatch a flag fixes: weights that learn their variance, a network that does not.
+          const learned = name.startsWith("conv_out.") && !setup.config.learnVariance &&
+            group[name].shape.at(-1) === 2 * setup.config.channels;
           throw new RangeError(
-            `warm start: ${name} has shape [${group[name].shape}], this network needs [${shape}]`,
+            `warm start: ${name} has shape [${group[name].shape}], this network needs [${shape}]` +
+              (learned ? " (the weights learn their variance: add --learn-variance)" : ""),
           );
         }
       }
