@@ -6,7 +6,8 @@
  * The graph: input `x` float32 `[N, C, H, W]` (dynamic N, data scaled to [-1, 1]), input `t`
  * float32 `[N]` (0-based timesteps), for a class-conditional network input `y` int64 `[N]`
  * (class indices, `numClasses` for no class), output `out` float32 `[N, C, H, W]` (the
- * prediction). The timestep and class embeddings are computed inside the graph. Opset 17.
+ * prediction), or `[N, 2C, H, W]` for a network that learns its variance (per image the
+ * prediction's C channels, then C channels of `v`; card variance `learned-range`). The timestep and class embeddings are computed inside the graph. Opset 17.
  *
  * @module
  */
@@ -24,6 +25,7 @@ import {
   countParameters,
   describeUNet,
   isConditional,
+  outputChannels,
   type UNetConfig,
   unetForward,
   validateConfig,
@@ -131,7 +133,7 @@ export function buildOnnxModel(
         ? [{ name: "y", dims: ["N"], doc: card.inputs.y, type: "int64" } satisfies GraphIO]
         : []),
     ],
-    outputs: [{ name: "out", dims: ["N", c, s, s], doc: card.output }],
+    outputs: [{ name: "out", dims: ["N", outputChannels(config), s, s], doc: card.output }],
   }, {
     name: "ddpm_unet",
     docString:
@@ -191,10 +193,14 @@ export function modelCard(ckpt: Checkpoint, weights: "ema" | "raw"): ModelCard {
         }
         : {}),
     },
-    output: `float32 [N, C, H, W]: the predicted ${ckpt.prediction}`,
+    output: config.learnVariance
+      ? `float32 [N, 2C, H, W]: per image, channels 0..C-1 the predicted ${ckpt.prediction}, ` +
+        "channels C..2C-1 the variance value v: log sigma^2 = frac log beta_t + (1 - frac) " +
+        "log beta_tilde_t (clipped at t = 0) with frac = (v + 1) / 2 (Improved DDPM's learned range)"
+      : `float32 [N, C, H, W]: the predicted ${ckpt.prediction}`,
     schedule,
     prediction,
-    variance: "fixedlarge",
+    variance: config.learnVariance ? "learned-range" : "fixedlarge",
     imageSize: config.imageSize,
     channels: config.channels as ModelCard["channels"],
     dataScaling: DATA_SCALING,

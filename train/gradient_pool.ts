@@ -13,7 +13,7 @@
 
 import { newWebWorker } from "../model/web_worker.ts";
 import type { ParamLayout } from "./optimizer.ts";
-import { type LossSetup, sliceInputs, type StepInputs } from "./step.ts";
+import { type LossSetup, type LossValues, sliceInputs, type StepInputs } from "./step.ts";
 import type { WorkerInit, WorkerReply, WorkerStep } from "./gradient_worker.ts";
 
 /** Options of {@linkcode GradientPool.start}. */
@@ -41,7 +41,7 @@ export function shareBatch(n: number, workers: number): { start: number; end: nu
 }
 
 interface Pending {
-  resolve: (loss: number) => void;
+  resolve: (losses: LossValues) => void;
   reject: (error: Error) => void;
 }
 
@@ -126,19 +126,19 @@ export class GradientPool {
   }
 
   /**
-   * The loss of `inputs` and its gradient, written to `into` (flat, layout order): each worker
-   * computes the mean loss of its share, and the batch's gradient is their sum weighted by the
+   * The loss of `inputs` (its parts, see `LossValues`) and its gradient, written to `into`
+   * (flat, layout order): each worker computes the mean loss of its share, and the batch's gradient is their sum weighted by the
    * shares' sizes, accumulated in float32 in worker order. With one worker, `into` holds exactly
    * that worker's gradient.
    */
-  async gradients(inputs: StepInputs, into: Float32Array): Promise<number> {
+  async gradients(inputs: StepInputs, into: Float32Array): Promise<LossValues> {
     if (this.#failure) throw this.#failure;
     const n = inputs.shape[0];
     const shares = shareBatch(n, this.size).map((share, k) => ({ ...share, k }))
       .filter(({ start, end }) => end > start);
     const losses = await Promise.all(
       shares.map(({ start, end, k }) =>
-        new Promise<number>((resolve, reject) => {
+        new Promise<LossValues>((resolve, reject) => {
           this.#pending[k] = { resolve, reject };
           const step: WorkerStep = {
             kind: "step",
@@ -150,18 +150,19 @@ export class GradientPool {
       ),
     );
     const f = Math.fround;
-    let loss = 0;
+    let loss = 0, vb = 0;
     shares.forEach(({ start, end, k }, i) => {
       const weight = f((end - start) / n);
       const grads = this.#grads[k];
-      loss += ((end - start) / n) * losses[i];
+      loss += ((end - start) / n) * losses[i].loss;
+      vb += ((end - start) / n) * (losses[i].vb ?? 0);
       if (i === 0) {
         for (let j = 0; j < into.length; j++) into[j] = f(grads[j] * weight);
       } else {
         for (let j = 0; j < into.length; j++) into[j] = f(into[j] + f(grads[j] * weight));
       }
     });
-    return loss;
+    return losses[0].vb === undefined ? { loss } : { loss, vb };
   }
 
   /** Stops every worker. */
@@ -172,7 +173,7 @@ export class GradientPool {
 
   #onReply(k: number, reply: WorkerReply): void {
     if (reply.kind !== "done") return this.#fail(k, _text(reply));
-    this.#pending[k]?.resolve(reply.loss);
+    this.#pending[k]?.resolve(reply.losses);
     this.#pending[k] = null;
   }
 

@@ -12,7 +12,7 @@
 import * as tf from "@tensorflow/tfjs";
 import { initBackend } from "./backend.ts";
 import type { ParamLayout } from "./optimizer.ts";
-import { batchLoss, type LossSetup, type StepInputs } from "./step.ts";
+import { lossGradients, type LossSetup, type LossValues, type StepInputs } from "./step.ts";
 
 /** The first message: what the worker computes and where its buffers are. */
 export interface WorkerInit {
@@ -35,7 +35,7 @@ export interface WorkerStep {
 /** What the worker answers. */
 export type WorkerReply =
   | { readonly kind: "ready" }
-  | { readonly kind: "done"; readonly id: number; readonly loss: number }
+  | { readonly kind: "done"; readonly id: number; readonly losses: LossValues }
   | { readonly kind: "failed"; readonly id?: number; readonly message: string };
 
 interface Loaded {
@@ -56,24 +56,24 @@ async function load(init: WorkerInit): Promise<void> {
   loaded = { init, params, grads: new Float32Array(init.grads), variables };
 }
 
-function step({ init, params, grads, variables }: Loaded, inputs: StepInputs): number {
+function step({ init, params, grads, variables }: Loaded, inputs: StepInputs): LossValues {
   const { layout, setup } = init;
   // The trainer updated the shared weights since the last step: take them in.
   tf.tidy(() => {
     variables.forEach((v, i) => v.assign(tf.tensor(_slice(params, layout, i), v.shape)));
   });
   const byName = new Map(layout.names.map((name, i) => [name, variables[i] as tf.Tensor]));
-  const { value, grads: byVariable } = tf.variableGrads(
-    () => batchLoss(byName, setup, { ...inputs, training: true }),
-    variables,
-  );
+  const { mse, vb, grads: byVariable } = lossGradients(byName, variables, setup, {
+    ...inputs,
+    training: true,
+  });
   try {
     variables.forEach((v, i) => {
       grads.set(byVariable[v.name].dataSync() as Float32Array, layout.offsets[i]);
     });
-    return value.dataSync()[0];
+    return { loss: mse.dataSync()[0], ...(vb ? { vb: vb.dataSync()[0] } : {}) };
   } finally {
-    tf.dispose([value, ...Object.values(byVariable)]);
+    tf.dispose([mse, ...(vb ? [vb] : []), ...Object.values(byVariable)]);
   }
 }
 
@@ -96,7 +96,7 @@ self.onmessage = async (event: MessageEvent<WorkerInit | WorkerStep>) => {
   }
   try {
     if (!loaded) throw new Error("a step arrived before the worker was started");
-    reply({ kind: "done", id: message.id, loss: step(loaded, message.inputs) });
+    reply({ kind: "done", id: message.id, losses: step(loaded, message.inputs) });
   } catch (error) {
     reply({ kind: "failed", id: message.id, message: (error as Error).message });
   }

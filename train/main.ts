@@ -77,6 +77,11 @@ const FLAGS: FlagTable = {
     help:
       "start a new run from the weights of a checkpoint (.ddpm) or an exported model (.onnx): fine-tuning, fresh optimizer",
   },
+  "learn-variance": {
+    boolean: true,
+    help:
+      "new runs: the network also learns its reverse variance (Improved DDPM: learned range, hybrid loss); with --init-from a fixed-variance checkpoint, its v channels start at zero",
+  },
   prediction: {
     default: TRAINING_DEFAULTS.prediction,
     help: `network output: ${PREDICTIONS.join(", ")}`,
@@ -193,6 +198,7 @@ export function parseTrainArgs(args: string[]): {
       conditional: flags.boolean("conditional"),
       labelDropout: number("label-dropout", (v) => v >= 0 && v <= 1, "in [0, 1]"),
       ...(flags.given("init-from") ? { initFrom: flags.text("init-from") } : {}),
+      ...(flags.boolean("learn-variance") ? { learnVariance: true } : {}),
       prediction: flags.oneOf("prediction", PREDICTIONS) as Prediction,
       schedule: {
         kind: flags.oneOf("schedule", SCHEDULE_KINDS) as ScheduleKind,
@@ -301,6 +307,7 @@ if (import.meta.main) {
   }
   if (parsed.dryRun) {
     let config = parsed.options.config;
+    if (parsed.options.learnVariance) config = { ...config, learnVariance: true };
     if (parsed.options.conditional) {
       // The class count comes from the data: load it (a second for the npm datasets).
       const { loadDataset } = await import("./data.ts");

@@ -25,11 +25,11 @@
  */
 
 import { createRng } from "../lib/rng.ts";
-import { classCount, isConditional, type UNetConfig } from "../model/config.ts";
+import { classCount, isConditional, outputChannels, type UNetConfig } from "../model/config.ts";
 
 // The config is part of the model card, so its definition lives with the card in model/; the
 // trainer's modules keep importing it from here, beside the network it configures.
-export { classCount, isConditional, type UNetConfig } from "../model/config.ts";
+export { classCount, isConditional, outputChannels, type UNetConfig } from "../model/config.ts";
 
 /** Named configurations. */
 export const PRESETS: Readonly<Record<"mnist" | "cifar10" | "tiny", UNetConfig>> = {
@@ -143,6 +143,11 @@ export function validateConfig(config: UNetConfig): void {
   if (config.numClasses !== undefined && config.numClasses !== 0) {
     positive("numClasses", config.numClasses);
   }
+  if (config.learnVariance !== undefined && typeof config.learnVariance !== "boolean") {
+    throw new RangeError(
+      `learnVariance must be true, false or absent, got ${config.learnVariance}`,
+    );
+  }
   if (config.chMult.length < 1) throw new RangeError("chMult must list at least one level");
   config.chMult.forEach((m, i) => positive(`chMult[${i}]`, m));
   if (!(config.dropout >= 0 && config.dropout < 1)) {
@@ -167,8 +172,9 @@ export function validateConfig(config: UNetConfig): void {
 }
 
 /**
- * The U-Net's forward pass: `x` `[n, channels, s, s]` and timesteps `t` `[n]` to a map of the
- * input's shape. Steps follow the official model function. A conditional network also takes
+ * The U-Net's forward pass: `x` `[n, channels, s, s]` and timesteps `t` `[n]` to a map
+ * `[n, outputChannels(config), s, s]` (the input's shape, or twice its channels when the network
+ * learns its variance). Steps follow the official model function. A conditional network also takes
  * class indices `y` `[n]` in `0..numClasses`, where `numClasses` itself means "no class".
  */
 export function unetForward<T>(
@@ -290,10 +296,11 @@ export function unetForward<T>(
     }
   }
 
-  // 5. Head: GroupNorm, SiLU, a zero-initialised convolution back to the image channels.
+  // 5. Head: GroupNorm, SiLU, a zero-initialised convolution back to the image channels (twice
+  //    them with a learned variance: the prediction, then v).
   h = ops.silu(ops.groupNorm(h, "norm_out", groups));
   return ops.conv2d(h, "conv_out", {
-    outChannels: config.channels,
+    outChannels: outputChannels(config),
     kernel: 3,
     stride: 1,
     zeroInit: true,
@@ -446,7 +453,11 @@ export function describeUNet(config: UNetConfig): { params: ParamSpec[]; flopsPe
   const image = [1, config.channels, config.imageSize, config.imageSize];
   return describeNetwork((ops) => {
     const out = unetForward(ops, image, [1], config, isConditional(config) ? [1] : undefined);
-    _sameShape(out, image, "U-Net output");
+    _sameShape(
+      out,
+      [1, outputChannels(config), config.imageSize, config.imageSize],
+      "U-Net output",
+    );
     return out;
   });
 }

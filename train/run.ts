@@ -33,7 +33,13 @@ import {
 } from "./data.ts";
 import { writeTrainingCurves } from "./curves.ts";
 import { TRAINING_DEFAULTS, withDefaults } from "./defaults.ts";
-import { classCount, isConditional, type UNetConfig, validateConfig } from "./network.ts";
+import {
+  classCount,
+  isConditional,
+  outputChannels,
+  type UNetConfig,
+  validateConfig,
+} from "./network.ts";
 import {
   loadRunCheckpoint,
   type RunCheckpoint,
@@ -80,6 +86,13 @@ export interface RunOptions {
    * the step count and the learning-rate warm-up start afresh.
    */
   initFrom?: string;
+  /**
+   * A new run's network also learns its reverse variance (Improved DDPM's learned range and
+   * hybrid loss; `config.learnVariance`). With `initFrom` a fixed-variance checkpoint, its final
+   * convolution grows the `v` channels, starting at zero. A resume keeps the checkpoint's
+   * choice: asking for the other one is refused.
+   */
+  learnVariance?: boolean;
   schedule?: ScheduleOptions;
   prediction?: Prediction;
   optimizer?: OptimizerOptions;
@@ -248,7 +261,24 @@ async function _openRun(options: RunOptions, report: (event: RunEvent) => void):
   }
 
   // 2. What the network is and how it trains.
-  let config = saved ? saved.config : options.config;
+  if (saved && options.learnVariance !== undefined) {
+    const stored = Boolean(saved.config.learnVariance);
+    if (stored !== options.learnVariance) {
+      throw new RangeError(
+        stored
+          ? `--resume: the run in ${options.out} learns its variance, and a resume cannot turn ` +
+            "that off"
+          : `--resume: the run in ${options.out} has a fixed variance, and a resume cannot make ` +
+            "it learn one (--learn-variance); start a new run from its checkpoint instead: " +
+            `--init-from ${resumedFrom} --learn-variance --out <a new directory>`,
+      );
+    }
+  }
+  let config = saved
+    ? saved.config
+    : options.learnVariance === undefined
+    ? options.config
+    : { ...options.config, learnVariance: options.learnVariance };
   validateConfig(config);
   const schedule = saved?.schedule ?? withDefaults(options.schedule, TRAINING_DEFAULTS.schedule);
   const prediction = saved?.prediction ?? options.prediction ?? TRAINING_DEFAULTS.prediction;
@@ -334,7 +364,10 @@ async function _openRun(options: RunOptions, report: (event: RunEvent) => void):
   const origin = resumedFrom
     ? `resuming from ${resumedFrom} at step ${trainer.step}`
     : warmStart
-    ? `starting a new run from the weights of ${options.initFrom} (step ${warmStart.step})`
+    ? `starting a new run from the weights of ${options.initFrom} (step ${warmStart.step})` +
+      (config.learnVariance && warmStart.params["conv_out.b"]?.shape[0] === config.channels
+        ? "; its output grows v channels for the learned variance, starting at v = 0"
+        : "")
     : "starting a new run";
   return {
     trainer,
@@ -351,6 +384,7 @@ async function _openRun(options: RunOptions, report: (event: RunEvent) => void):
     wallSeconds: saved?.trainingState.wallSeconds ?? 0,
     notice: origin +
       (classNames ? `; conditional on ${classNames.length} classes` : "") +
+      (config.learnVariance ? "; learned variance (hybrid loss)" : "") +
       `; ${train.length} training and ${heldOut.length} held-out images of ${train.name}` +
       `, batch ${options.batch}${flip ? ", random flips" : ""}` +
       (trainer.workers > 0 ? `; ${trainer.workers} gradient workers` : ""),
@@ -371,6 +405,7 @@ async function _loop(
   const { checkpointEvery, sampleEvery, logEvery, evalEvery } = cadence;
   const onNonFinite = options.onNonFinite ?? TRAINING_DEFAULTS.onNonFinite;
   const heldOut = _heldOutBatch(run.data.heldOut, options.batch);
+  if (sampleEvery > 0 && trainer.config.learnVariance) await _checkGridSampling(trainer, options);
   const metrics = await _openMetrics(options.out);
   report({ kind: "notice", message: run.notice });
 
@@ -436,6 +471,7 @@ async function _loop(
         const record: Record<string, number> = {
           step,
           loss: result.loss,
+          ...(result.vb === undefined ? {} : { vb: result.vb }),
           lossSmoothed,
           gradNorm: result.gradNorm,
           lr: result.lr,
@@ -450,13 +486,15 @@ async function _loop(
             kind: "notice",
             message: `step ${step}: held-out loss on ${heldOut.shape[0]} images`,
           });
-          record.heldOutLoss = await trainer.evalLoss(
+          const heldOutLosses = await trainer.evalLosses(
             heldOut.x,
             heldOut.shape,
             createRng(seed + 2),
             "ema",
             heldOut.labels,
           );
+          record.heldOutLoss = heldOutLosses.loss;
+          if (heldOutLosses.vb !== undefined) record.heldOutVb = heldOutLosses.vb;
         }
         await metrics.write(record);
         if (record.heldOutLoss !== undefined) await _drawCurves(options, report);
@@ -660,6 +698,33 @@ function _gridSettings(options: RunOptions, trainer: Trainer) {
   };
 }
 
+/**
+ * The sample grids of a network that learns its variance need a sampler that reads `v` from the
+ * output (`variance: "learned-range"`). Tried once before the first step, on a network that
+ * outputs zeros (two steps of one image), so a run whose grids cannot be drawn stops now rather
+ * than at its first grid, thousands of steps in.
+ */
+async function _checkGridSampling(trainer: Trainer, options: RunOptions): Promise<void> {
+  const { channels, imageSize } = trainer.config;
+  const perImage = outputChannels(trainer.config) * imageSize * imageSize;
+  try {
+    await sample((_x, _t, shape) => new Float32Array(shape[0] * perImage), {
+      schedule: trainer.schedule,
+      shape: [1, channels, imageSize, imageSize],
+      sampler: _gridSettings(options, trainer).sampler,
+      steps: Math.min(2, trainer.schedule.timesteps),
+      prediction: trainer.prediction,
+      variance: "learned-range",
+      seed: 0,
+    });
+  } catch (error) {
+    throw new RangeError(
+      "the sample grids of a network that learns its variance cannot be drawn here " +
+        `(${(error as Error).message}); pass --sample-every 0 to train without them`,
+    );
+  }
+}
+
 /** The line printed before a sample grid is drawn (it takes a while on a CPU). */
 function _samplingNotice(step: number, options: RunOptions, trainer: Trainer): string {
   const { count, sampler, steps } = _gridSettings(options, trainer);
@@ -716,6 +781,7 @@ async function _writeSamples(
     sampler,
     steps,
     prediction: trainer.prediction,
+    ...(trainer.config.learnVariance ? { variance: "learned-range" as const } : {}),
     seed: seed + 3,
   });
   const path = join(options.out, "samples", `step-${String(step).padStart(8, "0")}.png`);

@@ -255,7 +255,8 @@ export function unetApply(
 
 /**
  * The network as a `ConditionalDenoiser` for the samplers (NCHW in and out, evaluation mode);
- * an unconditional network ignores the labels. Reads back with `await data()`, the only read
+ * an unconditional network ignores the labels. The output has `outputChannels(config)` channels:
+ * a network that learns its variance returns `[n, 2c, h, w]` (the prediction, then `v`). Reads back with `await data()`, the only read
  * that works on every backend.
  */
 export function tfjsDenoiser(params: ParamTensors, config: UNetConfig): ConditionalDenoiser {

@@ -1,6 +1,7 @@
 /**
- * One training step of DDPM (Algorithm 1 with the `L_simple` objective) and the state it
- * updates: the weights, their exponential moving average and Adam's moments.
+ * One training step of DDPM (Algorithm 1 with the `L_simple` objective, or Improved DDPM's hybrid
+ * objective for a network that learns its variance) and the state it updates: the weights, their
+ * exponential moving average and Adam's moments.
  *
  * Every random number (timesteps, noise, dropout seeds) comes from the caller's seeded `Rng`
  * on the CPU, so a run is reproducible and resumable on any backend.
@@ -16,7 +17,13 @@ import type { Schedule } from "../lib/schedule.ts";
 import type { NamedTensors } from "./checkpoint.ts";
 import { TRAINING_DEFAULTS, withDefaults } from "./defaults.ts";
 import { GradientPool } from "./gradient_pool.ts";
-import { classCount, describeUNet, initParameters, type UNetConfig } from "./network.ts";
+import {
+  classCount,
+  describeUNet,
+  initParameters,
+  outputChannels,
+  type UNetConfig,
+} from "./network.ts";
 import {
   adamEmaUpdate,
   checkTensors,
@@ -28,7 +35,14 @@ import {
   unflattenTensors,
   type UpdateSettings,
 } from "./optimizer.ts";
-import { batchLoss, type LossSetup, type StepInputs } from "./step.ts";
+import {
+  batchLoss,
+  lossGradients,
+  type LossSetup,
+  type LossValues,
+  type StepInputs,
+  vbTables,
+} from "./step.ts";
 import { type ParamTensors, tfjsDenoiser } from "./tfjs_ops.ts";
 
 /** Optimisation settings; each one left out is `TRAINING_DEFAULTS.optimizer`'s (`defaults.ts`). */
@@ -80,8 +94,13 @@ export interface TrainerState {
 
 /** What one step reports. */
 export interface StepResult {
-  /** `L_simple` of the batch before the update. */
+  /** `L_simple` of the batch before the update (the prediction's channels only). */
   readonly loss: number;
+  /**
+   * A network that learns its variance: the batch's mean `L_t` in bits/dim, the term the hybrid
+   * objective adds (times T / 1000) to `loss`. Absent otherwise.
+   */
+  readonly vb?: number;
   /** Global gradient norm before clipping. */
   readonly gradNorm: number;
   /** Learning rate used for this update. */
@@ -157,7 +176,10 @@ export class Trainer {
    * A fresh run: weights from the seeded initialiser, EMA equal to them, zero moments. With
    * `warmStart` (another run's weights), every parameter found there starts from its value
    * instead; parameters it lacks (a new class embedding) keep their initial value, and a
-   * tensor of another shape, or one this network lacks, is an error.
+   * tensor of another shape, or one this network lacks, is an error. One exception: a network
+   * that learns its variance, started from one that does not, grows the final convolution from
+   * C to 2C output channels with zero weights and biases for the new `v` channels
+   * ({@linkcode widenOutputForVariance}), so it predicts exactly as before, with `v = 0`.
    */
   static async create(
     setup: TrainerSetup,
@@ -166,20 +188,25 @@ export class Trainer {
   ): Promise<Trainer> {
     const specs = describeUNet(setup.config).params;
     const initial = initParameters(specs, seed);
+    const start = warmStart && widenOutputForVariance(warmStart, setup.config);
     const params: NamedTensors = {}, ema: NamedTensors = {}, zeros: NamedTensors = {};
     for (const [name, { shape, data }] of initial) {
-      params[name] = warmStart?.params[name] ?? { shape, data };
-      ema[name] = warmStart?.ema[name] ?? { shape, data };
+      params[name] = start?.params[name] ?? { shape, data };
+      ema[name] = start?.ema[name] ?? { shape, data };
       zeros[name] = { shape, data: new Float32Array(data.length) };
       for (const group of [params, ema]) {
         if (group[name].shape.join(",") !== shape.join(",")) {
+          // The one mismatch a flag fixes: weights that learn their variance, a network that does not.
+          const learned = name.startsWith("conv_out.") && !setup.config.learnVariance &&
+            group[name].shape.at(-1) === 2 * setup.config.channels;
           throw new RangeError(
-            `warm start: ${name} has shape [${group[name].shape}], this network needs [${shape}]`,
+            `warm start: ${name} has shape [${group[name].shape}], this network needs [${shape}]` +
+              (learned ? " (the weights learn their variance: add --learn-variance)" : ""),
           );
         }
       }
     }
-    const extra = Object.keys(warmStart?.params ?? {}).filter((name) => !(name in params));
+    const extra = Object.keys(start?.params ?? {}).filter((name) => !(name in params));
     if (extra.length > 0) {
       throw new RangeError(
         `warm start: the weights have tensors this network lacks: ${extra.slice(0, 5).join(", ")}`,
@@ -212,7 +239,9 @@ export class Trainer {
    * 1. draw t uniformly from `0..T-1` and eps ~ N(0, I) per example (from `rng`); a conditional
    *    network also drops each label to "no class" with probability `labelDropout`;
    * 2. `x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps` (eq. 4);
-   * 3. loss = mean squared error between the network's output and the target (eq. 14);
+   * 3. loss = mean squared error between the network's prediction and the target (eq. 14),
+   *    plus `(T / 1000) L_t` for a network that learns its variance (Improved DDPM's hybrid
+   *    objective, `step.ts`);
    * 4. if the loss or the gradient norm is not finite, throw `NonFiniteLossError` and change
    *    nothing; otherwise clip the gradients to global norm `gradClip` and take an Adam step
    *    at the warm-up rate;
@@ -237,10 +266,11 @@ export class Trainer {
     // Phase 1: loss, gradients and their global norm. The update waits until both numbers are
     // known to be finite, so a bad batch never reaches the weights.
     const inputs = { x0, shape, t, noise, dropoutSeed, classes, exampleOffset: 0 };
-    const { loss, gradNorm } = await this.#state.gradients(inputs);
-    if (!Number.isFinite(loss) || !Number.isFinite(gradNorm)) {
+    const { loss, vb, gradNorm } = await this.#state.gradients(inputs);
+    const objective = loss + (this.#lossSetup.vb?.weight ?? 0) * (vb ?? 0);
+    if (!Number.isFinite(objective) || !Number.isFinite(gradNorm)) {
       this.#state.discardGradients();
-      throw new NonFiniteLossError(k, loss, gradNorm);
+      throw new NonFiniteLossError(k, objective, gradNorm);
     }
     // Phase 2: clip to the global norm (g * clip / max(norm, clip)), Adam, then the EMA.
     await this.#state.update({
@@ -253,7 +283,7 @@ export class Trainer {
       emaDecay: emaDecayAt(this.step, emaDecay),
     });
     this.step = k;
-    return { loss, gradNorm, lr };
+    return vb === undefined ? { loss, gradNorm, lr } : { loss, vb, gradNorm, lr };
   }
 
   /**
@@ -269,19 +299,35 @@ export class Trainer {
     weights: "params" | "ema" = "params",
     labels?: Int32Array,
   ): Promise<number> {
+    return (await this.evalLosses(x0, shape, rng, weights, labels)).loss;
+  }
+
+  /**
+   * {@linkcode Trainer.evalLoss} with every part of the loss: `L_simple`, and for a network
+   * that learns its variance the batch's mean `L_t` in bits/dim (`vb`).
+   */
+  async evalLosses(
+    x0: Float32Array,
+    shape: readonly [number, number, number, number],
+    rng: Rng,
+    weights: "params" | "ema" = "params",
+    labels?: Int32Array,
+  ): Promise<LossValues> {
     this.#checkBatch(x0, shape);
     const t = rng.integers(shape[0], this.schedule.timesteps);
     const noise = rng.normal(x0.length);
     const classes = this.#classIndices(shape[0], labels);
     const inputs = { x0, shape, t, noise, dropoutSeed: 0, classes, exampleOffset: 0 };
     return await this.#state.withTensors(weights, async (params) => {
-      const lossT = tf.tidy(() =>
-        batchLoss(params, this.#lossSetup, { ...inputs, training: false })
-      );
+      const { mse, vb } = tf.tidy(() => {
+        const terms = batchLoss(params, this.#lossSetup, { ...inputs, training: false });
+        return { mse: terms.mse, vb: terms.vb };
+      });
       try {
-        return (await lossT.data())[0];
+        const loss = (await mse.data())[0];
+        return vb ? { loss, vb: (await vb.data())[0] } : { loss };
       } finally {
-        lossT.dispose();
+        tf.dispose([mse, ...(vb ? [vb] : [])]);
       }
     });
   }
@@ -324,7 +370,8 @@ export class Trainer {
 
   /**
    * The network with the EMA weights, as a `ConditionalDenoiser` for sampling previews, on the
-   * calling thread's backend.
+   * calling thread's backend. A network that learns its variance returns `2C` channels per
+   * example (sample it with `variance: "learned-range"`).
    */
   emaDenoiser(): ConditionalDenoiser {
     return (x, t, shape, labels) =>
@@ -348,7 +395,7 @@ export class Trainer {
 /** Where the weights, EMA and moments live, and how a step computes and applies an update. */
 interface _TrainingState {
   /** Loss and gradient norm of `inputs`; the gradients wait for `update` or `discard`. */
-  gradients(inputs: StepInputs): Promise<{ loss: number; gradNorm: number }>;
+  gradients(inputs: StepInputs): Promise<LossValues & { gradNorm: number }>;
   /** Applies the waiting gradients. */
   update(settings: UpdateSettings): Promise<void>;
   discardGradients(): void;
@@ -392,28 +439,29 @@ class _VariableState implements _TrainingState {
     return new _VariableState(setup, groups);
   }
 
-  gradients(inputs: StepInputs): Promise<{ loss: number; gradNorm: number }> {
+  gradients(inputs: StepInputs): Promise<LossValues & { gradNorm: number }> {
     const forward = tf.tidy(() => {
       const vars = [...this.#params.values()] as tf.Variable[];
-      const { value, grads } = tf.variableGrads(
-        () => batchLoss(this.#params, this.#setup, { ...inputs, training: true }),
-        vars,
-      );
+      const { mse, vb, grads } = lossGradients(this.#params, vars, this.#setup, {
+        ...inputs,
+        training: true,
+      });
       const ordered = vars.map((v) => grads[v.name]);
       const norm = tf.sqrt(_sumPairwise(ordered.map((g) => tf.sum(tf.square(g)))));
-      return { value, norm, grads: ordered };
+      return { mse, vb, norm, grads: ordered };
     });
     this.#pending = { grads: forward.grads, norm: forward.norm };
     return (async () => {
       try {
-        const [loss] = await forward.value.data();
+        const [loss] = await forward.mse.data();
+        const vb = forward.vb ? (await forward.vb.data())[0] : undefined;
         const [gradNorm] = await forward.norm.data();
-        return { loss, gradNorm };
+        return vb === undefined ? { loss, gradNorm } : { loss, vb, gradNorm };
       } catch (error) {
         this.discardGradients();
         throw error;
       } finally {
-        forward.value.dispose();
+        tf.dispose([forward.mse, ...(forward.vb ? [forward.vb] : [])]);
       }
     })();
   }
@@ -505,9 +553,9 @@ class _SharedState implements _TrainingState {
     return new _SharedState(layout, pool, { params, grads, m, v, ema });
   }
 
-  async gradients(inputs: StepInputs): Promise<{ loss: number; gradNorm: number }> {
-    const loss = await this.#pool.gradients(inputs, this.#buffers.grads);
-    return { loss, gradNorm: globalNorm(this.#layout, this.#buffers.grads) };
+  async gradients(inputs: StepInputs): Promise<LossValues & { gradNorm: number }> {
+    const losses = await this.#pool.gradients(inputs, this.#buffers.grads);
+    return { ...losses, gradNorm: globalNorm(this.#layout, this.#buffers.grads) };
   }
 
   update(settings: UpdateSettings): Promise<void> {
@@ -550,12 +598,46 @@ class _SharedState implements _TrainingState {
 const _GROUPS = [["params", "params"], ["ema", "ema"], ["m", "adam.m"], ["v", "adam.v"]] as const;
 
 function _lossSetup(setup: TrainerSetup): LossSetup {
+  const prediction = setup.prediction ?? TRAINING_DEFAULTS.prediction;
   return {
     config: setup.config,
-    prediction: setup.prediction ?? TRAINING_DEFAULTS.prediction,
+    prediction,
     sqrtAbar: Float32Array.from(setup.schedule.sqrtAlphasCumprod),
     sqrtOneMinusAbar: Float32Array.from(setup.schedule.sqrtOneMinusAlphasCumprod),
+    ...(setup.config.learnVariance ? { vb: vbTables(setup.schedule, prediction) } : {}),
   };
+}
+
+/**
+ * Warm-start weights for `config`: as given, except that when `config` learns its variance and
+ * the weights' final convolution (`conv_out`, kernel `[kh, kw, in, out]`, bias `[out]`) has only
+ * the image's C output channels, it grows to 2C: the first C (the prediction) unchanged, the new
+ * `v` channels with zero weights and zero bias, so `v = 0` everywhere (the middle of the
+ * learned range, `log sigma^2` halfway between `log beta_tilde_t` and `log beta_t`).
+ */
+export function widenOutputForVariance(
+  weights: { params: NamedTensors; ema: NamedTensors },
+  config: UNetConfig,
+): { params: NamedTensors; ema: NamedTensors } {
+  const c = config.channels;
+  const out = outputChannels(config);
+  const widen = (group: NamedTensors): NamedTensors => {
+    const kernel = group["conv_out.w"], bias = group["conv_out.b"];
+    if (!config.learnVariance || !kernel || !bias || kernel.shape.at(-1) !== c || out === c) {
+      return group;
+    }
+    const rows = kernel.data.length / c; // kh * kw * in rows of c output channels
+    const wide = new Float32Array(rows * out);
+    for (let r = 0; r < rows; r++) wide.set(kernel.data.subarray(r * c, (r + 1) * c), r * out);
+    const wideBias = new Float32Array(out);
+    wideBias.set(bias.data);
+    return {
+      ...group,
+      "conv_out.w": { shape: [...kernel.shape.slice(0, -1), out], data: wide },
+      "conv_out.b": { shape: [out], data: wideBias },
+    };
+  };
+  return { params: widen(weights.params), ema: widen(weights.ema) };
 }
 
 /**
