@@ -33,13 +33,7 @@ import {
 } from "./data.ts";
 import { writeTrainingCurves } from "./curves.ts";
 import { TRAINING_DEFAULTS, withDefaults } from "./defaults.ts";
-import {
-  classCount,
-  isConditional,
-  outputChannels,
-  type UNetConfig,
-  validateConfig,
-} from "./network.ts";
+import { classCount, isConditional, type UNetConfig, validateConfig } from "./network.ts";
 import {
   loadRunCheckpoint,
   type RunCheckpoint,
@@ -405,7 +399,6 @@ async function _loop(
   const { checkpointEvery, sampleEvery, logEvery, evalEvery } = cadence;
   const onNonFinite = options.onNonFinite ?? TRAINING_DEFAULTS.onNonFinite;
   const heldOut = _heldOutBatch(run.data.heldOut, options.batch);
-  if (sampleEvery > 0 && trainer.config.learnVariance) await _checkGridSampling(trainer, options);
   const metrics = await _openMetrics(options.out);
   report({ kind: "notice", message: run.notice });
 
@@ -696,33 +689,6 @@ function _gridSettings(options: RunOptions, trainer: Trainer) {
       trainer.schedule.timesteps,
     ),
   };
-}
-
-/**
- * The sample grids of a network that learns its variance need a sampler that reads `v` from the
- * output (`variance: "learned-range"`). Tried once before the first step, on a network that
- * outputs zeros (two steps of one image), so a run whose grids cannot be drawn stops now rather
- * than at its first grid, thousands of steps in.
- */
-async function _checkGridSampling(trainer: Trainer, options: RunOptions): Promise<void> {
-  const { channels, imageSize } = trainer.config;
-  const perImage = outputChannels(trainer.config) * imageSize * imageSize;
-  try {
-    await sample((_x, _t, shape) => new Float32Array(shape[0] * perImage), {
-      schedule: trainer.schedule,
-      shape: [1, channels, imageSize, imageSize],
-      sampler: _gridSettings(options, trainer).sampler,
-      steps: Math.min(2, trainer.schedule.timesteps),
-      prediction: trainer.prediction,
-      variance: "learned-range",
-      seed: 0,
-    });
-  } catch (error) {
-    throw new RangeError(
-      "the sample grids of a network that learns its variance cannot be drawn here " +
-        `(${(error as Error).message}); pass --sample-every 0 to train without them`,
-    );
-  }
 }
 
 /** The line printed before a sample grid is drawn (it takes a while on a CPU). */
