@@ -5,7 +5,7 @@
  * @module
  */
 
-import type { Prediction } from "./parameterization.ts";
+import { learnedRangeEnds, type Prediction } from "./parameterization.ts";
 import type { Denoiser } from "./samplers.ts";
 import type { Schedule } from "./schedule.ts";
 
@@ -75,8 +75,7 @@ export function gaussianDenoiser(schedule: Schedule, options: GaussianDataOption
         const c1 = schedule.posteriorMeanCoef1[index];
         const reverse = schedule.posteriorVariance[index] +
           c1 * c1 * (std * std * (1 - abar)) / total;
-        const maxLog = Math.log(schedule.betas[index]);
-        const minLog = schedule.posteriorLogVarianceClipped[index];
+        const { minLog, maxLog } = learnedRangeEnds(schedule, index);
         const v = (2 * (Math.log(reverse) - minLog)) / (maxLog - minLog) - 1;
         out.fill(v, at + per, at + 2 * per);
       }

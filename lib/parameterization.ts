@@ -304,6 +304,27 @@ export function splitModelOutput(
 }
 
 /**
+ * The two ends of the learned range at 0-based index `t` of `schedule`: `minLog` the clipped
+ * `log beta_tilde_t` (`v = -1`, `beta_tilde[1]` at index 0) and `maxLog` the plain `log beta_t`
+ * (`v = 1`, also at index 0, unlike `fixedlarge`). The sampler, the bound, the training loss
+ * and the analytic reference all read the range from here.
+ *
+ * @example
+ * ```ts
+ * import { learnedRangeEnds, makeSchedule } from "../mod.ts";
+ * const schedule = makeSchedule();
+ * const { minLog, maxLog } = learnedRangeEnds(schedule, 500);
+ * console.assert(minLog < maxLog && maxLog === Math.log(schedule.betas[500]));
+ * ```
+ */
+export function learnedRangeEnds(
+  schedule: Schedule,
+  t: number,
+): { minLog: number; maxLog: number } {
+  return { minLog: schedule.posteriorLogVarianceClipped[t], maxLog: Math.log(schedule.betas[t]) };
+}
+
+/**
  * The learned-range log variance per element (Improved DDPM eq. 15, improved-diffusion's
  * `LEARNED_RANGE`): `frac = (v + 1) / 2` (the paper's `v`, which the official network outputs
  * scaled to [-1, 1]) and `log sigma^2 = frac log beta_t + (1 - frac) log beta_tilde_t`, with
@@ -333,8 +354,7 @@ export function learnedRangeLogVariance(
   checkTimesteps(schedule, t, shape[0]);
   const out = new Float64Array(varianceValues.length);
   for (let n = 0; n < shape[0]; n++) {
-    const maxLog = Math.log(schedule.betas[t[n]]);
-    const minLog = schedule.posteriorLogVarianceClipped[t[n]];
+    const { minLog, maxLog } = learnedRangeEnds(schedule, t[n]);
     for (let j = n * per, end = j + per; j < end; j++) {
       const frac = (varianceValues[j] + 1) / 2;
       out[j] = frac * maxLog + (1 - frac) * minLog;

@@ -8,7 +8,7 @@
 
 import * as tf from "@tensorflow/tfjs";
 import { nchwToHwc } from "../lib/image.ts";
-import type { Prediction } from "../lib/parameterization.ts";
+import { learnedRangeEnds, type Prediction } from "../lib/parameterization.ts";
 import type { Schedule } from "../lib/schedule.ts";
 import type { UNetConfig } from "./network.ts";
 import { type ParamTensors, unetApply } from "./tfjs_ops.ts";
@@ -105,8 +105,8 @@ export function vbTables(schedule: Schedule, prediction: Prediction): VbTables {
     meanCoefPrediction: perT((i) => c1[i] * predictionInX0[i]),
     posteriorMeanCoef1: Float32Array.from(c1),
     posteriorMeanCoef2: Float32Array.from(c2),
-    minLog: Float32Array.from(schedule.posteriorLogVarianceClipped),
-    maxLog: Float32Array.from(schedule.betas, Math.log),
+    minLog: perT((i) => learnedRangeEnds(schedule, i).minLog),
+    maxLog: perT((i) => learnedRangeEnds(schedule, i).maxLog),
     weight: schedule.timesteps / 1000,
   };
 }

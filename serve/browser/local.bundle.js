@@ -1872,13 +1872,18 @@ function splitModelOutput(output, shape, variance) {
     varianceValues
   };
 }
+function learnedRangeEnds(schedule, t) {
+  return {
+    minLog: schedule.posteriorLogVarianceClipped[t],
+    maxLog: Math.log(schedule.betas[t])
+  };
+}
 function learnedRangeLogVariance(schedule, varianceValues, t, shape) {
   const per = checkTensor("variance values", varianceValues, shape);
   checkTimesteps(schedule, t, shape[0]);
   const out = new Float64Array(varianceValues.length);
   for (let n = 0; n < shape[0]; n++) {
-    const maxLog = Math.log(schedule.betas[t[n]]);
-    const minLog = schedule.posteriorLogVarianceClipped[t[n]];
+    const { minLog, maxLog } = learnedRangeEnds(schedule, t[n]);
     for (let j = n * per, end = j + per; j < end; j++) {
       const frac = (varianceValues[j] + 1) / 2;
       out[j] = frac * maxLog + (1 - frac) * minLog;
