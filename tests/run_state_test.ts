@@ -95,6 +95,7 @@ Deno.test("the command line, runTraining and Trainer share the training defaults
   assert.deepEqual(options.optimizer, {
     lr: d.optimizer.lr,
     warmupSteps: d.optimizer.warmupSteps,
+    cooldownSteps: d.optimizer.cooldownSteps,
     emaDecay: d.optimizer.emaDecay,
     gradClip: d.optimizer.gradClip,
   });

@@ -12,7 +12,9 @@ import { initBackend } from "../train/backend.ts";
 import { latestCheckpoint, listCheckpoints, loadCheckpoint } from "../train/checkpoint.ts";
 import { loadMnist } from "../train/data.ts";
 import { PRESETS } from "../train/network.ts";
+import { parseTrainArgs } from "../train/main.ts";
 import { runTraining } from "../train/run.ts";
+import { toRunCheckpoint } from "../train/run_state.ts";
 
 const ROOT = new URL("..", import.meta.url);
 
@@ -162,6 +164,57 @@ Deno.test("a new run refuses an --out that holds another run unless --resume or 
     assert.deepEqual(metrics.map((line) => JSON.parse(line).step), [1, 2]);
     assert.match(notices[0], /^--overwrite: deleted the earlier run/);
     assert.ok(notices.some((n) => /^step 1 took [\d.]+ s/.test(n)), "a line at the first step");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("--cooldown: a constant run resumed with a cool-down decays over its last steps, and the checkpoint keeps the setting", async () => {
+  await initBackend("cpu");
+  const data = await loadMnist({ imageSize: 8 });
+  const dir = await Deno.makeTempDir();
+  try {
+    const common = {
+      config: PRESETS.tiny,
+      dataset: "mnist",
+      data,
+      batch: 2,
+      seed: 1,
+      out: dir,
+      sampleEvery: 0,
+      evalEvery: 0,
+      logEvery: 1,
+      report: () => {},
+    };
+    await runTraining({ ...common, steps: 4, optimizer: { lr: 1e-3, warmupSteps: 0 } });
+    const notices: string[] = [];
+    await runTraining({
+      ...common,
+      steps: 8,
+      resume: true,
+      optimizer: { cooldownSteps: 3 },
+      report: (event) => event.kind === "notice" && notices.push(event.message),
+    });
+    const metrics = (await Deno.readTextFile(join(dir, "metrics.jsonl"))).trim().split("\n")
+      .map((line) => JSON.parse(line));
+    assert.deepEqual(metrics.map((m) => m.step), [1, 2, 3, 4, 5, 6, 7, 8]);
+    // The update of 1-based step k uses the rate of 0-based step k - 1: the last three decay.
+    const rates = metrics.map((m) => m.lr / 1e-3);
+    const expected = [1, 1, 1, 1, 1, 3 / 4, 2 / 4, 1 / 4];
+    rates.forEach((r, i) => assert.ok(Math.abs(r - expected[i]) < 1e-12, `step ${i + 1}: ${r}`));
+    const saved = await loadCheckpoint(join(dir, "ckpt-00000008.ddpm"));
+    const options = (saved.trainingState as { optimizerOptions: Record<string, number> })
+      .optimizerOptions;
+    assert.equal(options.cooldownSteps, 3);
+    assert.match(notices[0], /learning rate decaying linearly over steps 6-8/);
+    assert.throws(
+      () => parseTrainArgs(["--steps", "4", "--cooldown", "5"]),
+      /--cooldown must be in 0\.\.4 \(--steps\), got 5/,
+    );
+    // A checkpoint from before the setting existed resumes at a constant rate.
+    delete (saved.trainingState as { optimizerOptions: Record<string, number> }).optimizerOptions
+      .cooldownSteps;
+    assert.equal(toRunCheckpoint(saved).trainingState.optimizerOptions.cooldownSteps, 0);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

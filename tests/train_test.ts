@@ -70,6 +70,17 @@ Deno.test("learning-rate warm-up is linear and EMA decay warms up as (1 + s) / (
   assert.equal(emaDecayAt(1e7, 0.9999), 0.9999);
 });
 
+Deno.test("a cool-down decays linearly over the last N steps toward 0 and multiplies a warm-up", () => {
+  const cooldown = { steps: 4, end: 10 };
+  // Steps 6..9 are the last four of a run of 10: 4/5, 3/5, 2/5, 1/5 of the peak.
+  const rates = Array.from({ length: 10 }, (_, s) => learningRate(s, 1, 0, cooldown));
+  assert.deepEqual(rates, [1, 1, 1, 1, 1, 1, 4 / 5, 3 / 5, 2 / 5, 1 / 5]);
+  assert.equal(learningRate(10, 1, 0, cooldown), 0); // past the end: no step runs there
+  assert.equal(learningRate(3, 1, 0, { steps: 0, end: 10 }), 1); // 0 steps: none
+  // Overlapping: a warm-up of 8 and a cool-down of the whole run of 8.
+  assert.equal(learningRate(3, 1, 8, { steps: 8, end: 8 }), (4 / 8) * (5 / 9));
+});
+
 Deno.test("tiny U-Net on the CPU backend: output shape, and a zero-initialised head outputs 0", async () => {
   await initBackend("cpu");
   const trainer = await Trainer.create({ config: tiny, schedule }, 1);

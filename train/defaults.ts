@@ -47,6 +47,7 @@ export const TRAINING_DEFAULTS: TrainingDefaults = {
   optimizer: {
     lr: 2e-4,
     warmupSteps: 1000,
+    cooldownSteps: 0,
     gradClip: 1,
     emaDecay: 0.9999,
     beta1: 0.9,

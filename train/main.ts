@@ -38,6 +38,11 @@ const FLAGS: FlagTable = {
     default: String(TRAINING_DEFAULTS.optimizer.warmupSteps),
     help: "linear learning-rate warm-up steps (the paper: 5000)",
   },
+  cooldown: {
+    default: String(TRAINING_DEFAULTS.optimizer.cooldownSteps),
+    help: "linear learning-rate decay toward 0 over the last N steps of --steps; 0 none " +
+      "(a resumed run may change it, and --steps, to end a run early or cool a constant one down)",
+  },
   "ema-decay": {
     default: String(TRAINING_DEFAULTS.optimizer.emaDecay),
     help: "decay of the EMA of the weights (with a (1+s)/(10+s) warm-up)",
@@ -172,6 +177,15 @@ export function parseTrainArgs(args: string[]): {
     optimizer.lr = number("lr", (v) => v > 0 && v < 1, "in (0, 1)");
   }
   if (flags.given("warmup") || !resume) optimizer.warmupSteps = integer("warmup", 0);
+  if (flags.given("cooldown") || !resume) {
+    optimizer.cooldownSteps = integer("cooldown", 0);
+    const steps = integer("steps", 1);
+    if (optimizer.cooldownSteps > steps) {
+      throw new FlagError(
+        `--cooldown must be in 0..${steps} (--steps), got ${optimizer.cooldownSteps}`,
+      );
+    }
+  }
   if (flags.given("ema-decay") || !resume) {
     optimizer.emaDecay = number("ema-decay", (v) => v >= 0 && v < 1, "in [0, 1)");
   }

@@ -337,6 +337,7 @@ async function _openRun(options: RunOptions, report: (event: RunEvent) => void):
     schedule: makeSchedule(schedule),
     prediction,
     optimizer,
+    totalSteps: options.steps,
     labelDropout,
     workers: options.workers,
     workerModule: options.workerModule,
@@ -381,6 +382,10 @@ async function _openRun(options: RunOptions, report: (event: RunEvent) => void):
       (config.learnVariance ? "; learned variance (hybrid loss)" : "") +
       `; ${train.length} training and ${heldOut.length} held-out images of ${train.name}` +
       `, batch ${options.batch}${flip ? ", random flips" : ""}` +
+      (trainer.options.cooldownSteps > 0
+        ? "; learning rate decaying linearly over steps " +
+          `${options.steps - trainer.options.cooldownSteps + 1}-${options.steps}`
+        : "") +
       (trainer.workers > 0 ? `; ${trainer.workers} gradient workers` : ""),
   };
 }

@@ -104,6 +104,8 @@ export function toRunCheckpoint(ckpt: Checkpoint, source = "checkpoint"): RunChe
     optimizerOptions: {
       lr: number("lr"),
       warmupSteps: number("warmupSteps"),
+      // Checkpoints from before the cool-down existed ran at a constant rate.
+      cooldownSteps: options.cooldownSteps === undefined ? 0 : number("cooldownSteps"),
       gradClip: number("gradClip"),
       emaDecay: number("emaDecay"),
       beta1: number("beta1"),

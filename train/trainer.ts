@@ -51,6 +51,11 @@ export interface OptimizerOptions {
   lr?: number;
   /** Steps of linear warm-up from 0 to `lr`. */
   warmupSteps?: number;
+  /**
+   * Steps of linear cool-down at the end of the run: the learning rate falls from `lr` toward 0
+   * over the last `cooldownSteps` before `TrainerSetup.totalSteps`. 0: constant after warm-up.
+   */
+  cooldownSteps?: number;
   /** Global gradient-norm clip. */
   gradClip?: number;
   /** EMA decay. */
@@ -67,6 +72,11 @@ export interface TrainerSetup {
   schedule: Schedule;
   prediction?: Prediction;
   optimizer?: OptimizerOptions;
+  /**
+   * The step the run ends at, where a cool-down (`optimizer.cooldownSteps`) reaches 0; needed
+   * only with one.
+   */
+  totalSteps?: number;
   /**
    * Conditional networks: the probability that a label is replaced by "no class" in training,
    * so one network learns both predictions classifier-free guidance needs. Default
@@ -121,9 +131,24 @@ export class NonFiniteLossError extends Error {
   }
 }
 
-/** Learning rate at 0-based step `step`: linear warm-up over `warmupSteps`, then constant. */
-export function learningRate(step: number, lr: number, warmupSteps: number): number {
-  return warmupSteps > 0 ? lr * Math.min(1, (step + 1) / warmupSteps) : lr;
+/**
+ * Learning rate at 0-based step `step`: linear warm-up over `warmupSteps`, then constant; with a
+ * `cooldown`, a linear decay over the last `steps` steps before `end`: step `end - k` takes
+ * `lr k / (steps + 1)` for k = steps..1, on the line from `lr` at the step before the decay to 0
+ * at `end`, which no step reaches (a step at 0 would be wasted). A warm-up and a cool-down that
+ * overlap multiply.
+ */
+export function learningRate(
+  step: number,
+  lr: number,
+  warmupSteps: number,
+  cooldown?: { steps: number; end: number },
+): number {
+  const warm = warmupSteps > 0 ? Math.min(1, (step + 1) / warmupSteps) : 1;
+  const cool = cooldown && cooldown.steps > 0
+    ? Math.max(0, Math.min(1, (cooldown.end - step) / (cooldown.steps + 1)))
+    : 1;
+  return lr * warm * cool;
 }
 
 /**
@@ -151,6 +176,8 @@ export class Trainer {
   readonly labelDropout: number;
   /** Gradient workers (0: the step runs in the calling thread). */
   readonly workers: number;
+  /** The step a cool-down ends at (`TrainerSetup.totalSteps`). */
+  readonly totalSteps?: number;
   /** Optimizer steps taken. */
   step: number;
   readonly #state: _TrainingState;
@@ -167,6 +194,7 @@ export class Trainer {
     this.options = withDefaults(setup.optimizer, TRAINING_DEFAULTS.optimizer);
     this.labelDropout = setup.labelDropout ?? TRAINING_DEFAULTS.labelDropout;
     this.workers = setup.workers ?? TRAINING_DEFAULTS.workers;
+    this.totalSteps = setup.totalSteps;
     this.step = step;
     this.#state = held.state;
     this.#lossSetup = held.lossSetup;
@@ -217,7 +245,14 @@ export class Trainer {
 
   /** Continues from saved state (a checkpoint). */
   static async restore(setup: TrainerSetup, state: TrainerState): Promise<Trainer> {
-    _checkOptions(withDefaults(setup.optimizer, TRAINING_DEFAULTS.optimizer));
+    const options = withDefaults(setup.optimizer, TRAINING_DEFAULTS.optimizer);
+    _checkOptions(options);
+    if (options.cooldownSteps > 0 && !((setup.totalSteps ?? 0) >= options.cooldownSteps)) {
+      throw new RangeError(
+        `a cool-down of ${options.cooldownSteps} steps needs totalSteps (the run's end) of at ` +
+          `least that, got ${setup.totalSteps}`,
+      );
+    }
     const labelDropout = setup.labelDropout ?? TRAINING_DEFAULTS.labelDropout;
     if (!(labelDropout >= 0 && labelDropout <= 1)) {
       throw new RangeError(`labelDropout must be in [0, 1], got ${labelDropout}`);
@@ -258,8 +293,12 @@ export class Trainer {
     const noise = rng.normal(x0.length);
     const dropoutSeed = rng.nextUint32();
     const classes = this.#classIndices(shape[0], labels, rng);
-    const { lr: peak, warmupSteps, gradClip, beta1, beta2, epsilon, emaDecay } = this.options;
-    const lr = learningRate(this.step, peak, warmupSteps);
+    const { lr: peak, warmupSteps, cooldownSteps, gradClip, beta1, beta2, epsilon, emaDecay } =
+      this.options;
+    const lr = learningRate(this.step, peak, warmupSteps, {
+      steps: cooldownSteps,
+      end: this.totalSteps ?? 0, // restore() refused a cool-down without it
+    });
     const k = this.step + 1;
     const stepSize = (lr * Math.sqrt(1 - beta2 ** k)) / (1 - beta1 ** k); // Adam bias correction
 
@@ -665,6 +704,12 @@ function _checkOptions(o: Required<OptimizerOptions>): void {
     "warmupSteps",
     o.warmupSteps,
     Number.isInteger(o.warmupSteps) && o.warmupSteps >= 0,
+    "an integer >= 0",
+  );
+  check(
+    "cooldownSteps",
+    o.cooldownSteps,
+    Number.isInteger(o.cooldownSteps) && o.cooldownSteps >= 0,
     "an integer >= 0",
   );
   check("gradClip", o.gradClip, o.gradClip > 0, "> 0");
