@@ -115,23 +115,27 @@ Deno.test("a second Ctrl-C quits at once with 130 and the newest complete checkp
   }
 });
 
-Deno.test("a new run refuses an --out that holds another run unless --resume or --overwrite", async () => {
+/** A tiny CPU run of 8x8 digits in `out`: batch 2, a metrics line every step, nothing else. */
+async function tinyRunIn(out: string) {
   await initBackend("cpu");
-  const data = await loadMnist({ imageSize: 8 });
+  return {
+    config: PRESETS.tiny,
+    dataset: "mnist",
+    data: await loadMnist({ imageSize: 8 }),
+    batch: 2,
+    seed: 1,
+    out,
+    sampleEvery: 0,
+    evalEvery: 0,
+    logEvery: 1,
+    report: () => {},
+  };
+}
+
+Deno.test("a new run refuses an --out that holds another run unless --resume or --overwrite", async () => {
   const dir = await Deno.makeTempDir();
   try {
-    const common = {
-      config: PRESETS.tiny,
-      dataset: "mnist",
-      data,
-      batch: 2,
-      seed: 1,
-      out: dir,
-      sampleEvery: 0,
-      evalEvery: 0,
-      logEvery: 1,
-      report: () => {},
-    };
+    const common = await tinyRunIn(dir);
     await runTraining({ ...common, steps: 4 });
     // A shorter new run would have left step 4 as the newest checkpoint for export and resume.
     // The other run files are its metrics.jsonl and curves.svg.
@@ -170,22 +174,9 @@ Deno.test("a new run refuses an --out that holds another run unless --resume or 
 });
 
 Deno.test("--cooldown: a constant run resumed with a cool-down decays over its last steps, and the checkpoint keeps the setting", async () => {
-  await initBackend("cpu");
-  const data = await loadMnist({ imageSize: 8 });
   const dir = await Deno.makeTempDir();
   try {
-    const common = {
-      config: PRESETS.tiny,
-      dataset: "mnist",
-      data,
-      batch: 2,
-      seed: 1,
-      out: dir,
-      sampleEvery: 0,
-      evalEvery: 0,
-      logEvery: 1,
-      report: () => {},
-    };
+    const common = await tinyRunIn(dir);
     await runTraining({ ...common, steps: 4, optimizer: { lr: 1e-3, warmupSteps: 0 } });
     const notices: string[] = [];
     await runTraining({
