@@ -203,8 +203,7 @@ Deno.test("--cooldown: a constant run resumed with a cool-down decays over its l
       /--cooldown must be in 0\.\.4 \(--steps\), got 5/,
     );
     // A checkpoint from before the setting existed resumes at a constant rate.
-    delete (saved.trainingState as { optimizerOptions: Record<string, number> }).optimizerOptions
-      .cooldownSteps;
+    delete options.cooldownSteps;
     assert.equal(toRunCheckpoint(saved).trainingState.optimizerOptions.cooldownSteps, 0);
   } finally {
     await Deno.remove(dir, { recursive: true });
