@@ -6,6 +6,7 @@
  * @module
  */
 
+import { drawClasses } from "../lib/guidance.ts";
 import { HttpError } from "./errors.ts";
 import type { ServedModel } from "./registry.ts";
 
@@ -33,9 +34,12 @@ export interface Conditioning {
 
 /**
  * Checks `label` and `guidance` against `model` for a batch of `n` images: a single class
- * applies to all `n`, a list must have `n` entries. Throws a 400 `HttpError` when the model has
- * no classes, a name or index is not one of them, a list has the wrong length, or guidance
- * comes without a label.
+ * applies to all `n`, a list must have `n` entries. With `drawSeed`, a conditional model asked
+ * for no `label` at all (not `null`) draws each image's class from that seed
+ * ({@linkcode drawClasses}), as sampling from the model's `p(x)` does; without it, or with
+ * `label: null`, the images have no class. Throws a 400 `HttpError` when the model has no
+ * classes, a name or index is not one of them, a list has the wrong length, or guidance comes
+ * with no class to guide.
  *
  * @example
  * ```ts
@@ -44,6 +48,8 @@ export interface Conditioning {
  * const model = { name: "shapes", classes: ["circle", "square"] } as unknown as ServedModel;
  * const { labels, guided } = conditioning(model, ["square", null, 0], 2, 3);
  * console.assert(labels?.join() === "1,2,0" && guided === 2);
+ * const drawn = conditioning(model, undefined, 0, 4, 7).labels;
+ * console.assert(drawn?.every((y) => y === 0 || y === 1));
  * ```
  */
 export function conditioning(
@@ -51,9 +57,15 @@ export function conditioning(
   label: LabelField | undefined,
   guidance: number,
   n: number,
+  drawSeed?: number,
 ): Conditioning {
   const classes = model.classes;
-  // 1. No class asked for: guidance has nothing to mix.
+  // 1. No label sent where classes are drawn: each image gets one from the seed.
+  if (label === undefined && drawSeed !== undefined && classes.length > 0) {
+    const labels = drawClasses(drawSeed, n, classes.length);
+    return { labels, guidance, guided: guidance > 0 ? n : 0 };
+  }
+  // 2. No class asked for: guidance has nothing to mix.
   if (label === undefined || label === null) {
     if (guidance > 0) {
       throw new HttpError(
@@ -70,7 +82,7 @@ export function conditioning(
   if (classes.length === 0) {
     throw new HttpError(400, "invalid_request", `label: ${_noClasses(model)}`);
   }
-  // 2. One class for every image, or one per image.
+  // 3. One class for every image, or one per image.
   let entries: readonly (ClassRef | null)[];
   if (Array.isArray(label)) {
     if (label.length !== n) {
@@ -86,7 +98,7 @@ export function conditioning(
   }
   const field = (i: number) => (Array.isArray(label) ? `label.${i}` : "label");
   const labels = Int32Array.from(entries, (entry, i) => _classIndex(model, entry, field(i)));
-  // 3. The images guidance evaluates twice.
+  // 4. The images guidance evaluates twice.
   const guided = guidance > 0 ? labels.filter((y) => y !== classes.length).length : 0;
   return { labels, guidance, guided };
 }

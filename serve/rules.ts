@@ -119,11 +119,13 @@ export function samplingPlan(body: SamplingRequest, context: RuleContext): Sampl
       `columns: must be in 1..n (${body.n}), got ${body.columns}`,
     );
   }
+  const seed = body.seed ?? context.randomSeed();
+  // A sample with no label follows the model's p(x): its class is drawn from the seed too.
   const classes = _conditioning(model, body, {
     field: "n",
     images: body.n,
     max: context.limits.maxImages,
-  });
+  }, seed);
   if (body.format !== undefined && body.every !== undefined && body.format !== "apng") {
     throw new HttpError(400, "invalid_request", "every: applies to format apng only");
   }
@@ -134,7 +136,7 @@ export function samplingPlan(body: SamplingRequest, context: RuleContext): Sampl
     steps,
     eta: body.eta ?? 0,
     spacing: body.spacing,
-    seed: body.seed ?? context.randomSeed(),
+    seed,
     columns: body.columns,
     every: body.every ?? Math.ceil(steps / 50),
     ...classes,
@@ -288,9 +290,17 @@ interface _Batch {
   readonly max: number;
 }
 
-/** The classes of a batch, checked against the model, a guided batch held to its limit. */
-function _conditioning(model: ServedModel, body: _ClassFields, batch: _Batch): Conditioning {
-  const classes = conditioning(model, body.label, body.guidance, batch.images);
+/**
+ * The classes of a batch, checked against the model, a guided batch held to its limit; with
+ * `drawSeed`, a request with no label has its classes drawn.
+ */
+function _conditioning(
+  model: ServedModel,
+  body: _ClassFields,
+  batch: _Batch,
+  drawSeed?: number,
+): Conditioning {
+  const classes = conditioning(model, body.label, body.guidance, batch.images, drawSeed);
   checkGuidedBatch(batch.field, batch.images, classes.guided, batch.max);
   return classes;
 }

@@ -88,9 +88,9 @@ const Guidance = z.number().min(0).max(MAX_GUIDANCE).default(0).openapi({
   description: `Classifier-free guidance weight w in 0..${MAX_GUIDANCE} (Ho & Salimans 2022): ` +
     "the network's prediction becomes (1 + w) eps(x, label) - w eps(x, no class). 0 (the " +
     "default) samples the label unguided; larger w gives images more typical of their class " +
-    "and less varied. Needs a label, and a conditional model. Each guided image is evaluated " +
-    "twice per step, with and without its class, so it counts twice against the limit on " +
-    "images (or frames).",
+    "and less varied. Needs a class (a label, or on /v1/samples no label, which draws one) " +
+    "and a conditional model. Each guided image is evaluated twice per step, with and " +
+    "without its class, so it counts twice against the limit on images (or frames).",
 });
 /** A single class for a whole request (`/v1/noise`, `/v1/interpolate`); null is no class. */
 const SingleLabel = ClassRef.nullable().optional().openapi({
@@ -154,8 +154,10 @@ function _requestSchemas(limits: Limits) {
       .openapi({
         description: `The class to sample, for a conditional model: ${LABEL_TEXT}, for every ` +
           "image; or a list with one entry per image (its length is n), where null is no " +
-          "class. Default none (null): unconditional samples. A model without classes " +
-          "refuses a label with 400.",
+          "class. Left out, each image's class is drawn uniformly from the seed (so the " +
+          "images follow the model's p(x), the mixture of its classes; the response lists " +
+          "them); null: no class, the network's own unconditional prediction. A model " +
+          "without classes refuses a label with 400.",
         example: "circle",
       }),
     guidance: Guidance,

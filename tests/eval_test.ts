@@ -1,7 +1,12 @@
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
 import { nativeRuntime } from "../model/native.ts";
-import { loadOnnxModel } from "../model/onnx.ts";
+import { loadOnnxModel, onnxDenoiser } from "../model/onnx.ts";
+import { classifierFreeGuidance, drawClasses } from "../lib/guidance.ts";
+import { variationalBound } from "../lib/likelihood.ts";
+import { sample } from "../lib/samplers.ts";
+import { makeSchedule } from "../lib/schedule.ts";
+import { imagesAt, loadDataset } from "../train/data.ts";
 import { initBackend } from "../train/backend.ts";
 import {
   classifierForward,
@@ -167,7 +172,92 @@ Deno.test("evaluate() samples a conditional model digit by digit at each guidanc
 });
 
 Deno.test("guidance weights parse, and bad ones are named", () => {
-  assert.deepEqual(parseGuidance("none,0, 1,3.5"), [null, 0, 1, 3.5]);
-  assert.throws(() => parseGuidance("1,-2"), /numbers >= 0 or none, such as none,0,1,3, got "-2"/);
+  assert.deepEqual(parseGuidance("none,0, 1,3.5,any"), [null, 0, 1, 3.5, "any"]);
+  assert.throws(
+    () => parseGuidance("1,-2"),
+    /numbers >= 0, none or any, such as none,any,0,1,3, got "-2"/,
+  );
   assert.throws(() => parseGuidance("1,,2"), /got ""/);
+  assert.throws(() => parseGuidance("all"), /got "all"/);
+});
+
+Deno.test("evaluate() samples 'any' with each batch's drawn classes and bounds the class mixture", async () => {
+  const schedule = { kind: "linear" as const, timesteps: 20, betaStart: 1e-4, betaEnd: 0.2 };
+  const bytes = randomOnnxModel({ ...PRESETS.mnist, numClasses: 10 }, 1, {
+    schedule,
+    dataset: "mnist",
+  });
+  const model = await loadOnnxModel(bytes, "wasm");
+  const classifier = await loadClassifier(randomClassifier().bytes, "wasm");
+  try {
+    const [samples, batch, seed] = [10, 4, 3];
+    const result = await evaluate({
+      model,
+      classifier,
+      samples,
+      samplers: parseSamplers("ddim:3"),
+      nllImages: 2,
+      nllClass: "mixture",
+      batch,
+      seed,
+      guidance: ["any"],
+      log: () => {},
+    });
+    // The row, redone here: per batch the classes a request of its size and seed draws,
+    // sampled unguided, then classified.
+    const network = onnxDenoiser(model, { maxBatch: batch });
+    const images = new Float32Array(samples * 784);
+    const drawn = new Int32Array(samples);
+    for (let start = 0; start < samples; start += batch) {
+      const n = Math.min(batch, samples - start);
+      drawn.set(drawClasses(seed + 1000 + start, n, 10), start);
+      const out = await sample(
+        classifierFreeGuidance(network, { labels: drawn.slice(start, start + n), nullClass: 10 }),
+        {
+          schedule: makeSchedule(schedule),
+          shape: [n, 1, 28, 28],
+          sampler: "ddim",
+          steps: 3,
+          seed: seed + 1000 + start,
+        },
+      );
+      images.set(out, start * 784);
+    }
+    const { classes } = await classify(classifier, images, samples);
+    const histogram = new Array(10).fill(0);
+    for (const c of classes) histogram[c]++;
+    const [row] = result.samplers;
+    assert.equal(row.guidance, "any");
+    assert.deepEqual(row.classHistogram, histogram);
+    assert.equal(row.labelAccuracy, classes.filter((c, i) => c === drawn[i]).length / samples);
+    assert.match(evalTable(result, samples), /\| ddim \| 3 \| any \| \d+\.\d% ± \d+\.\d \|/);
+    // The mixture's bound: each held-out image's bound with its own class, plus log2(10) bits.
+    const { heldOut } = await loadDataset("mnist", { seed: model.card.seed ?? 0 });
+    const bound = await variationalBound(
+      classifierFreeGuidance(network, {
+        labels: Int32Array.of(heldOut.label(0), heldOut.label(1)),
+        nullClass: 10,
+      }),
+      {
+        schedule: makeSchedule(schedule),
+        x0: imagesAt(heldOut, [0, 1]),
+        shape: [2, 1, 28, 28],
+        seed,
+        prediction: "eps",
+        variance: model.card.variance,
+      },
+    );
+    const nll = result.nll;
+    assert.ok(nll, "the bound was asked for");
+    assert.equal(nll.classes, "mixture");
+    assert.ok(
+      Math.abs(nll.bitsPerDim - (bound.meanBitsPerDim + Math.log2(10) / 784)) < 1e-12,
+      `${nll.bitsPerDim} vs ${bound.meanBitsPerDim} + log2(10) / 784`,
+    );
+    assert.deepEqual(nll.parts.at(-1), { terms: "class", bitsPerDim: Math.log2(10) / 784 });
+    assert.match(evalTable(result, samples), /held-out images, the class mixture\)/);
+  } finally {
+    await model.session.release();
+    await classifier.session.release();
+  }
 });

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { gaussianDenoiser } from "../lib/analytic.ts";
-import { classifierFreeGuidance, type ConditionalDenoiser } from "../lib/guidance.ts";
+import { classifierFreeGuidance, type ConditionalDenoiser, drawClasses } from "../lib/guidance.ts";
 import { predictV, predictX0FromEps } from "../lib/parameterization.ts";
 import type { Shape } from "../lib/forward.ts";
 import { createRng } from "../lib/rng.ts";
@@ -316,4 +316,41 @@ Deno.test("guided dpmpp-2m and unipc follow the exact flow of the tilted Gaussia
       assert.ok(Math.abs(e - unguided[sampler]) < 0.01 * unguided[sampler], `w = ${w}: ${e}`);
     }
   }
+});
+
+Deno.test("drawClasses() draws the classes uniformly, the same for a seed, apart from the seed's noise", () => {
+  // Uniform: the chi-square statistic of 100,000 draws of 10 classes, 9 degrees of freedom,
+  // below its 0.999 quantile 27.88 (the seed is fixed, so this is one deterministic draw).
+  const n = 100_000, k = 10;
+  const classes = drawClasses(2024, n, k);
+  const counts = new Array(k).fill(0);
+  for (const y of classes) counts[y]++;
+  const chi2 = counts.reduce((sum, c) => sum + (c - n / k) ** 2 / (n / k), 0);
+  assert.ok(chi2 < 27.88, `chi-square ${chi2.toFixed(1)} of counts ${counts.join(" ")}`);
+  assert.deepEqual(drawClasses(2024, n, k), classes);
+  // A prefix of a longer draw: n images of a seed are the first n of a bigger request's.
+  assert.deepEqual(drawClasses(2024, 5, k), classes.slice(0, 5));
+  // Apart from the sampler's stream createRng(seed): over 10,000 seeds, the first class of two
+  // agrees with the sign of the first noise value half the time (3 standard errors: 0.015).
+  let agree = 0;
+  const seeds = 10_000;
+  for (let seed = 0; seed < seeds; seed++) {
+    const positive = createRng(seed).normal(1)[0] > 0 ? 1 : 0;
+    if (drawClasses(seed, 1, 2)[0] === positive) agree++;
+  }
+  assert.ok(Math.abs(agree / seeds - 0.5) < 0.015, `agreed ${agree} of ${seeds}`);
+  // Seeds up to 2^53 - 1 draw, and their high bits matter.
+  const big = drawClasses(2 ** 40 + 5, 64, k);
+  assert.notDeepEqual(big, drawClasses(5, 64, k));
+  assert.equal(drawClasses(Number.MAX_SAFE_INTEGER, 3, k).length, 3);
+});
+
+Deno.test("drawClasses() rejects bad counts, class numbers and seeds, naming the value", () => {
+  assert.throws(() => drawClasses(1, 4, 0), /numClasses must be a positive integer, got 0/);
+  assert.throws(() => drawClasses(1, -1, 10), /n must be an integer >= 0, got -1/);
+  assert.throws(
+    () => drawClasses(-1, 4, 10),
+    /seed must be an integer in 0\.\.9007199254740991, got -1/,
+  );
+  assert.throws(() => drawClasses(1.5, 4, 10), /seed must be an integer .* got 1\.5/);
 });

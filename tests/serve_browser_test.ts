@@ -25,6 +25,9 @@ const RUNS = [
   { model: "tiny", sampler: "ddim", steps: 4, n: 4, seed: 42, eta: 0 },
   { model: "tiny", sampler: "ddpm", steps: 6, n: 3, seed: 7 },
   { model: "tiny_cond", sampler: "ddim", steps: 5, n: 4, seed: 9, eta: 0.5, label: 1, guidance: 2 },
+  // No label: both draw each image's class from the seed, and guide it.
+  { model: "tiny_cond", sampler: "dpmpp-2m", steps: 4, n: 6, seed: 12, guidance: 1.5 },
+  { model: "tiny_cond", sampler: "ddim", steps: 3, n: 2, seed: 5, label: null },
 ] as const;
 
 Deno.test("run in this browser: headless Chromium on WebAssembly draws POST /v1/samples's PNG byte for byte", async (t) => {
@@ -71,7 +74,8 @@ Deno.test("run in this browser: headless Chromium on WebAssembly draws POST /v1/
     await p.waitFor(`document.getElementById("model").options.length === 2`, "the model list");
     for (const run of RUNS) {
       const { model, sampler, steps, n, seed } = run;
-      const label = "label" in run ? run.label : null;
+      // A label, null (no class: the picker's "none") or none sent (drawn: the picker's "").
+      const label = "label" in run ? run.label : undefined;
       const guidance = "guidance" in run ? run.guidance : 0;
       const eta = "eta" in run ? run.eta : undefined;
       const body = {
@@ -81,7 +85,8 @@ Deno.test("run in this browser: headless Chromium on WebAssembly draws POST /v1/
         n,
         seed,
         ...(eta === undefined ? {} : { eta }),
-        ...(label === null ? {} : { label, guidance }),
+        ...(label === undefined ? {} : { label }),
+        ...(guidance === 0 ? {} : { guidance }),
       };
       const response = await fetch(`${started.base}/v1/samples`, {
         method: "POST",
@@ -99,7 +104,9 @@ Deno.test("run in this browser: headless Chromium on WebAssembly draws POST /v1/
           e.dispatchEvent(new Event("input"));
         };
         set("model", ${JSON.stringify(model)});
-        set("label", ${JSON.stringify(label === null ? "" : String(label))});
+        set("label", ${
+        JSON.stringify(label === undefined ? "" : label === null ? "none" : String(label))
+      });
         set("guidance", "${guidance}");
         set("sampler", "${sampler}");
         set("steps", "${steps}");

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { classifierFreeGuidance } from "../lib/guidance.ts";
+import { classifierFreeGuidance, drawClasses } from "../lib/guidance.ts";
 import { decodePng, encodePng } from "../lib/png.ts";
 import { type Denoiser, sample, type SamplerKind } from "../lib/samplers.ts";
 import type { TimestepSpacing } from "../lib/schedule.ts";
@@ -97,11 +97,32 @@ Deno.test("POST /v1/samples: a label by index and by name give the same images, 
   assert.equal(byName.headers.get("x-guidance"), "0");
   const cross = await samplesJson({ ...body, label: "cross" });
   assert.notDeepEqual(cross.json.images, byName.json.images);
-  // No label: the "no class" row, reported as null and without the class headers.
-  const none = await samplesJson(body);
+  // A null label: the "no class" row, reported as null and without the class headers.
+  const none = await samplesJson({ ...body, label: null });
   assert.deepEqual(none.json.labels, [null, null, null]);
   assert.equal(none.headers.get("x-labels"), null);
   assert.notDeepEqual(none.json.images, byName.json.images);
+});
+
+Deno.test("POST /v1/samples with no label draws each image's class from the seed, as drawClasses() does", async () => {
+  const body = { n: 12, steps: 3, seed: 31 };
+  const drawn = await samplesJson(body);
+  const classes = drawClasses(31, 12, TINY_CLASSES.length);
+  assert.deepEqual(drawn.json.labels, Array.from(classes, (y) => TINY_CLASSES[y]));
+  assert.equal(drawn.headers.get("x-labels"), classes.join(","));
+  // Twelve uniform draws from three classes: more than one class (all alike has odds 3^-11).
+  assert.ok(new Set(classes).size > 1, `drew ${classes.join()}`);
+  // The images are those of the same classes sent as a list: the draw only picks the labels.
+  const listed = await samplesJson({ ...body, label: Array.from(classes) });
+  assert.deepEqual(drawn.json.images, listed.json.images);
+  // Another seed draws again; guidance applies to drawn classes as to sent ones.
+  const other = await samplesJson({ ...body, seed: 32 });
+  assert.deepEqual(other.json.labels, Array.from(drawClasses(32, 12, 3), (y) => TINY_CLASSES[y]));
+  const guided = await samplesJson({ ...body, guidance: 2 });
+  const guidedList = await samplesJson({ ...body, label: Array.from(classes), guidance: 2 });
+  assert.equal(guided.headers.get("x-guidance"), "2");
+  assert.deepEqual(guided.json.images, guidedList.json.images);
+  assert.notDeepEqual(guided.json.images, drawn.json.images);
 });
 
 Deno.test("POST /v1/samples with guidance 0 is lib's sample() on the model's network with those labels", async () => {
@@ -229,9 +250,20 @@ Deno.test("a conditional model refuses unknown classes, bad lists and guidance w
     /^label: a list needs one entry per image \(2\), got 3/,
   );
   await assertError(
-    await bad({ guidance: 2 }),
+    await bad({ label: null, guidance: 2 }),
     400,
     /^guidance: needs a label .*0 "circle", 1 "square", 2 "cross"/,
+  );
+  // Only sampling draws classes: a decoder with no label has no class to guide.
+  await assertError(
+    await postJson(app, "/v1/interpolate", {
+      model: "tiny-cond",
+      a: pngBase64(digit),
+      b: pngBase64(other),
+      guidance: 2,
+    }),
+    400,
+    /^guidance: needs a label/,
   );
   // Types and ranges from the schema.
   await assertError(await bad({ label: -1 }), 400, /^label/);
@@ -286,6 +318,12 @@ Deno.test("guidance counts each guided image twice against the image and frame l
     assert.equal(response.status, 200, JSON.stringify(body));
     await response.body?.cancel();
   }
+  // Drawn classes are real classes: guided, they count twice as well.
+  await assertError(
+    await ask("/v1/samples", { n: 3, steps: 1, guidance: 1 }),
+    400,
+    /^n: guidance evaluates each labelled image twice .* a batch of 6, over the limit of 4/,
+  );
   const image = pngBase64(digit);
   await assertError(
     await ask("/v1/interpolate", {

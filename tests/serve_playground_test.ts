@@ -127,8 +127,24 @@ Deno.test("the playground in headless Chromium: generate, stream, noise, interpo
     assert.deepEqual(await hidden(), [false, false]);
     assert.deepEqual(
       await evaluate(`[...document.getElementById("label").options].map((o) => o.text)`),
-      ["any / no class", ...TINY_CLASSES],
+      ["any", "no class", ...TINY_CLASSES],
     );
+    // "any" samples drawn classes, which guidance applies to; "no class" has none to guide.
+    assert.equal(await evaluate(`document.getElementById("guidance").disabled`), false);
+    await evaluate(`(() => {
+      document.getElementById("seed").value = "45";
+      document.getElementById("generate-button").click();
+    })()`);
+    await waitFor(`document.getElementById("samples").dataset.seed === "45"`, "the drawn samples");
+    assert.match(
+      await evaluate(`document.getElementById("generate-status").textContent`),
+      /^Done in .* seed 45, class drawn at random \(guidance 0\)\.$/,
+    );
+    await evaluate(`(() => {
+      const picker = document.getElementById("label");
+      picker.value = "none";
+      picker.dispatchEvent(new Event("change"));
+    })()`);
     assert.equal(await evaluate(`document.getElementById("guidance").disabled`), true);
     await evaluate(`(() => {
       const picker = document.getElementById("label");

@@ -114,8 +114,8 @@ export interface FrechetPoint {
   sampler: string;
   steps: number;
   frechet: number;
-  /** Conditional models: the guidance weight, or null for no class. */
-  guidance?: number | null;
+  /** Conditional models: the guidance weight, null for no class, "any" for drawn classes. */
+  guidance?: number | null | "any";
 }
 
 /**

@@ -15,13 +15,17 @@
  *    against the step count with `--plot`.
  * 4. A class-conditional model samples the ten classes in equal numbers, at each
  *    classifier-free guidance weight asked for, and also reports the label accuracy: the share
- *    of samples the classifier assigns to the class that was asked for.
+ *    of samples the classifier assigns to the class that was asked for. `any` samples as the
+ *    server does when a request names no class: each image's class drawn from the batch's
+ *    seed (`drawClasses`), unguided. `none` samples the network's "no class" prediction.
+ * 5. For a conditional model the bound can be that of the "no class" prediction or of the
+ *    class mixture `p(x) = sum_y p(y) p(x | y)` that `any` samples from (`--nll-class`).
  *
  * @module
  */
 
 import { featureStatistics, frechetDistance } from "../lib/frechet.ts";
-import { classifierFreeGuidance } from "../lib/guidance.ts";
+import { classifierFreeGuidance, drawClasses } from "../lib/guidance.ts";
 import { type VariationalBound, variationalBound } from "../lib/likelihood.ts";
 import { createRng } from "../lib/rng.ts";
 import { sample, type SamplerKind, SAMPLERS } from "../lib/samplers.ts";
@@ -63,21 +67,32 @@ export function parseSamplers(text: string): SamplerSetting[] {
 }
 
 /**
- * Parses `"none,0,1,3"`: guidance weights, each a finite number >= 0, or `none` (null) for
- * sampling a conditional model with no class.
+ * How a conditional model is sampled in one row: a guidance weight for the ten classes in
+ * turn, `null` for no class, or `"any"` for classes drawn as the server draws them (unguided).
  */
-export function parseGuidance(text: string): (number | null)[] {
+export type GuidanceSetting = number | null | "any";
+
+/**
+ * Parses `"none,any,0,1,3"`: guidance weights, each a finite number >= 0, `none` (null) for
+ * sampling a conditional model with no class, or `any` for drawn classes.
+ */
+export function parseGuidance(text: string): GuidanceSetting[] {
   return text.split(",").map((entry) => {
-    if (entry.trim() === "none") return null;
-    const w = Number(entry.trim());
-    if (entry.trim() === "" || !Number.isFinite(w) || w < 0) {
+    const word = entry.trim();
+    if (word === "none") return null;
+    if (word === "any") return "any";
+    const w = Number(word);
+    if (word === "" || !Number.isFinite(w) || w < 0) {
       throw new RangeError(
-        `guidance weights are numbers >= 0 or none, such as none,0,1,3, got "${entry}"`,
+        `guidance weights are numbers >= 0, none or any, such as none,any,0,1,3, got "${entry}"`,
       );
     }
     return w;
   });
 }
+
+/** Which bound `eval` reads on a conditional model (`--nll-class`). */
+export const NLL_CLASSES = ["none", "mixture"] as const;
 
 /** An ONNX session and the ort module it came from (the classifier has no model card). */
 export type Session = Pick<OnnxModel, "ort" | "session">;
@@ -172,10 +187,15 @@ export interface EvalOptions {
   samplers: SamplerSetting[];
   /** Held-out images for the likelihood (0 to skip). */
   nllImages: number;
+  /**
+   * Conditional models: the bound of the "no class" prediction (default), or of the class
+   * mixture, read from each image's own class: `-log p(x) <= -log p(y) - log p(x | y)`.
+   */
+  nllClass?: (typeof NLL_CLASSES)[number];
   batch: number;
   seed: number;
   /** Guidance weights to evaluate a conditional model at; null: no class. Default `[0]`. */
-  guidance?: (number | null)[];
+  guidance?: GuidanceSetting[];
   log?: (line: string) => void;
 }
 
@@ -184,9 +204,9 @@ export interface SamplerResult extends SamplerSetting {
   frechet: number;
   msPerImage: number;
   classHistogram: number[];
-  /** Conditional models: the guidance weight, or null for samples of no class. */
-  guidance?: number | null;
-  /** Conditional models: the share of samples classified as the digit asked for. */
+  /** Conditional models: the guidance weight, null for samples of no class, "any" drawn. */
+  guidance?: GuidanceSetting;
+  /** Conditional models: the share of samples classified as the digit asked for (or drawn). */
   labelAccuracy?: number;
 }
 
@@ -233,6 +253,8 @@ export interface EvalResult {
     images: number;
     /** Where the bits are: the prior, then the bound's terms summed over ranges of t. */
     parts: BoundPart[];
+    /** Conditional models: whose bound it is (see {@linkcode EvalOptions.nllClass}). */
+    classes?: (typeof NLL_CLASSES)[number];
   };
   realFloor: number;
   heldOutImages: number;
@@ -259,9 +281,10 @@ export async function evaluate(options: EvalOptions): Promise<EvalResult> {
       `the evaluation classifier knows 10 digits, the model has ${numClasses} classes`,
     );
   }
-  if (numClasses === 0 && options.guidance !== undefined) {
+  if (numClasses === 0 && (options.guidance !== undefined || options.nllClass === "mixture")) {
     throw new RangeError(
-      "guidance applies to a class-conditional model; this model has no classes",
+      "guidance and the class mixture's bound apply to a class-conditional model; this model " +
+        "has no classes",
     );
   }
   const guidanceWeights = numClasses > 0 ? options.guidance ?? [0] : [undefined];
@@ -290,7 +313,16 @@ export async function evaluate(options: EvalOptions): Promise<EvalResult> {
     const count = Math.min(options.nllImages, heldOut.length);
     const x0 = imagesAt(heldOut, heldOutIndices.slice(0, count));
     const started = performance.now();
-    const bound = await variationalBound(network, {
+    // The mixture: p(x) >= p(y) p(x | y) for any class y, so each image's bound with its own
+    // class plus log2(10) bits (the uniform prior's) bounds -log2 p(x) too.
+    const mixture = numClasses > 0 && options.nllClass === "mixture";
+    const bounded = mixture
+      ? classifierFreeGuidance(network, {
+        labels: Int32Array.from({ length: count }, (_, i) => heldOut.label(i)),
+        nullClass: numClasses,
+      })
+      : network;
+    const bound = await variationalBound(bounded, {
       schedule,
       x0,
       shape: [count, 1, 28, 28],
@@ -301,13 +333,17 @@ export async function evaluate(options: EvalOptions): Promise<EvalResult> {
         if (done % 100 === 0) log(`likelihood: ${done}/${total} timesteps`);
       },
     });
+    const priorBits = mixture ? Math.log2(numClasses) / (28 * 28) : 0;
+    const bitsPerDim = bound.meanBitsPerDim + priorBits;
     let sq = 0;
     for (const v of bound.bitsPerDim) sq += (v - bound.meanBitsPerDim) ** 2;
     const standardError = Math.sqrt(sq / (count - 1) / count);
     const parts = boundParts(bound, schedule.timesteps);
-    nll = { bitsPerDim: bound.meanBitsPerDim, standardError, images: count, parts };
+    if (mixture) parts.push({ terms: "class", bitsPerDim: priorBits });
+    nll = { bitsPerDim, standardError, images: count, parts };
+    if (numClasses > 0) nll.classes = mixture ? "mixture" : "none";
     log(
-      `NLL <= ${bound.meanBitsPerDim.toFixed(3)} +- ${
+      `NLL <= ${bitsPerDim.toFixed(3)} +- ${
         standardError.toFixed(3)
       } bits/dim on ${count} held-out images (${
         ((performance.now() - started) / 1000).toFixed(0)
@@ -321,15 +357,20 @@ export async function evaluate(options: EvalOptions): Promise<EvalResult> {
   for (const setting of options.samplers) {
     for (const guidance of guidanceWeights) {
       const images = new Float32Array(samples * 784);
+      // The class asked of each image: in turn, or drawn per batch as a request of that batch's
+      // size and seed would draw them.
+      const asked = requested.slice();
       const started = performance.now();
       for (let start = 0; start < samples; start += batch) {
         const n = Math.min(batch, samples - start);
+        const batchSeed = seed + 1000 + start;
+        if (guidance === "any") asked.set(drawClasses(batchSeed, n, numClasses), start);
         const model = guidance === undefined || guidance === null
           ? network
           : classifierFreeGuidance(network, {
-            labels: requested.slice(start, start + n),
+            labels: asked.slice(start, start + n),
             nullClass: numClasses,
-            guidance,
+            guidance: guidance === "any" ? 0 : guidance,
           });
         const out = await sample(model, {
           schedule,
@@ -338,7 +379,7 @@ export async function evaluate(options: EvalOptions): Promise<EvalResult> {
           steps: setting.steps,
           prediction: card.prediction as "eps",
           variance: card.variance,
-          seed: seed + 1000 + start,
+          seed: batchSeed,
         });
         images.set(out, start * 784);
       }
@@ -349,14 +390,17 @@ export async function evaluate(options: EvalOptions): Promise<EvalResult> {
       for (const c of generated.classes) classHistogram[c]++;
       const row: SamplerResult = { ...setting, frechet, msPerImage, classHistogram };
       if (guidance !== undefined) row.guidance = guidance;
-      if (typeof guidance === "number") {
-        row.labelAccuracy = generated.classes.filter((c, i) => c === requested[i]).length /
-          samples;
+      if (guidance !== undefined && guidance !== null) {
+        row.labelAccuracy = generated.classes.filter((c, i) => c === asked[i]).length / samples;
       }
       results.push(row);
       log(
         `${setting.sampler}:${setting.steps}${
-          guidance === undefined ? "" : ` guidance ${guidance ?? "none (no class)"}`
+          guidance === undefined
+            ? ""
+            : ` guidance ${
+              guidance === "any" ? "any (drawn classes, 0)" : guidance ?? "none (no class)"
+            }`
         }: Fréchet distance ${frechet.toFixed(3)}, ${msPerImage.toFixed(0)} ms/image, classes [${
           classHistogram.join(", ")
         }]${
@@ -437,7 +481,9 @@ export function evalTable(result: EvalResult, samples: number): string {
       "",
       `NLL <= ${result.nll.bitsPerDim.toFixed(3)} +- ${
         result.nll.standardError.toFixed(3)
-      } bits/dim (${result.nll.images} held-out images): ${_formatParts(result.nll.parts)}`,
+      } bits/dim (${result.nll.images} held-out images${
+        result.nll.classes === "mixture" ? ", the class mixture" : ""
+      }): ${_formatParts(result.nll.parts)}`,
     );
   }
   return lines.join("\n");
@@ -472,8 +518,13 @@ const EVAL_FLAGS: FlagTable = {
   },
   threads: { default: "1", help: "threads of the wasm and native providers" },
   guidance: {
-    help: "class-conditional models only: guidance weights, comma-separated, or none for no\n" +
-      "class, such as none,0,1,3 [0]",
+    help: "class-conditional models only: guidance weights, comma-separated, none for no\n" +
+      "class, any for classes drawn as the API draws them with no label, such as none,any,0,1 [0]",
+  },
+  "nll-class": {
+    default: "none",
+    help: 'class-conditional models: the bound of the "no class" prediction (none), or of the\n' +
+      "class mixture p(x) = sum_y p(y) p(x|y) that the API samples with no label (mixture)",
   },
   json: { help: "also write the results and settings to this JSON file" },
   plot: { help: "also draw Frechet distance against steps, per sampler, into this SVG file" },
@@ -497,7 +548,7 @@ export function evalWorkload(options: {
   samples: number;
   samplers: readonly SamplerSetting[];
   nllImages: number;
-  guidance: readonly (number | null | undefined)[];
+  guidance: readonly (GuidanceSetting | undefined)[];
 }): number {
   const perSetting = options.samplers.reduce((sum, s) => sum + options.samples * s.steps, 0);
   const guided = options.guidance.reduce<number>(
@@ -519,6 +570,7 @@ if (import.meta.main) {
     };
     const samples = flags.integer("samples", 1);
     const nllImages = flags.integer("nll-images", 0);
+    const nllClass = flags.oneOf("nll-class", NLL_CLASSES);
     const batch = flags.integer("batch", 1);
     const seed = flags.number(
       "seed",
@@ -545,6 +597,11 @@ if (import.meta.main) {
     if (guidance && numClasses === 0) {
       throw new FlagError(
         `--guidance applies to a class-conditional model; ${modelPath} has no classes`,
+      );
+    }
+    if (nllClass === "mixture" && numClasses === 0) {
+      throw new FlagError(
+        `--nll-class mixture applies to a class-conditional model; ${modelPath} has no classes`,
       );
     }
     const dataset = evalDataset(model.card.dataset);
@@ -587,6 +644,7 @@ if (import.meta.main) {
       samples,
       samplers,
       nllImages,
+      nllClass,
       batch,
       seed,
       guidance,

@@ -1,3 +1,155 @@
+// lib/rng.ts
+var MAX_SEED = Number.MAX_SAFE_INTEGER;
+function createRng(seed) {
+  if (!Number.isInteger(seed) || seed < 0 || seed > MAX_SEED) {
+    throw new RangeError(`seed must be an integer in 0..${MAX_SEED}, got ${seed}`);
+  }
+  const low = seed >>> 0;
+  const high = Math.floor(seed / 2 ** 32) >>> 0;
+  let weyl = (low ^ fmix32(high)) >>> 0;
+  const words = [
+    0,
+    0,
+    0,
+    0
+  ];
+  for (let i = 0; i < 4; i++) {
+    weyl = weyl + 2654435769 >>> 0;
+    words[i] = fmix32(weyl);
+  }
+  return new _Xoshiro128(words, null);
+}
+function fmix32(h) {
+  h ^= h >>> 16;
+  h = Math.imul(h, 2246822507);
+  h ^= h >>> 13;
+  h = Math.imul(h, 3266489909);
+  h ^= h >>> 16;
+  return h >>> 0;
+}
+var _Xoshiro128 = class {
+  #s0;
+  #s1;
+  #s2;
+  #s3;
+  #spare;
+  constructor(words, spare) {
+    [this.#s0, this.#s1, this.#s2, this.#s3] = words;
+    this.#spare = spare;
+  }
+  nextUint32() {
+    const s1 = this.#s1;
+    const product = Math.imul(s1, 5);
+    const result = Math.imul(product << 7 | product >>> 25, 9) >>> 0;
+    const t = s1 << 9;
+    this.#s2 ^= this.#s0;
+    this.#s3 ^= this.#s1;
+    this.#s1 ^= this.#s2;
+    this.#s0 ^= this.#s3;
+    this.#s2 ^= t;
+    this.#s3 = this.#s3 << 11 | this.#s3 >>> 21;
+    return result;
+  }
+  nextFloat64() {
+    const a = this.nextUint32() >>> 5;
+    const b = this.nextUint32() >>> 6;
+    return (a * 67108864 + b) / 9007199254740992;
+  }
+  nextNormal() {
+    if (this.#spare !== null) {
+      const spare = this.#spare;
+      this.#spare = null;
+      return spare;
+    }
+    for (; ; ) {
+      const u = 2 * this.nextFloat64() - 1;
+      const v = 2 * this.nextFloat64() - 1;
+      const s = u * u + v * v;
+      if (s > 0 && s < 1) {
+        const factor = Math.sqrt(-2 * deterministicLog(s) / s);
+        this.#spare = v * factor;
+        return u * factor;
+      }
+    }
+  }
+  normal(n) {
+    _checkCount(n);
+    const out = new Float32Array(n);
+    for (let i = 0; i < n; i++) out[i] = this.nextNormal();
+    return out;
+  }
+  normal64(n) {
+    _checkCount(n);
+    const out = new Float64Array(n);
+    for (let i = 0; i < n; i++) out[i] = this.nextNormal();
+    return out;
+  }
+  uniform(n) {
+    _checkCount(n);
+    const out = new Float32Array(n);
+    for (let i = 0; i < n; i++) out[i] = (this.nextUint32() >>> 8) / 16777216;
+    return out;
+  }
+  integers(n, max) {
+    _checkCount(n);
+    if (!Number.isInteger(max) || max < 1 || max > 2147483647) {
+      throw new RangeError(`max must be an integer in 1..${2147483647}, got ${max}`);
+    }
+    const limit = 4294967296 - 4294967296 % max;
+    const out = new Int32Array(n);
+    for (let i = 0; i < n; i++) {
+      let r = this.nextUint32();
+      while (r >= limit) r = this.nextUint32();
+      out[i] = r % max;
+    }
+    return out;
+  }
+  getState() {
+    return {
+      words: [
+        this.#s0 >>> 0,
+        this.#s1 >>> 0,
+        this.#s2 >>> 0,
+        this.#s3 >>> 0
+      ],
+      spareNormal: this.#spare
+    };
+  }
+};
+function _checkCount(n) {
+  if (!Number.isInteger(n) || n < 0) {
+    throw new RangeError(`count must be a non-negative integer, got ${n}`);
+  }
+}
+var LN2_HI = 0.6931471803691238;
+var LN2_LO = 19082149292705877e-26;
+var _bits = new DataView(new ArrayBuffer(8));
+function deterministicLog(x) {
+  if (!(x > 0) || x === Infinity) {
+    throw new RangeError(`deterministicLog needs a positive finite number, got ${x}`);
+  }
+  let k = 0;
+  if (x < 22250738585072014e-324) {
+    x *= 18014398509481984;
+    k = -54;
+  }
+  _bits.setFloat64(0, x);
+  const hi = _bits.getUint32(0);
+  k += (hi >>> 20 & 2047) - 1023;
+  _bits.setUint32(0, hi & 2148532223 | 1072693248);
+  let m = _bits.getFloat64(0);
+  if (m > Math.SQRT2) {
+    m /= 2;
+    k += 1;
+  }
+  const f = (m - 1) / (m + 1);
+  const f2 = f * f;
+  let series = 0;
+  for (let j = 23; j >= 3; j -= 2) series = (series + 1 / j) * f2;
+  const logM = 2 * f + 2 * f * series;
+  return k * LN2_HI + (logM + k * LN2_LO);
+}
+
 // lib/guidance.ts
 function classifierFreeGuidance(model, options) {
   const { labels, nullClass } = options;
@@ -54,6 +206,22 @@ function classifierFreeGuidance(model, options) {
     });
     return result;
   };
+}
+var CLASS_STREAM_TAG = 1668047219;
+function drawClasses(seed, n, numClasses) {
+  if (!Number.isInteger(numClasses) || numClasses < 1) {
+    throw new RangeError(`numClasses must be a positive integer, got ${numClasses}`);
+  }
+  if (!Number.isInteger(n) || n < 0) {
+    throw new RangeError(`n must be an integer >= 0, got ${n}`);
+  }
+  if (!Number.isInteger(seed) || seed < 0 || seed > Number.MAX_SAFE_INTEGER) {
+    throw new RangeError(`seed must be an integer in 0..${Number.MAX_SAFE_INTEGER}, got ${seed}`);
+  }
+  const low = seed >>> 0;
+  const high = Math.floor(seed / 2 ** 32) >>> 0;
+  const streamSeed = fmix32(low ^ fmix32(high ^ CLASS_STREAM_TAG));
+  return createRng(streamSeed).integers(n, numClasses);
 }
 
 // lib/forward.ts
@@ -1935,158 +2103,6 @@ function pMeanVariance(schedule, output, xt, t, shape, options = {}) {
   };
 }
 
-// lib/rng.ts
-var MAX_SEED = Number.MAX_SAFE_INTEGER;
-function createRng(seed) {
-  if (!Number.isInteger(seed) || seed < 0 || seed > MAX_SEED) {
-    throw new RangeError(`seed must be an integer in 0..${MAX_SEED}, got ${seed}`);
-  }
-  const low = seed >>> 0;
-  const high = Math.floor(seed / 2 ** 32) >>> 0;
-  let weyl = (low ^ fmix32(high)) >>> 0;
-  const words = [
-    0,
-    0,
-    0,
-    0
-  ];
-  for (let i = 0; i < 4; i++) {
-    weyl = weyl + 2654435769 >>> 0;
-    words[i] = fmix32(weyl);
-  }
-  return new _Xoshiro128(words, null);
-}
-function fmix32(h) {
-  h ^= h >>> 16;
-  h = Math.imul(h, 2246822507);
-  h ^= h >>> 13;
-  h = Math.imul(h, 3266489909);
-  h ^= h >>> 16;
-  return h >>> 0;
-}
-var _Xoshiro128 = class {
-  #s0;
-  #s1;
-  #s2;
-  #s3;
-  #spare;
-  constructor(words, spare) {
-    [this.#s0, this.#s1, this.#s2, this.#s3] = words;
-    this.#spare = spare;
-  }
-  nextUint32() {
-    const s1 = this.#s1;
-    const product = Math.imul(s1, 5);
-    const result = Math.imul(product << 7 | product >>> 25, 9) >>> 0;
-    const t = s1 << 9;
-    this.#s2 ^= this.#s0;
-    this.#s3 ^= this.#s1;
-    this.#s1 ^= this.#s2;
-    this.#s0 ^= this.#s3;
-    this.#s2 ^= t;
-    this.#s3 = this.#s3 << 11 | this.#s3 >>> 21;
-    return result;
-  }
-  nextFloat64() {
-    const a = this.nextUint32() >>> 5;
-    const b = this.nextUint32() >>> 6;
-    return (a * 67108864 + b) / 9007199254740992;
-  }
-  nextNormal() {
-    if (this.#spare !== null) {
-      const spare = this.#spare;
-      this.#spare = null;
-      return spare;
-    }
-    for (; ; ) {
-      const u = 2 * this.nextFloat64() - 1;
-      const v = 2 * this.nextFloat64() - 1;
-      const s = u * u + v * v;
-      if (s > 0 && s < 1) {
-        const factor = Math.sqrt(-2 * deterministicLog(s) / s);
-        this.#spare = v * factor;
-        return u * factor;
-      }
-    }
-  }
-  normal(n) {
-    _checkCount(n);
-    const out = new Float32Array(n);
-    for (let i = 0; i < n; i++) out[i] = this.nextNormal();
-    return out;
-  }
-  normal64(n) {
-    _checkCount(n);
-    const out = new Float64Array(n);
-    for (let i = 0; i < n; i++) out[i] = this.nextNormal();
-    return out;
-  }
-  uniform(n) {
-    _checkCount(n);
-    const out = new Float32Array(n);
-    for (let i = 0; i < n; i++) out[i] = (this.nextUint32() >>> 8) / 16777216;
-    return out;
-  }
-  integers(n, max) {
-    _checkCount(n);
-    if (!Number.isInteger(max) || max < 1 || max > 2147483647) {
-      throw new RangeError(`max must be an integer in 1..${2147483647}, got ${max}`);
-    }
-    const limit = 4294967296 - 4294967296 % max;
-    const out = new Int32Array(n);
-    for (let i = 0; i < n; i++) {
-      let r = this.nextUint32();
-      while (r >= limit) r = this.nextUint32();
-      out[i] = r % max;
-    }
-    return out;
-  }
-  getState() {
-    return {
-      words: [
-        this.#s0 >>> 0,
-        this.#s1 >>> 0,
-        this.#s2 >>> 0,
-        this.#s3 >>> 0
-      ],
-      spareNormal: this.#spare
-    };
-  }
-};
-function _checkCount(n) {
-  if (!Number.isInteger(n) || n < 0) {
-    throw new RangeError(`count must be a non-negative integer, got ${n}`);
-  }
-}
-var LN2_HI = 0.6931471803691238;
-var LN2_LO = 19082149292705877e-26;
-var _bits = new DataView(new ArrayBuffer(8));
-function deterministicLog(x) {
-  if (!(x > 0) || x === Infinity) {
-    throw new RangeError(`deterministicLog needs a positive finite number, got ${x}`);
-  }
-  let k = 0;
-  if (x < 22250738585072014e-324) {
-    x *= 18014398509481984;
-    k = -54;
-  }
-  _bits.setFloat64(0, x);
-  const hi = _bits.getUint32(0);
-  k += (hi >>> 20 & 2047) - 1023;
-  _bits.setUint32(0, hi & 2148532223 | 1072693248);
-  let m = _bits.getFloat64(0);
-  if (m > Math.SQRT2) {
-    m /= 2;
-    k += 1;
-  }
-  const f = (m - 1) / (m + 1);
-  const f2 = f * f;
-  let series = 0;
-  for (let j = 23; j >= 3; j -= 2) series = (series + 1 / j) * f2;
-  const logM = 2 * f + 2 * f * series;
-  return k * LN2_HI + (logM + k * LN2_LO);
-}
-
 // lib/schedule.ts
 var SCHEDULE_KINDS = [
   "linear",
@@ -2622,9 +2638,11 @@ async function sampleInBrowser(model, options) {
     range
   }), shape));
   const network = browserDenoiser(model);
-  const denoiser = options.label === null ? (x2, t, s) => network(x2, t, s) : classifierFreeGuidance(network, {
-    labels: new Int32Array(options.n).fill(options.label),
-    nullClass: card.classNames?.length ?? 0,
+  const numClasses = card.classNames?.length ?? 0;
+  const labels = options.label === null || numClasses === 0 ? null : options.label === void 0 ? drawClasses(options.seed, options.n, numClasses) : new Int32Array(options.n).fill(options.label);
+  const denoiser = labels === null ? (x2, t, s) => network(x2, t, s) : classifierFreeGuidance(network, {
+    labels,
+    nullClass: numClasses,
     guidance: options.guidance
   });
   const x = await sample(denoiser, {
@@ -2707,7 +2725,8 @@ function _wire() {
       const seedField = value("seed");
       const seed = seedField === "" ? crypto.getRandomValues(new Uint32Array(1))[0] : Number(seedField);
       const sampler = value("sampler");
-      const label = value("label") === "" ? null : Number(value("label"));
+      const picked = value("label");
+      const label = picked === "" ? void 0 : picked === "none" ? null : Number(picked);
       const started = performance.now();
       const where = model.provider === "webgpu" ? "WebGPU" : "WebAssembly";
       const png = await sampleInBrowser(model, {

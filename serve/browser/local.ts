@@ -16,7 +16,11 @@
  */
 
 import type * as Ort from "onnxruntime-web";
-import { classifierFreeGuidance, type ConditionalDenoiser } from "../../lib/guidance.ts";
+import {
+  classifierFreeGuidance,
+  type ConditionalDenoiser,
+  drawClasses,
+} from "../../lib/guidance.ts";
 import { makeGrid, toUint8 } from "../../lib/image.ts";
 import { encodePng } from "../../lib/png.ts";
 import {
@@ -125,8 +129,11 @@ export interface BrowserSampleOptions {
   readonly seed: number;
   /** Default `leading`, the server's default. */
   readonly spacing?: TimestepSpacing;
-  /** One class for every image, or null for none. */
-  readonly label: number | null;
+  /**
+   * One class for every image, null for none; left out, a conditional model draws each
+   * image's class from the seed, as `POST /v1/samples` does with no label.
+   */
+  readonly label?: number | null;
   readonly guidance: number;
   /** Called after each step with the PNG grid of the current estimate of x_0. */
   readonly onStep?: (png: Uint8Array, step: number, steps: number) => void | Promise<void>;
@@ -147,11 +154,17 @@ export async function sampleInBrowser(
   const grid = (x: Float32Array) => encodePng(makeGrid(toUint8(x, { range }), shape));
   // 2. The classes, as serve/pipeline.ts's conditionedDenoiser joins them.
   const network = browserDenoiser(model);
-  const denoiser: Denoiser = options.label === null
+  const numClasses = card.classNames?.length ?? 0;
+  const labels = options.label === null || numClasses === 0
+    ? null
+    : options.label === undefined
+    ? drawClasses(options.seed, options.n, numClasses)
+    : new Int32Array(options.n).fill(options.label);
+  const denoiser: Denoiser = labels === null
     ? (x, t, s) => network(x, t, s)
     : classifierFreeGuidance(network, {
-      labels: new Int32Array(options.n).fill(options.label),
-      nullClass: card.classNames?.length ?? 0,
+      labels,
+      nullClass: numClasses,
       guidance: options.guidance,
     });
   // 3. The samplers.
@@ -261,7 +274,9 @@ function _wire(): void {
         ? crypto.getRandomValues(new Uint32Array(1))[0]
         : Number(seedField);
       const sampler = value("sampler") as SamplerKind;
-      const label = value("label") === "" ? null : Number(value("label"));
+      // The picker: "" any class (drawn), "none" no class, or a class index.
+      const picked = value("label");
+      const label = picked === "" ? undefined : picked === "none" ? null : Number(picked);
       const started = performance.now();
       const where = model.provider === "webgpu" ? "WebGPU" : "WebAssembly";
       const png = await sampleInBrowser(model, {
