@@ -19,8 +19,9 @@ export type LabelField = ClassRef | null | readonly (ClassRef | null)[];
 /** What a request asks the network to condition on, checked against the model. */
 export interface Conditioning {
   /**
-   * Class index of each image, `model.classes.length` for no class; null when the request
-   * names no class, so the network is called without labels.
+   * Class index of each image, named or drawn, `model.classes.length` for no class; null when
+   * the request asks for no class (`label: null`, or no label where none is drawn), so the
+   * network is called without labels.
    */
   readonly labels: Int32Array | null;
   /** Guidance weight w >= 0; 0 when `labels` is null. */

@@ -88,7 +88,8 @@ const Guidance = z.number().min(0).max(MAX_GUIDANCE).default(0).openapi({
   description: `Classifier-free guidance weight w in 0..${MAX_GUIDANCE} (Ho & Salimans 2022): ` +
     "the network's prediction becomes (1 + w) eps(x, label) - w eps(x, no class). 0 (the " +
     "default) samples the label unguided; larger w gives images more typical of their class " +
-    "and less varied. Needs a class (a label, or on /v1/samples no label, which draws one) " +
+    "and less varied. Needs a class (a label, or on /v1/samples and its stream no label, " +
+    "which draws one) " +
     "and a conditional model. Each guided image is evaluated twice per step, with and " +
     "without its class, so it counts twice against the limit on images (or frames).",
 });

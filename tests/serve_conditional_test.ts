@@ -369,6 +369,18 @@ Deno.test("POST /v1/samples/stream takes label and guidance and ends with the /v
     400,
     /^label: unknown class "dog"/,
   );
+  // No label: the stream draws the classes /v1/samples draws, and reports them.
+  const drawnBody = { model: "tiny-cond", n: 6, steps: 2, seed: 40 };
+  const classes = drawClasses(40, 6, TINY_CLASSES.length);
+  const drawn = await postJson(app, "/v1/samples/stream", drawnBody);
+  assert.equal(drawn.headers.get("x-labels"), classes.join(","));
+  const drawnEvents = [];
+  for await (const event of readEvents(drawn)) drawnEvents.push(event);
+  assert.deepEqual(drawnEvents[0].data.labels, Array.from(classes, (y) => TINY_CLASSES[y]));
+  assert.deepEqual(
+    fromBase64(drawnEvents.at(-1)?.data.png, "png"),
+    await samplesPng(drawnBody),
+  );
 });
 
 Deno.test("POST /v1/interpolate decodes as a label, from JSON or a form, guided or not", async () => {

@@ -212,7 +212,10 @@ export interface SamplerResult extends SamplerSetting {
 
 /** Part of the bound, mean bits/dim over the images: the prior `L_T`, or terms `[from, to)`. */
 export interface BoundPart {
-  /** `"prior"`, `"decoder"` (t = 0) or `"<from>-<to - 1>"` (0-based timesteps). */
+  /**
+   * `"prior"`, `"decoder"` (t = 0), `"<from>-<to - 1>"` (0-based timesteps), or `"class"`: the
+   * class mixture's `log2(K)` bits per image over the dimensions (`--nll-class mixture`).
+   */
   readonly terms: string;
   readonly bitsPerDim: number;
 }
@@ -318,7 +321,7 @@ export async function evaluate(options: EvalOptions): Promise<EvalResult> {
     const mixture = numClasses > 0 && options.nllClass === "mixture";
     const bounded = mixture
       ? classifierFreeGuidance(network, {
-        labels: Int32Array.from({ length: count }, (_, i) => heldOut.label(i)),
+        labels: Int32Array.from({ length: count }, (_, i) => heldOut.label(heldOutIndices[i])),
         nullClass: numClasses,
       })
       : network;

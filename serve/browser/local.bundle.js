@@ -2639,6 +2639,9 @@ async function sampleInBrowser(model, options) {
   }), shape));
   const network = browserDenoiser(model);
   const numClasses = card.classNames?.length ?? 0;
+  if (numClasses === 0 && typeof options.label === "number") {
+    throw new RangeError(`label: model ${model.name} has no classes, got ${options.label}`);
+  }
   const labels = options.label === null || numClasses === 0 ? null : options.label === void 0 ? drawClasses(options.seed, options.n, numClasses) : new Int32Array(options.n).fill(options.label);
   const denoiser = labels === null ? (x2, t, s) => network(x2, t, s) : classifierFreeGuidance(network, {
     labels,

@@ -155,6 +155,9 @@ export async function sampleInBrowser(
   // 2. The classes, as serve/pipeline.ts's conditionedDenoiser joins them.
   const network = browserDenoiser(model);
   const numClasses = card.classNames?.length ?? 0;
+  if (numClasses === 0 && typeof options.label === "number") {
+    throw new RangeError(`label: model ${model.name} has no classes, got ${options.label}`);
+  }
   const labels = options.label === null || numClasses === 0
     ? null
     : options.label === undefined

@@ -15,7 +15,10 @@ import type { ServedModel } from "../registry.ts";
 export interface RunHeaders {
   readonly model: ServedModel;
   readonly seed: number;
-  /** Class index of each image, `model.classes.length` for none; null when none was asked. */
+  /**
+   * Class index of each image, `model.classes.length` for none; null when the network ran
+   * without classes (an unconditional model, `label: null`, or no label outside sampling).
+   */
   readonly labels: Int32Array | null;
   readonly guidance: number;
 }
@@ -27,7 +30,8 @@ export interface RunHeaders {
 export type ClassReport = "each" | "shared";
 
 /**
- * `X-Seed`, `X-Model`, the classes as `report` says (when the request named any), and
+ * `X-Seed`, `X-Model`, the classes as `report` says (when the run had any: named, or drawn for
+ * a sample with no label), and
  * `X-Image-Conversion` when `conversion` says what was done to an upload.
  */
 export function resultHeaders(
@@ -72,7 +76,8 @@ export function binaryResponse(
 
 const _guidanceDoc = {
   schema: { type: "number" as const },
-  description: "With a label: the guidance weight used.",
+  description: "With a class (a label, or classes drawn for a sample with no label): the " +
+    "guidance weight used.",
 };
 
 /** The OpenAPI entries of the headers, as the routes document them. */
@@ -83,7 +88,8 @@ export const HEADER_DOCS = {
   eachClass: {
     "X-Labels": {
       schema: { type: "string" as const },
-      description: "With a label: each image's class index, comma-separated; `none` for no class.",
+      description: "With a label, or classes drawn for a conditional model's sample with no " +
+        "label: each image's class index, comma-separated; `none` for no class.",
     },
     "X-Guidance": _guidanceDoc,
   },

@@ -34,8 +34,9 @@ export function samplesRoutes(context: RouteContext): OpenAPIHono<AppEnv> {
       summary: "Draw samples: a PNG grid, 8-bit pixels in JSON, or an animated trajectory",
       description: "The seed used is returned in `X-Seed` (and in JSON); the same request with " +
         "the same seed returns the same bytes. `apng` shows `x_t` every `every` steps, then " +
-        "the result. A class-conditional model samples the classes in `label`, guided by " +
-        "`guidance` (classifier-free guidance); `X-Labels` and `X-Guidance` report them.",
+        "the result. A class-conditional model samples the classes in `label` (with no label, " +
+        "each image's class drawn from the seed; `null`: no class), guided by `guidance` " +
+        "(classifier-free guidance); `X-Labels` and `X-Guidance` report them.",
       request: {
         body: {
           required: true,
