@@ -44,6 +44,15 @@ export interface GuidanceOptions {
   nullClass: number;
   /** Guidance weight `w >= 0`. Default 0 (conditional, no guidance). */
   guidance?: number;
+  /**
+   * The timesteps `[from, to]` (0-based, inclusive, as the denoiser receives them) at which
+   * guidance applies; elsewhere the examples are sampled with their class, unguided. Default
+   * every timestep. Guiding only the middle of the noise levels keeps much of guidance's gain
+   * in class fidelity while losing less diversity (Kynkäänniemi et al. 2024, "Applying
+   * Guidance in a Limited Interval Improves Sample and Distribution Quality in Diffusion
+   * Models"), and it costs the second evaluation at those steps only.
+   */
+  interval?: readonly [number, number];
 }
 
 /**
@@ -93,13 +102,18 @@ export function classifierFreeGuidance(
       );
     }
   });
-  const guided = w === 0 ? [] : [...labels.keys()].filter((i) => labels[i] !== nullClass);
+  const [from, to] = options.interval ?? [-Infinity, Infinity];
+  if (Number.isNaN(from) || Number.isNaN(to) || from > to) {
+    throw new RangeError(`interval must be [from, to] with from <= to, got [${from}, ${to}]`);
+  }
+  const labelled = w === 0 ? [] : [...labels.keys()].filter((i) => labels[i] !== nullClass);
 
   return async (x, t, shape) => {
     const [n] = shape;
     if (n !== labels.length) {
       throw new RangeError(`the batch has ${n} examples but ${labels.length} labels were given`);
     }
+    const guided = labelled.filter((i) => t[i] >= from && t[i] <= to);
     if (guided.length === 0) return await model(x, t, shape, labels);
     // 1. One batch: every example with its label, then the guided ones again with no class.
     const per = x.length / n;

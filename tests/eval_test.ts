@@ -22,6 +22,7 @@ import {
   evaluate,
   loadClassifier,
   parseGuidance,
+  parseInterval,
   parseSamplers,
 } from "../train/eval.ts";
 import { onnxModelBytes } from "../train/export.ts";
@@ -153,6 +154,7 @@ Deno.test("evaluate() samples a conditional model digit by digit at each guidanc
       batch: 5,
       seed: 0,
       guidance: [null, 0, 2],
+      guidanceInterval: [5, 15],
       log: () => {},
     });
     assert.deepEqual(result.samplers.map((r) => r.guidance), [null, 0, 2]);
@@ -163,7 +165,12 @@ Deno.test("evaluate() samples a conditional model digit by digit at each guidanc
     }
     const table = evalTable(result, 10);
     assert.match(table, /\| sampler \| steps \| guidance \| label accuracy \|/);
-    assert.match(table, /\| ddim \| 3 \| 2 \| \d+\.\d% ± \d+\.\d \|/);
+    // The interval is reported on the guided row only.
+    assert.deepEqual(result.samplers.map((r) => r.guidanceInterval), [undefined, undefined, [
+      5,
+      15,
+    ]]);
+    assert.match(table, /\| ddim \| 3 \| 2 \(t 5-15\) \| \d+\.\d% ± \d+\.\d \|/);
     assert.match(table, /\| ddim \| 3 \| none \| - \|/);
   } finally {
     await model.session.release();
@@ -179,6 +186,14 @@ Deno.test("guidance weights parse, and bad ones are named", () => {
   );
   assert.throws(() => parseGuidance("1,,2"), /got ""/);
   assert.throws(() => parseGuidance("all"), /got "all"/);
+  assert.deepEqual(parseInterval("100-500"), [100, 500]);
+  assert.deepEqual(parseInterval(" 0 - 0 "), [0, 0]);
+  for (const bad of ["500-100", "100", "-5-10", "a-b", "1.5-3"]) {
+    assert.throws(
+      () => parseInterval(bad),
+      new RegExp(`two timesteps from-to with from <= to, such as 100-500, got "${bad}"`),
+    );
+  }
 });
 
 Deno.test("evaluate() samples 'any' with each batch's drawn classes and bounds the class mixture", async () => {

@@ -82,6 +82,78 @@ Deno.test("classifierFreeGuidance() mixes (1 + w) eps(x, y) - w eps(x, none) in 
   assert.deepEqual(guided.subarray(4, 8), unconditional.subarray(4, 8));
 });
 
+Deno.test("classifierFreeGuidance() with an interval guides the examples whose t lies in it, and only those", async () => {
+  // t = 0, 10, 500, 999 and the interval [10, 500]: examples 1 and 2 are guided.
+  const calls: number[] = [];
+  const model = idealConditional(calls);
+  const labels = Int32Array.of(0, 1, 2, 1);
+  const w = 2;
+  const denoiser = classifierFreeGuidance(model, {
+    labels,
+    nullClass: NULL_CLASS,
+    guidance: w,
+    interval: [10, 500],
+  });
+  const out = await denoiser(x, t, shape);
+  assert.deepEqual(calls, [6], "4 labelled rows + the 2 in the interval again with no class");
+  const conditional = await model(x, t, shape, labels);
+  const unconditional = await model(x, t, shape, new Int32Array(4).fill(NULL_CLASS));
+  for (let j = 0; j < 16; j++) {
+    const inside = t[j >> 2] >= 10 && t[j >> 2] <= 500;
+    const expected = inside ? (1 + w) * conditional[j] - w * unconditional[j] : conditional[j];
+    assertClose(out[j], expected, 1e-6, `value ${j}`);
+  }
+  // Outside the interval an example is exactly the unguided conditional prediction.
+  assert.deepEqual(out.subarray(0, 4), conditional.subarray(0, 4));
+  assert.deepEqual(out.subarray(12, 16), conditional.subarray(12, 16));
+  // No t in the interval: one call of 4, as w = 0 makes.
+  calls.length = 0;
+  await classifierFreeGuidance(model, {
+    labels,
+    nullClass: NULL_CLASS,
+    guidance: w,
+    interval: [600, 900],
+  })(x, t, shape);
+  assert.deepEqual(calls, [4]);
+  assert.throws(
+    () =>
+      classifierFreeGuidance(model, {
+        labels,
+        nullClass: NULL_CLASS,
+        guidance: 1,
+        interval: [500, 10],
+      }),
+    /interval must be \[from, to\] with from <= to, got \[500, 10\]/,
+  );
+});
+
+Deno.test("interval guidance on Gaussian classes: the shifts of two intervals add up to full guidance", async () => {
+  // With Gaussian classes every DDPM step is affine in x_t and in the mean the denoiser
+  // assumes, so x_0 is the noise's contribution plus sum_t c_t mu_t. Guiding the steps of an
+  // interval moves mu_t there, so with the same noise (seed) the mean's shifts of two
+  // complementary intervals add up to full guidance's, up to float32 rounding.
+  const n = 400, w = 2, y = 2;
+  const run = async (interval?: readonly [number, number], guidance = w) => {
+    const x0 = await sample(
+      classifierFreeGuidance(idealConditional(), {
+        labels: new Int32Array(n).fill(y),
+        nullClass: NULL_CLASS,
+        guidance,
+        interval,
+      }),
+      { schedule, shape: [n, 1, 1, 1], sampler: "ddpm", seed: 11, clipDenoised: false },
+    );
+    return moments(x0).mean;
+  };
+  const plain = await run(undefined, 0);
+  const full = await run();
+  const [low, high] = [await run([0, 400]), await run([401, 999])];
+  // float32 steps of values ~1: 1e-4 over 1000 steps is ~100 ulps of headroom.
+  assertClose((low - plain) + (high - plain), full - plain, 1e-4, "shifts add up");
+  // Each interval moves the mean part of the way, both the same direction.
+  assert.ok(low > plain && low < full && high > plain && high < full, `${low} ${high}`);
+});
+
 Deno.test("guidance on Gaussian classes is the ideal denoiser of the tilted mean, at every t", async () => {
   const w = 2;
   const labels = Int32Array.of(0, 1, 2, 2);

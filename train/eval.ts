@@ -91,6 +91,18 @@ export function parseGuidance(text: string): GuidanceSetting[] {
   });
 }
 
+/** Parses `"100-500"`: the inclusive timesteps of a guidance interval, naming a bad one. */
+export function parseInterval(text: string): [number, number] {
+  const match = /^\s*(\d+)\s*-\s*(\d+)\s*$/.exec(text);
+  const [from, to] = match ? [Number(match[1]), Number(match[2])] : [NaN, NaN];
+  if (!match || from > to) {
+    throw new RangeError(
+      `a guidance interval is two timesteps from-to with from <= to, such as 100-500, got "${text}"`,
+    );
+  }
+  return [from, to];
+}
+
 /** Which bound `eval` reads on a conditional model (`--nll-class`). */
 export const NLL_CLASSES = ["none", "mixture"] as const;
 
@@ -196,6 +208,8 @@ export interface EvalOptions {
   seed: number;
   /** Guidance weights to evaluate a conditional model at; null: no class. Default `[0]`. */
   guidance?: GuidanceSetting[];
+  /** The timesteps `[from, to]` that guidance applies at (lib's `interval`); default all. */
+  guidanceInterval?: readonly [number, number];
   log?: (line: string) => void;
 }
 
@@ -206,6 +220,8 @@ export interface SamplerResult extends SamplerSetting {
   classHistogram: number[];
   /** Conditional models: the guidance weight, null for samples of no class, "any" drawn. */
   guidance?: GuidanceSetting;
+  /** Guided rows sampled with guidance in a limited interval: its timesteps `[from, to]`. */
+  guidanceInterval?: readonly [number, number];
   /** Conditional models: the share of samples classified as the digit asked for (or drawn). */
   labelAccuracy?: number;
 }
@@ -374,6 +390,7 @@ export async function evaluate(options: EvalOptions): Promise<EvalResult> {
             labels: asked.slice(start, start + n),
             nullClass: numClasses,
             guidance: guidance === "any" ? 0 : guidance,
+            interval: options.guidanceInterval,
           });
         const out = await sample(model, {
           schedule,
@@ -393,6 +410,9 @@ export async function evaluate(options: EvalOptions): Promise<EvalResult> {
       for (const c of generated.classes) classHistogram[c]++;
       const row: SamplerResult = { ...setting, frechet, msPerImage, classHistogram };
       if (guidance !== undefined) row.guidance = guidance;
+      if (typeof guidance === "number" && guidance > 0 && options.guidanceInterval) {
+        row.guidanceInterval = options.guidanceInterval;
+      }
       if (guidance !== undefined && guidance !== null) {
         row.labelAccuracy = generated.classes.filter((c, i) => c === asked[i]).length / samples;
       }
@@ -469,9 +489,9 @@ export function evalTable(result: EvalResult, samples: number): string {
     ...result.samplers.map((r) =>
       `| ${r.sampler} | ${r.steps} |${
         conditional
-          ? ` ${r.guidance ?? "none"} | ${
-            r.labelAccuracy === undefined ? "-" : accuracy(r.labelAccuracy)
-          } |`
+          ? ` ${r.guidance ?? "none"}${
+            r.guidanceInterval ? ` (t ${r.guidanceInterval[0]}-${r.guidanceInterval[1]})` : ""
+          } | ${r.labelAccuracy === undefined ? "-" : accuracy(r.labelAccuracy)} |`
           : ""
       } ${r.frechet.toFixed(2)} | ${r.msPerImage.toFixed(0)} | ${r.classHistogram.join(" ")} |`
     ),
@@ -523,6 +543,10 @@ const EVAL_FLAGS: FlagTable = {
   guidance: {
     help: "class-conditional models only: guidance weights, comma-separated, none for no\n" +
       "class, any for classes drawn as the API draws them with no label, such as none,any,0,1 [0]",
+  },
+  "guidance-interval": {
+    help: "class-conditional models: apply guidance at timesteps from-to only (0-based,\n" +
+      "inclusive), such as 100-500 [every timestep]",
   },
   "nll-class": {
     default: "none",
@@ -589,6 +613,9 @@ if (import.meta.main) {
     };
     const samplers = parsed("samplers", parseSamplers);
     const guidance = flags.given("guidance") ? parsed("guidance", parseGuidance) : undefined;
+    const guidanceInterval = flags.given("guidance-interval")
+      ? parsed("guidance-interval", parseInterval)
+      : undefined;
     const modelPath = flags.text("model");
     const model = await loadOnnxModel(
       await readFlagFile("model", modelPath),
@@ -651,6 +678,7 @@ if (import.meta.main) {
       batch,
       seed,
       guidance,
+      guidanceInterval,
     });
     console.log(
       `\n${modelPath} (${model.card.trainingSteps} training steps), provider ${provider}\n`,
