@@ -152,6 +152,61 @@ export function classifierFreeGuidance(
   };
 }
 
+/** The guidance a class is sampled with when the request names no weight. */
+export interface DefaultGuidance {
+  /** Guidance weight w. */
+  readonly guidance: number;
+  /** Timesteps `[from, to]` it applies at (see {@linkcode GuidanceOptions.interval}). */
+  readonly interval: readonly [number, number];
+}
+
+/**
+ * The default guidance of a model with `timesteps` steps: w = 1 over the timesteps 8% to 47%
+ * of the way to T (80-470 of 1,000). On the shipped MNIST model it lifted the share of digits
+ * read as their class from 90% (w = 0) to 97% while keeping the Fréchet distance near the
+ * unguided one, where guidance at every step costs far more distance for the same share
+ * (README, "Guidance in an interval"). The fractions are of T, so other schedules get the
+ * same share of steps, not the same noise levels.
+ *
+ * @example
+ * ```ts
+ * import { defaultGuidance } from "./guidance.ts";
+ * const { guidance, interval } = defaultGuidance(1000);
+ * console.assert(guidance === 1 && interval[0] === 80 && interval[1] === 470);
+ * ```
+ */
+export function defaultGuidance(timesteps: number): DefaultGuidance {
+  if (!Number.isInteger(timesteps) || timesteps < 1) {
+    throw new RangeError(`timesteps must be a positive integer, got ${timesteps}`);
+  }
+  return {
+    guidance: 1,
+    interval: [Math.round(0.08 * timesteps), Math.round(0.47 * timesteps)],
+  };
+}
+
+/**
+ * The guidance a request gets: the weight and interval it sent, or with no weight sent
+ * {@linkcode defaultGuidance} (its interval unless one was sent). A sent weight without an
+ * interval guides every step (null).
+ *
+ * @example
+ * ```ts
+ * import { requestedGuidance } from "./guidance.ts";
+ * console.assert(requestedGuidance(undefined, undefined, 1000).interval?.[1] === 470);
+ * console.assert(requestedGuidance(3, undefined, 1000).interval === null);
+ * ```
+ */
+export function requestedGuidance(
+  guidance: number | undefined,
+  interval: readonly [number, number] | undefined,
+  timesteps: number,
+): { guidance: number; interval: readonly [number, number] | null } {
+  if (guidance !== undefined) return { guidance, interval: interval ?? null };
+  const fallback = defaultGuidance(timesteps);
+  return { guidance: fallback.guidance, interval: interval ?? fallback.interval };
+}
+
 /**
  * Seeds the class stream of {@linkcode drawClasses}: a 32-bit hash of the request's seed mixed
  * with this tag, so the classes come from other draws than the sampler's `createRng(seed)`.

@@ -6,7 +6,7 @@
  * @module
  */
 
-import { drawClasses } from "../lib/guidance.ts";
+import { drawClasses, requestedGuidance } from "../lib/guidance.ts";
 import { HttpError } from "./errors.ts";
 import type { ServedModel } from "./registry.ts";
 
@@ -26,6 +26,8 @@ export interface Conditioning {
   readonly labels: Int32Array | null;
   /** Guidance weight w >= 0; 0 when `labels` is null. */
   readonly guidance: number;
+  /** The timesteps `[from, to]` guidance applies at; null: every step (or no guidance). */
+  readonly guidanceInterval: readonly [number, number] | null;
   /**
    * Images evaluated twice per network call (a real class and w > 0), once with and once
    * without their class: the work guidance adds.
@@ -33,75 +35,112 @@ export interface Conditioning {
   readonly guided: number;
 }
 
+/** The class fields of a request, as the schema passed them. */
+export interface ClassRequest {
+  readonly label?: LabelField;
+  /** Left out on a sampling request: the model's default guidance for a class. */
+  readonly guidance?: number;
+  readonly guidanceInterval?: readonly [number, number];
+}
+
 /**
  * Checks `label` and `guidance` against `model` for a batch of `n` images: a single class
  * applies to all `n`, a list must have `n` entries. With `drawSeed`, a conditional model asked
  * for no `label` at all (not `null`) draws each image's class from that seed
  * ({@linkcode drawClasses}), as sampling from the model's `p(x)` does; without it, or with
- * `label: null`, the images have no class. Throws a 400 `HttpError` when the model has no
- * classes, a name or index is not one of them, a list has the wrong length, or guidance comes
- * with no class to guide.
+ * `label: null`, the images have no class. Images with a class and no `guidance` in the
+ * request get lib's `defaultGuidance`, its weight in its interval; a weight sent applies at
+ * every step unless `guidanceInterval` limits it. Throws a 400 `HttpError` when the model has
+ * no classes, a name or index is not one of them, a list has the wrong length, guidance comes
+ * with no class to guide, or the interval is not within the model's timesteps.
  *
  * @example
  * ```ts
  * import { conditioning } from "./labels.ts";
  * import type { ServedModel } from "./registry.ts";
- * const model = { name: "shapes", classes: ["circle", "square"] } as unknown as ServedModel;
- * const { labels, guided } = conditioning(model, ["square", null, 0], 2, 3);
+ * const model = {
+ *   name: "shapes", classes: ["circle", "square"], schedule: { timesteps: 1000 },
+ * } as unknown as ServedModel;
+ * const { labels, guided } = conditioning(model, { label: ["square", null, 0], guidance: 2 }, 3);
  * console.assert(labels?.join() === "1,2,0" && guided === 2);
- * const drawn = conditioning(model, undefined, 0, 4, 7).labels;
- * console.assert(drawn?.every((y) => y === 0 || y === 1));
+ * const drawn = conditioning(model, {}, 4, 7);
+ * console.assert(drawn.labels?.every((y) => y === 0 || y === 1));
+ * console.assert(drawn.guidance === 1 && drawn.guidanceInterval?.join("-") === "80-470");
  * ```
  */
 export function conditioning(
   model: ServedModel,
-  label: LabelField | undefined,
-  guidance: number,
+  request: ClassRequest,
   n: number,
   drawSeed?: number,
 ): Conditioning {
   const classes = model.classes;
-  // 1. No label sent where classes are drawn: each image gets one from the seed.
+  const { label } = request;
+  let labels: Int32Array;
   if (label === undefined && drawSeed !== undefined && classes.length > 0) {
-    const labels = drawClasses(drawSeed, n, classes.length);
-    return { labels, guidance, guided: guidance > 0 ? n : 0 };
-  }
-  // 2. No class asked for: guidance has nothing to mix.
-  if (label === undefined || label === null) {
-    if (guidance > 0) {
+    // 1. No label sent where classes are drawn: each image gets one from the seed.
+    labels = drawClasses(drawSeed, n, classes.length);
+  } else if (label === undefined || label === null) {
+    // 2. No class asked for: guidance has nothing to mix.
+    const sent = request.guidance !== undefined && request.guidance > 0
+      ? "guidance"
+      : request.guidanceInterval !== undefined
+      ? "guidanceInterval"
+      : null;
+    if (sent !== null) {
       throw new HttpError(
         400,
         "invalid_request",
         classes.length === 0
-          ? `guidance: ${_noClasses(model)}`
-          : `guidance: needs a label (it mixes the prediction for a class with the one for ` +
-            `no class); model ${model.name} has the classes ${_classList(classes)}`,
+          ? `${sent}: ${_noClasses(model)}`
+          : `${sent}: needs a label (guidance mixes the prediction for a class with the one ` +
+            `for no class); model ${model.name} has the classes ${_classList(classes)}`,
       );
     }
-    return { labels: null, guidance: 0, guided: 0 };
-  }
-  if (classes.length === 0) {
-    throw new HttpError(400, "invalid_request", `label: ${_noClasses(model)}`);
-  }
-  // 3. One class for every image, or one per image.
-  let entries: readonly (ClassRef | null)[];
-  if (Array.isArray(label)) {
-    if (label.length !== n) {
-      throw new HttpError(
-        400,
-        "invalid_request",
-        `label: a list needs one entry per image (${n}), got ${label.length}`,
-      );
-    }
-    entries = label;
+    return { labels: null, guidance: 0, guidanceInterval: null, guided: 0 };
   } else {
-    entries = Array.from({ length: n }, () => label as ClassRef);
+    if (classes.length === 0) {
+      throw new HttpError(400, "invalid_request", `label: ${_noClasses(model)}`);
+    }
+    // 3. One class for every image, or one per image.
+    let entries: readonly (ClassRef | null)[];
+    if (Array.isArray(label)) {
+      if (label.length !== n) {
+        throw new HttpError(
+          400,
+          "invalid_request",
+          `label: a list needs one entry per image (${n}), got ${label.length}`,
+        );
+      }
+      entries = label;
+    } else {
+      entries = Array.from({ length: n }, () => label as ClassRef);
+    }
+    const field = (i: number) => (Array.isArray(label) ? `label.${i}` : "label");
+    labels = Int32Array.from(entries, (entry, i) => _classIndex(model, entry, field(i)));
   }
-  const field = (i: number) => (Array.isArray(label) ? `label.${i}` : "label");
-  const labels = Int32Array.from(entries, (entry, i) => _classIndex(model, entry, field(i)));
-  // 4. The images guidance evaluates twice.
+  // 4. The weight and its interval: the request's, or the default for a class.
+  const { guidance, interval } = requestedGuidance(
+    request.guidance,
+    request.guidanceInterval,
+    model.schedule.timesteps,
+  );
+  if (interval !== null) _checkInterval(model, interval);
+  // 5. The images guidance evaluates twice.
   const guided = guidance > 0 ? labels.filter((y) => y !== classes.length).length : 0;
-  return { labels, guidance, guided };
+  return { labels, guidance, guidanceInterval: guided > 0 ? interval : null, guided };
+}
+
+/** An interval within the model's timesteps, its ends in order. */
+function _checkInterval(model: ServedModel, [from, to]: readonly [number, number]): void {
+  const last = model.schedule.timesteps - 1;
+  if (from <= to && to <= last) return;
+  throw new HttpError(
+    400,
+    "invalid_request",
+    `guidanceInterval: must be [from, to] with 0 <= from <= to <= ${last} (model ` +
+      `${model.name}'s last timestep), got [${from}, ${to}]`,
+  );
 }
 
 /** The class name of each image, null for no class (all null when `labels` is null). */

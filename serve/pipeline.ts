@@ -24,6 +24,8 @@ export interface ClassOptions {
   readonly labels?: Int32Array | null;
   /** Classifier-free guidance weight w >= 0. Default 0. */
   readonly guidance?: number;
+  /** The timesteps `[from, to]` guidance applies at; null or absent: every step. */
+  readonly guidanceInterval?: readonly [number, number] | null;
 }
 
 /**
@@ -38,6 +40,7 @@ export function conditionedDenoiser(model: ServedModel, options: ClassOptions = 
     labels,
     nullClass: model.classes.length,
     guidance: options.guidance ?? 0,
+    interval: options.guidanceInterval ?? undefined,
   });
 }
 

@@ -14,7 +14,7 @@
 import { defaultSteps, SAMPLER_CAPABILITIES, type SamplerKind } from "../lib/samplers.ts";
 import { spacedTimesteps, type TimestepSpacing } from "../lib/schedule.ts";
 import { HttpError } from "./errors.ts";
-import { checkGuidedBatch, type Conditioning, conditioning, type LabelField } from "./labels.ts";
+import { checkGuidedBatch, type ClassRequest, type Conditioning, conditioning } from "./labels.ts";
 import type { Limits } from "./limits.ts";
 import type { InterpolateImagesOptions, SampleImagesOptions } from "./pipeline.ts";
 import type { ServedModel } from "./registry.ts";
@@ -29,10 +29,8 @@ export interface RuleContext {
 }
 
 /** The class fields every request that runs the network may send. */
-interface _ClassFields {
+interface _ClassFields extends ClassRequest {
   readonly model?: string;
-  readonly label?: LabelField | null;
-  readonly guidance: number;
 }
 
 /**
@@ -183,7 +181,7 @@ export function noisePlan(body: NoiseRequest, context: RuleContext): NoisePlan {
   }
   const timesteps = body.timesteps ?? spacedTimesteps(T, count, "linspace");
   const hasLabel = body.label !== undefined && body.label !== null;
-  if (!body.reconstruct && (hasLabel || body.guidance > 0)) {
+  if (!body.reconstruct && (hasLabel || (body.guidance ?? 0) > 0)) {
     const field = hasLabel ? "label" : "guidance";
     throw new HttpError(400, "invalid_request", `${field}: applies with reconstruct only`);
   }
@@ -300,7 +298,7 @@ function _conditioning(
   batch: _Batch,
   drawSeed?: number,
 ): Conditioning {
-  const classes = conditioning(model, body.label, body.guidance, batch.images, drawSeed);
+  const classes = conditioning(model, body, batch.images, drawSeed);
   checkGuidedBatch(batch.field, batch.images, classes.guided, batch.max);
   return classes;
 }

@@ -93,6 +93,28 @@ const Guidance = z.number().min(0).max(MAX_GUIDANCE).default(0).openapi({
     "and a conditional model. Each guided image is evaluated twice per step, with and " +
     "without its class, so it counts twice against the limit on images (or frames).",
 });
+/**
+ * The guidance of a sampling request: left out, an image with a class gets the model's
+ * default (`defaultGuidance`: w = 1 in the middle timesteps).
+ */
+const SampleGuidance = z.number().min(0).max(MAX_GUIDANCE).optional().openapi({
+  description: `Classifier-free guidance weight w in 0..${MAX_GUIDANCE} (Ho & Salimans 2022): ` +
+    "the network's prediction becomes (1 + w) eps(x, label) - w eps(x, no class) at the steps " +
+    "of guidanceInterval (every step if that is left out). Left out, an image with a class " +
+    "(named, or drawn when label is left out) is guided with w = 1 over the timesteps 8% to " +
+    "47% of T (80-470 of 1000), the default measured best on the shipped digits model; 0 " +
+    "samples the class unguided. Each guided image is evaluated twice per guided step, with " +
+    "and without its class, so it counts twice against the limit on images.",
+});
+const GuidanceInterval = z.tuple([z.number().int().min(0), z.number().int().min(0)])
+  .optional()
+  .openapi({
+    description: "The timesteps [from, to] (0-based, inclusive, below the model's T) at which " +
+      "guidance applies; at the others the class is sampled unguided (Kynkäänniemi et al. " +
+      "2024). Default every step when guidance is sent, [0.08 T, 0.47 T] when it is left out.",
+    example: [80, 470],
+  });
+
 /** A single class for a whole request (`/v1/noise`, `/v1/interpolate`); null is no class. */
 const SingleLabel = ClassRef.nullable().optional().openapi({
   description: `The class of a conditional model to decode with: ${LABEL_TEXT}. ` +
@@ -161,7 +183,8 @@ function _requestSchemas(limits: Limits) {
           "without classes refuses a label with 400.",
         example: "circle",
       }),
-    guidance: Guidance,
+    guidance: SampleGuidance,
+    guidanceInterval: GuidanceInterval,
   };
   const SampleRequest = z
     .strictObject({
@@ -342,6 +365,10 @@ export const SampleJsonSchema = z
         "unconditional model).",
     }),
     guidance: z.number(),
+    guidanceInterval: z.tuple([z.number().int(), z.number().int()]).nullable().openapi({
+      description: "The timesteps [from, to] guidance applied at; null for every step, or " +
+        "no guidance.",
+    }),
     shape: z.array(z.number().int()).openapi({ description: "NCHW [n, c, h, w]." }),
     images: z.array(ImageJsonSchema),
   })

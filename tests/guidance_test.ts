@@ -1,6 +1,12 @@
 import assert from "node:assert/strict";
 import { gaussianDenoiser } from "../lib/analytic.ts";
-import { classifierFreeGuidance, type ConditionalDenoiser, drawClasses } from "../lib/guidance.ts";
+import {
+  classifierFreeGuidance,
+  type ConditionalDenoiser,
+  defaultGuidance,
+  drawClasses,
+  requestedGuidance,
+} from "../lib/guidance.ts";
 import { predictV, predictX0FromEps } from "../lib/parameterization.ts";
 import type { Shape } from "../lib/forward.ts";
 import { createRng } from "../lib/rng.ts";
@@ -425,4 +431,23 @@ Deno.test("drawClasses() rejects bad counts, class numbers and seeds, naming the
     /seed must be an integer in 0\.\.9007199254740991, got -1/,
   );
   assert.throws(() => drawClasses(1.5, 4, 10), /seed must be an integer .* got 1\.5/);
+});
+
+Deno.test("defaultGuidance() is w = 1 over 8%-47% of T; requestedGuidance() keeps what a request sent", () => {
+  assert.deepEqual(defaultGuidance(1000), { guidance: 1, interval: [80, 470] });
+  assert.deepEqual(defaultGuidance(100), { guidance: 1, interval: [8, 47] });
+  assert.deepEqual(defaultGuidance(20), { guidance: 1, interval: [2, 9] });
+  assert.throws(() => defaultGuidance(0), /timesteps must be a positive integer, got 0/);
+  // Nothing sent: the default pair; a weight sent: every step unless an interval is sent too.
+  assert.deepEqual(requestedGuidance(undefined, undefined, 1000), {
+    guidance: 1,
+    interval: [80, 470],
+  });
+  assert.deepEqual(requestedGuidance(3, undefined, 1000), { guidance: 3, interval: null });
+  assert.deepEqual(requestedGuidance(0, undefined, 1000), { guidance: 0, interval: null });
+  assert.deepEqual(requestedGuidance(2, [10, 20], 1000), { guidance: 2, interval: [10, 20] });
+  assert.deepEqual(requestedGuidance(undefined, [0, 999], 1000), {
+    guidance: 1,
+    interval: [0, 999],
+  });
 });

@@ -28,6 +28,8 @@ const RUNS = [
   // No label: both draw each image's class from the seed, and guide it.
   { model: "tiny_cond", sampler: "dpmpp-2m", steps: 4, n: 6, seed: 12, guidance: 1.5 },
   { model: "tiny_cond", sampler: "ddim", steps: 3, n: 2, seed: 5, label: null },
+  // A class and no weight: both guide with the default, w = 1 over timesteps 80-470.
+  { model: "tiny_cond", sampler: "ddim", steps: 6, n: 3, seed: 14, label: 2 },
 ] as const;
 
 Deno.test("run in this browser: headless Chromium on WebAssembly draws POST /v1/samples's PNG byte for byte", async (t) => {
@@ -76,7 +78,7 @@ Deno.test("run in this browser: headless Chromium on WebAssembly draws POST /v1/
       const { model, sampler, steps, n, seed } = run;
       // A label, null (no class: the picker's "none") or none sent (drawn: the picker's "").
       const label = "label" in run ? run.label : undefined;
-      const guidance = "guidance" in run ? run.guidance : 0;
+      const guidance = "guidance" in run ? run.guidance : undefined;
       const eta = "eta" in run ? run.eta : undefined;
       const body = {
         model,
@@ -86,7 +88,7 @@ Deno.test("run in this browser: headless Chromium on WebAssembly draws POST /v1/
         seed,
         ...(eta === undefined ? {} : { eta }),
         ...(label === undefined ? {} : { label }),
-        ...(guidance === 0 ? {} : { guidance }),
+        ...(guidance === undefined ? {} : { guidance }),
       };
       const response = await fetch(`${started.base}/v1/samples`, {
         method: "POST",
@@ -107,7 +109,7 @@ Deno.test("run in this browser: headless Chromium on WebAssembly draws POST /v1/
         set("label", ${
         JSON.stringify(label === undefined ? "" : label === null ? "none" : String(label))
       });
-        set("guidance", "${guidance}");
+        ${guidance === undefined ? "" : `set("guidance", "${guidance}");`}
         set("sampler", "${sampler}");
         set("steps", "${steps}");
         set("n", "${n}");

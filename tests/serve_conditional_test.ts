@@ -92,9 +92,13 @@ Deno.test("POST /v1/samples: a label by index and by name give the same images, 
   const byIndex = await samplesJson({ ...body, label: 1 });
   assert.deepEqual(byName.json.images, byIndex.json.images);
   assert.deepEqual(byName.json.labels, ["square", "square", "square"]);
-  assert.equal(byName.json.guidance, 0);
+  // No guidance sent: the default, w = 1 over timesteps 80-470 of T = 1000.
+  assert.equal(conditional.schedule.timesteps, 1000);
+  assert.equal(byName.json.guidance, 1);
+  assert.deepEqual(byName.json.guidanceInterval, [80, 470]);
   assert.equal(byName.headers.get("x-labels"), "1,1,1");
-  assert.equal(byName.headers.get("x-guidance"), "0");
+  assert.equal(byName.headers.get("x-guidance"), "1");
+  assert.equal(byName.headers.get("x-guidance-interval"), "80-470");
   const cross = await samplesJson({ ...body, label: "cross" });
   assert.notDeepEqual(cross.json.images, byName.json.images);
   // A null label: the "no class" row, reported as null and without the class headers.
@@ -129,7 +133,9 @@ Deno.test("POST /v1/samples with guidance 0 is lib's sample() on the model's net
   const labels = Int32Array.of(2, 2, 2, 2);
   for (const sampler of ["ddim", "ddpm"] as const) {
     const options = { n: 4, steps: 4, seed: 5, sampler };
-    const served = await samplesJson({ ...options, label: "cross" });
+    const served = await samplesJson({ ...options, label: "cross", guidance: 0 });
+    assert.equal(served.headers.get("x-guidance-interval"), null);
+    assert.equal(served.json.guidanceInterval, null);
     const direct = await sampleDirectly(
       (x, t, shape) => conditional.denoiser(x, t, shape, labels),
       options,
@@ -175,6 +181,60 @@ Deno.test("POST /v1/samples with guidance w > 0 differs from w = 0 and matches c
     );
     assert.deepEqual(served.json.images, expected, spacing);
   }
+});
+
+Deno.test("POST /v1/samples guides a class by default with w = 1 in 80-470; a sent weight guides every step unless guidanceInterval limits it", async () => {
+  const labels = Int32Array.of(2, 2, 2, 2);
+  const options = { n: 4, steps: 4, seed: 6, sampler: "ddim" as const };
+  const guidedBy = (guidance: number, interval?: [number, number]) =>
+    sampleDirectly(
+      classifierFreeGuidance(conditional.denoiser, { labels, nullClass: 3, guidance, interval }),
+      options,
+    );
+  // DDIM's 4 leading steps visit t = 0, 250, 500, 750: the default guides the one at 250.
+  const byDefault = await samplesJson({ ...options, label: "cross" });
+  assert.deepEqual(byDefault.json.images, await guidedBy(1, [80, 470]));
+  assert.notDeepEqual(byDefault.json.images, await guidedBy(0));
+  assert.notDeepEqual(byDefault.json.images, await guidedBy(1));
+  // A sent weight is Ho & Salimans' guidance at every step...
+  const everyStep = await samplesJson({ ...options, label: "cross", guidance: 1 });
+  assert.deepEqual(everyStep.json.images, await guidedBy(1));
+  assert.equal(everyStep.headers.get("x-guidance-interval"), null);
+  // ...unless an interval is sent with it, or alone with the default weight.
+  const limited = await samplesJson({
+    ...options,
+    label: "cross",
+    guidance: 2,
+    guidanceInterval: [200, 600],
+  });
+  assert.deepEqual(limited.json.images, await guidedBy(2, [200, 600]));
+  assert.equal(limited.headers.get("x-guidance-interval"), "200-600");
+  const onlyInterval = await samplesJson({
+    ...options,
+    label: "cross",
+    guidanceInterval: [0, 999],
+  });
+  assert.deepEqual(onlyInterval.json.images, await guidedBy(1, [0, 999]));
+  // Bad intervals, and an interval with nothing to guide, are 400s that say why.
+  const bad = (body: Record<string, unknown>) =>
+    postJson(app, "/v1/samples", { model: "tiny-cond", n: 1, steps: 1, ...body });
+  await assertError(
+    await bad({ label: 0, guidanceInterval: [80, 1000] }),
+    400,
+    /^guidanceInterval: must be \[from, to\] with 0 <= from <= to <= 999 \(model tiny-cond's last timestep\), got \[80, 1000\]/,
+  );
+  await assertError(await bad({ label: 0, guidanceInterval: [500, 100] }), 400, /got \[500, 100\]/);
+  await assertError(await bad({ label: 0, guidanceInterval: [1, 2, 3] }), 400, /^guidanceInterval/);
+  await assertError(
+    await bad({ label: null, guidanceInterval: [80, 470] }),
+    400,
+    /^guidanceInterval: needs a label/,
+  );
+  await assertError(
+    await postJson(app, "/v1/samples", { n: 1, guidanceInterval: [80, 470] }),
+    400,
+    /^guidanceInterval: model tiny has no classes/,
+  );
 });
 
 Deno.test("POST /v1/samples: each image of a label list is sampled as its own class", async () => {
@@ -503,16 +563,24 @@ Deno.test("GET /openapi.json describes label, guidance, the classes and the clas
     assert.ok(schemas[name].properties.guidance, `${name}.guidance`);
   }
   const guidance = schemas.SampleRequest.properties.guidance;
-  assert.deepEqual([guidance.minimum, guidance.maximum, guidance.default], [0, 20, 0]);
+  assert.deepEqual([guidance.minimum, guidance.maximum, guidance.default], [0, 20, undefined]);
   assert.match(guidance.description, /\(1 \+ w\) eps\(x, label\) - w eps\(x, no class\)/);
+  assert.match(guidance.description, /Left out, an image with a class .* w = 1 over/);
+  const noiseGuidance = schemas.NoiseRequest.properties.guidance;
+  assert.equal(noiseGuidance.default, 0, "the decoders' guidance stays 0 by default");
+  assert.match(
+    schemas.SampleRequest.properties.guidanceInterval.description,
+    /Kynkäänniemi et al\. 2024/,
+  );
   assert.match(schemas.SampleRequest.properties.label.description, /one entry per image/);
   assert.ok(schemas.Models.properties.models.items.properties.classes);
   assert.deepEqual(schemas.Samples.required.filter((f: string) => /label|guidance/.test(f)), [
     "labels",
     "guidance",
+    "guidanceInterval",
   ]);
   const headers = document.paths["/v1/samples"].post.responses["200"].headers;
-  assert.ok(headers["X-Labels"] && headers["X-Guidance"]);
+  assert.ok(headers["X-Labels"] && headers["X-Guidance"] && headers["X-Guidance-Interval"]);
   // The reference page names the union's branches, a list's entries and null.
   const docs = await (await app.request("/docs")).text();
   assert.ok(docs.includes("<code>guidance</code>"), "the reference page shows guidance");

@@ -130,7 +130,12 @@ Deno.test("the playground in headless Chromium: generate, stream, noise, interpo
       ["any", "no class", ...TINY_CLASSES],
     );
     // "any" samples drawn classes, which guidance applies to; "no class" has none to guide.
+    // Untouched, the slider sends no weight, so sampling gets the API's default guidance.
     assert.equal(await evaluate(`document.getElementById("guidance").disabled`), false);
+    assert.equal(
+      await evaluate(`document.getElementById("guidance-value").textContent`),
+      "default",
+    );
     await evaluate(`(() => {
       document.getElementById("seed").value = "45";
       document.getElementById("generate-button").click();
@@ -138,7 +143,7 @@ Deno.test("the playground in headless Chromium: generate, stream, noise, interpo
     await waitFor(`document.getElementById("samples").dataset.seed === "45"`, "the drawn samples");
     assert.match(
       await evaluate(`document.getElementById("generate-status").textContent`),
-      /^Done in .* seed 45, class drawn at random \(guidance 0\)\.$/,
+      /^Done in .* seed 45, class drawn at random \(default guidance\)\.$/,
     );
     await evaluate(`(() => {
       const picker = document.getElementById("label");

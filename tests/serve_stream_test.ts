@@ -76,6 +76,7 @@ Deno.test("POST /v1/samples/stream: start, a step event every k steps with a pre
     every: 3,
     labels: [null, null, null, null], // an unconditional model: no class for any image
     guidance: 0,
+    guidanceInterval: null,
   });
   // Steps 0, 3 and 6 (the last); DDIM-7 with leading spacing visits t = 852, 710, ..., 0.
   const steps = events.slice(1, -1).map((e) => e.data);

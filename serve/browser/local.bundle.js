@@ -165,7 +165,14 @@ function classifierFreeGuidance(model, options) {
       throw new RangeError(`labels[${i}] must be a class in 0..${nullClass - 1} or ${nullClass} (no class), got ${y}`);
     }
   });
-  const guided = w === 0 ? [] : [
+  const [from, to] = options.interval ?? [
+    -Infinity,
+    Infinity
+  ];
+  if (Number.isNaN(from) || Number.isNaN(to) || from > to) {
+    throw new RangeError(`interval must be [from, to] with from <= to, got [${from}, ${to}]`);
+  }
+  const labelled = w === 0 ? [] : [
     ...labels.keys()
   ].filter((i) => labels[i] !== nullClass);
   return async (x, t, shape) => {
@@ -173,6 +180,7 @@ function classifierFreeGuidance(model, options) {
     if (n !== labels.length) {
       throw new RangeError(`the batch has ${n} examples but ${labels.length} labels were given`);
     }
+    const guided = labelled.filter((i) => t[i] >= from && t[i] <= to);
     if (guided.length === 0) return await model(x, t, shape, labels);
     const per = x.length / n;
     const total = n + guided.length;
@@ -205,6 +213,29 @@ function classifierFreeGuidance(model, options) {
       }
     });
     return result;
+  };
+}
+function defaultGuidance(timesteps) {
+  if (!Number.isInteger(timesteps) || timesteps < 1) {
+    throw new RangeError(`timesteps must be a positive integer, got ${timesteps}`);
+  }
+  return {
+    guidance: 1,
+    interval: [
+      Math.round(0.08 * timesteps),
+      Math.round(0.47 * timesteps)
+    ]
+  };
+}
+function requestedGuidance(guidance, interval, timesteps) {
+  if (guidance !== void 0) return {
+    guidance,
+    interval: interval ?? null
+  };
+  const fallback = defaultGuidance(timesteps);
+  return {
+    guidance: fallback.guidance,
+    interval: interval ?? fallback.interval
   };
 }
 var CLASS_STREAM_TAG = 1668047219;
@@ -2643,10 +2674,12 @@ async function sampleInBrowser(model, options) {
     throw new RangeError(`label: model ${model.name} has no classes, got ${options.label}`);
   }
   const labels = options.label === null || numClasses === 0 ? null : options.label === void 0 ? drawClasses(options.seed, options.n, numClasses) : new Int32Array(options.n).fill(options.label);
+  const { guidance, interval } = requestedGuidance(options.guidance, options.guidanceInterval, timesteps);
   const denoiser = labels === null ? (x2, t, s) => network(x2, t, s) : classifierFreeGuidance(network, {
     labels,
     nullClass: numClasses,
-    guidance: options.guidance
+    guidance,
+    interval: interval ?? void 0
   });
   const x = await sample(denoiser, {
     schedule,
@@ -2739,7 +2772,8 @@ function _wire() {
         eta: SAMPLER_CAPABILITIES[sampler].takesEta ? Number(value("eta")) : 0,
         seed,
         label,
-        guidance: label === null ? 0 : Number(value("guidance")),
+        // An untouched slider sends no weight: the model's default, as the server applies it.
+        guidance: label === null ? 0 : _byId("guidance").dataset.untouched === "true" ? void 0 : Number(value("guidance")),
         onStep: async (grid, step, steps) => {
           await show(grid);
           setStatus(`Step ${step + 1}/${steps} on ${where}: the current guess of x_0`);

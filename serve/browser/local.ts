@@ -20,6 +20,7 @@ import {
   classifierFreeGuidance,
   type ConditionalDenoiser,
   drawClasses,
+  requestedGuidance,
 } from "../../lib/guidance.ts";
 import { makeGrid, toUint8 } from "../../lib/image.ts";
 import { encodePng } from "../../lib/png.ts";
@@ -134,7 +135,10 @@ export interface BrowserSampleOptions {
    * image's class from the seed, as `POST /v1/samples` does with no label.
    */
   readonly label?: number | null;
-  readonly guidance: number;
+  /** Left out: a class gets the model's default guidance, as on the server. */
+  readonly guidance?: number;
+  /** The timesteps guidance applies at, as `POST /v1/samples`'s `guidanceInterval`. */
+  readonly guidanceInterval?: readonly [number, number];
   /** Called after each step with the PNG grid of the current estimate of x_0. */
   readonly onStep?: (png: Uint8Array, step: number, steps: number) => void | Promise<void>;
   readonly signal?: AbortSignal;
@@ -163,12 +167,18 @@ export async function sampleInBrowser(
     : options.label === undefined
     ? drawClasses(options.seed, options.n, numClasses)
     : new Int32Array(options.n).fill(options.label);
+  const { guidance, interval } = requestedGuidance(
+    options.guidance,
+    options.guidanceInterval,
+    timesteps,
+  );
   const denoiser: Denoiser = labels === null
     ? (x, t, s) => network(x, t, s)
     : classifierFreeGuidance(network, {
       labels,
       nullClass: numClasses,
-      guidance: options.guidance,
+      guidance,
+      interval: interval ?? undefined,
     });
   // 3. The samplers.
   const x = await sample(denoiser, {
@@ -289,7 +299,12 @@ function _wire(): void {
         eta: SAMPLER_CAPABILITIES[sampler].takesEta ? Number(value("eta")) : 0,
         seed,
         label,
-        guidance: label === null ? 0 : Number(value("guidance")),
+        // An untouched slider sends no weight: the model's default, as the server applies it.
+        guidance: label === null
+          ? 0
+          : _byId("guidance").dataset.untouched === "true"
+          ? undefined
+          : Number(value("guidance")),
         onStep: async (grid, step, steps) => {
           await show(grid);
           setStatus(`Step ${step + 1}/${steps} on ${where}: the current guess of x_0`);

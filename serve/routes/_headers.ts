@@ -21,6 +21,8 @@ export interface RunHeaders {
    */
   readonly labels: Int32Array | null;
   readonly guidance: number;
+  /** The timesteps guidance applied at, when limited; null or absent: every step. */
+  readonly guidanceInterval?: readonly [number, number] | null;
 }
 
 /**
@@ -45,6 +47,7 @@ export function resultHeaders(
       if (labels) {
         headers["X-Labels"] = labelsHeader(model, labels);
         headers["X-Guidance"] = String(guidance);
+        if (run.guidanceInterval) headers["X-Guidance-Interval"] = run.guidanceInterval.join("-");
       }
       break;
     case "shared":
@@ -92,6 +95,10 @@ export const HEADER_DOCS = {
         "label: each image's class index, comma-separated; `none` for no class.",
     },
     "X-Guidance": _guidanceDoc,
+    "X-Guidance-Interval": {
+      schema: { type: "string" as const },
+      description: "When guidance applied at some timesteps only: `from-to`, inclusive.",
+    },
   },
   /** The class of a request with one class for all its images (`report: "shared"`). */
   sharedClass: {

@@ -36,7 +36,8 @@ export function samplesRoutes(context: RouteContext): OpenAPIHono<AppEnv> {
         "the same seed returns the same bytes. `apng` shows `x_t` every `every` steps, then " +
         "the result. A class-conditional model samples the classes in `label` (with no label, " +
         "each image's class drawn from the seed; `null`: no class), guided by `guidance` " +
-        "(classifier-free guidance); `X-Labels` and `X-Guidance` report them.",
+        "(classifier-free guidance; left out, the model's default, w = 1 in the middle " +
+        "timesteps); `X-Labels`, `X-Guidance` and `X-Guidance-Interval` report them.",
       request: {
         body: {
           required: true,
@@ -101,6 +102,7 @@ export function samplesRoutes(context: RouteContext): OpenAPIHono<AppEnv> {
               eta: plan.eta,
               labels: labelNames(model, plan.labels, n),
               guidance: plan.guidance,
+              guidanceInterval: plan.guidanceInterval,
               shape: [n, ...model.imageShape],
               images: jsonImages(model, x, n),
             },
@@ -120,7 +122,8 @@ export function samplesRoutes(context: RouteContext): OpenAPIHono<AppEnv> {
       method: "post",
       path: "/samples/stream",
       summary: "Draw samples and stream progress as server-sent events",
-      description: "Events: `start` (the plan and seed, with `labels` and `guidance`), `step` " +
+      description: "Events: `start` (the plan and seed, with `labels`, `guidance` and " +
+        "`guidanceInterval`), `step` " +
         "every `every` steps (`t` and a base64 PNG grid of the predicted x_0), `done` (the " +
         "final grid), or `error` (`{ error, detail }`). Closing the connection stops the work.",
       request: {
@@ -152,7 +155,7 @@ export function samplesRoutes(context: RouteContext): OpenAPIHono<AppEnv> {
           stream.writeSSE({ event, data: JSON.stringify(data) });
         try {
           await job.ready;
-          const { sampler, steps, eta, seed, guidance } = plan;
+          const { sampler, steps, eta, seed, guidance, guidanceInterval } = plan;
           const labels = labelNames(model, plan.labels, n);
           await send("start", {
             model: model.name,
@@ -164,6 +167,7 @@ export function samplesRoutes(context: RouteContext): OpenAPIHono<AppEnv> {
             every,
             labels,
             guidance,
+            guidanceInterval,
           });
           const started = performance.now();
           const x = await sampleImages(model, {
