@@ -24,6 +24,7 @@ import {
   parseGuidance,
   parseInterval,
   parseSamplers,
+  rowGuidance,
 } from "../train/eval.ts";
 import { onnxModelBytes } from "../train/export.ts";
 import { initParameters, PRESETS } from "../train/network.ts";
@@ -179,13 +180,36 @@ Deno.test("evaluate() samples a conditional model digit by digit at each guidanc
 });
 
 Deno.test("guidance weights parse, and bad ones are named", () => {
-  assert.deepEqual(parseGuidance("none,0, 1,3.5,any"), [null, 0, 1, 3.5, "any"]);
+  assert.deepEqual(parseGuidance("none,0, 1,3.5,any,any:0,any:2.5,default"), [
+    null,
+    0,
+    1,
+    3.5,
+    "any",
+    "any:0",
+    "any:2.5",
+    "default",
+  ]);
   assert.throws(
     () => parseGuidance("1,-2"),
-    /numbers >= 0, none or any, such as none,any,0,1,3, got "-2"/,
+    /weights >= 0, none, default, any or any:<weight>, such as none,any,0,1,3, got "-2"/,
   );
   assert.throws(() => parseGuidance("1,,2"), /got ""/);
   assert.throws(() => parseGuidance("all"), /got "all"/);
+  assert.throws(() => parseGuidance("any:-1"), /got "any:-1"/);
+  // The rows' classes and guidance: the API's defaults for default and any (T = 1000).
+  assert.deepEqual(rowGuidance(null, 1000), null);
+  assert.deepEqual(rowGuidance(2, 1000), { drawn: false, weight: 2, interval: null });
+  assert.deepEqual(rowGuidance(2, 1000, [5, 9]), { drawn: false, weight: 2, interval: [5, 9] });
+  assert.deepEqual(rowGuidance(0, 1000, [5, 9]), { drawn: false, weight: 0, interval: null });
+  assert.deepEqual(rowGuidance("default", 1000), {
+    drawn: false,
+    weight: 1,
+    interval: [80, 470],
+  });
+  assert.deepEqual(rowGuidance("any", 1000), { drawn: true, weight: 1, interval: [80, 470] });
+  assert.deepEqual(rowGuidance("any:0", 1000), { drawn: true, weight: 0, interval: null });
+  assert.deepEqual(rowGuidance("any:3", 1000), { drawn: true, weight: 3, interval: null });
   assert.deepEqual(parseInterval("100-500"), [100, 500]);
   assert.deepEqual(parseInterval(" 0 - 0 "), [0, 0]);
   for (const bad of ["500-100", "100", "-5-10", "a-b", "1.5-3"]) {
@@ -196,7 +220,7 @@ Deno.test("guidance weights parse, and bad ones are named", () => {
   }
 });
 
-Deno.test("evaluate() samples 'any' with each batch's drawn classes and bounds the class mixture", async () => {
+Deno.test("evaluate() samples 'any' with each batch's drawn classes and the API's guidance, and bounds the class mixture", async () => {
   const schedule = { kind: "linear" as const, timesteps: 20, betaStart: 1e-4, betaEnd: 0.2 };
   const bytes = randomOnnxModel({ ...PRESETS.mnist, numClasses: 10 }, 1, {
     schedule,
@@ -215,7 +239,7 @@ Deno.test("evaluate() samples 'any' with each batch's drawn classes and bounds t
       nllClass: "mixture",
       batch,
       seed,
-      guidance: ["any"],
+      guidance: ["any:0", "any"],
       log: () => {},
     });
     // The row, redone here: per batch the classes a request of its size and seed draws,
@@ -241,11 +265,22 @@ Deno.test("evaluate() samples 'any' with each batch's drawn classes and bounds t
     const { classes } = await classify(classifier, images, samples);
     const histogram = new Array(10).fill(0);
     for (const c of classes) histogram[c]++;
-    const [row] = result.samplers;
-    assert.equal(row.guidance, "any");
+    const [row, guided] = result.samplers;
+    assert.equal(row.guidance, "any:0");
     assert.deepEqual(row.classHistogram, histogram);
     assert.equal(row.labelAccuracy, classes.filter((c, i) => c === drawn[i]).length / samples);
-    assert.match(evalTable(result, samples), /\| ddim \| 3 \| any \| \d+\.\d% ± \d+\.\d \|/);
+    assert.match(
+      evalTable(result, samples),
+      /\| ddim \| 3 \| any: 0 \| \d+\.\d% ± \d+\.\d \|/,
+    );
+    // "any" is the API's default for a request with neither label nor guidance: T = 20 here,
+    // so w = 1 over timesteps 2-9.
+    assert.deepEqual([guided.guidance, guided.guidanceWeight, guided.guidanceInterval], [
+      "any",
+      1,
+      [2, 9],
+    ]);
+    assert.match(evalTable(result, samples), /\| ddim \| 3 \| any: 1 \(t 2-9\) \|/);
     // The mixture's bound: each held-out image's bound with its own class, plus log2(10) bits.
     const { heldOut } = await loadDataset("mnist", { seed: model.card.seed ?? 0 });
     const bound = await variationalBound(

@@ -114,8 +114,8 @@ export interface FrechetPoint {
   sampler: string;
   steps: number;
   frechet: number;
-  /** Conditional models: the guidance weight, null for no class, "any" for drawn classes. */
-  guidance?: number | null | "any";
+  /** Conditional models: the guidance weight, null for no class, or a named setting. */
+  guidance?: number | string | null;
 }
 
 /**

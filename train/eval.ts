@@ -25,7 +25,7 @@
  */
 
 import { featureStatistics, frechetDistance } from "../lib/frechet.ts";
-import { classifierFreeGuidance, drawClasses } from "../lib/guidance.ts";
+import { classifierFreeGuidance, drawClasses, requestedGuidance } from "../lib/guidance.ts";
 import { type VariationalBound, variationalBound } from "../lib/likelihood.ts";
 import { createRng } from "../lib/rng.ts";
 import { sample, type SamplerKind, SAMPLERS } from "../lib/samplers.ts";
@@ -67,28 +67,55 @@ export function parseSamplers(text: string): SamplerSetting[] {
 }
 
 /**
- * How a conditional model is sampled in one row: a guidance weight for the ten classes in
- * turn, `null` for no class, or `"any"` for classes drawn as the server draws them (unguided).
+ * How a conditional model is sampled in one row: a guidance weight `w` for the ten classes in
+ * turn, `null` for no class, `"default"` for the ten classes at the API's default guidance,
+ * `"any"` for classes drawn as the API draws them for a request with no label and no weight,
+ * or `"any:<w>"` for drawn classes at weight w.
  */
-export type GuidanceSetting = number | null | "any";
+export type GuidanceSetting = number | null | "default" | "any" | `any:${number}`;
 
 /**
- * Parses `"none,any,0,1,3"`: guidance weights, each a finite number >= 0, `none` (null) for
- * sampling a conditional model with no class, or `any` for drawn classes.
+ * Parses `"none,any,any:0,default,0,1,3"` into {@linkcode GuidanceSetting}s: weights are
+ * finite numbers >= 0.
  */
 export function parseGuidance(text: string): GuidanceSetting[] {
-  return text.split(",").map((entry) => {
-    const word = entry.trim();
-    if (word === "none") return null;
-    if (word === "any") return "any";
+  const weight = (word: string, entry: string) => {
     const w = Number(word);
     if (word === "" || !Number.isFinite(w) || w < 0) {
       throw new RangeError(
-        `guidance weights are numbers >= 0, none or any, such as none,any,0,1,3, got "${entry}"`,
+        "guidance settings are weights >= 0, none, default, any or any:<weight>, such as " +
+          `none,any,0,1,3, got "${entry}"`,
       );
     }
     return w;
+  };
+  return text.split(",").map((entry): GuidanceSetting => {
+    const word = entry.trim();
+    if (word === "none") return null;
+    if (word === "any" || word === "default") return word;
+    if (word.startsWith("any:")) return `any:${weight(word.slice(4), entry)}`;
+    return weight(word, entry);
   });
+}
+
+/**
+ * The classes and guidance of one row: drawn or in turn, the weight, and the interval it
+ * applies in (null: every step); null for no class. The API's defaults come from lib's
+ * `requestedGuidance`, so the rows measure what a request gets.
+ */
+export function rowGuidance(
+  setting: GuidanceSetting,
+  timesteps: number,
+  interval?: readonly [number, number],
+): { drawn: boolean; weight: number; interval: readonly [number, number] | null } | null {
+  if (setting === null) return null;
+  if (typeof setting === "number") {
+    return { drawn: false, weight: setting, interval: setting > 0 ? interval ?? null : null };
+  }
+  const drawn = setting !== "default";
+  const sent = setting.startsWith("any:") ? Number(setting.slice(4)) : undefined;
+  const { guidance, interval: applied } = requestedGuidance(sent, interval, timesteps);
+  return { drawn, weight: guidance, interval: guidance > 0 ? applied : null };
 }
 
 /** Parses `"100-500"`: the inclusive timesteps of a guidance interval, naming a bad one. */
@@ -218,8 +245,10 @@ export interface SamplerResult extends SamplerSetting {
   frechet: number;
   msPerImage: number;
   classHistogram: number[];
-  /** Conditional models: the guidance weight, null for samples of no class, "any" drawn. */
+  /** Conditional models: how the row was sampled (see {@linkcode GuidanceSetting}). */
   guidance?: GuidanceSetting;
+  /** Rows of `default` and `any` settings: the weight they resolved to. */
+  guidanceWeight?: number;
   /** Guided rows sampled with guidance in a limited interval: its timesteps `[from, to]`. */
   guidanceInterval?: readonly [number, number];
   /** Conditional models: the share of samples classified as the digit asked for (or drawn). */
@@ -380,18 +409,19 @@ export async function evaluate(options: EvalOptions): Promise<EvalResult> {
       // size and seed would draw them.
       const asked = requested.slice();
       const started = performance.now();
+      const rowClasses = guidance === undefined
+        ? null
+        : rowGuidance(guidance, schedule.timesteps, options.guidanceInterval);
       for (let start = 0; start < samples; start += batch) {
         const n = Math.min(batch, samples - start);
         const batchSeed = seed + 1000 + start;
-        if (guidance === "any") asked.set(drawClasses(batchSeed, n, numClasses), start);
-        const model = guidance === undefined || guidance === null
-          ? network
-          : classifierFreeGuidance(network, {
-            labels: asked.slice(start, start + n),
-            nullClass: numClasses,
-            guidance: guidance === "any" ? 0 : guidance,
-            interval: options.guidanceInterval,
-          });
+        if (rowClasses?.drawn) asked.set(drawClasses(batchSeed, n, numClasses), start);
+        const model = rowClasses === null ? network : classifierFreeGuidance(network, {
+          labels: asked.slice(start, start + n),
+          nullClass: numClasses,
+          guidance: rowClasses.weight,
+          interval: rowClasses.interval ?? undefined,
+        });
         const out = await sample(model, {
           schedule,
           shape: [n, 1, 28, 28],
@@ -410,20 +440,15 @@ export async function evaluate(options: EvalOptions): Promise<EvalResult> {
       for (const c of generated.classes) classHistogram[c]++;
       const row: SamplerResult = { ...setting, frechet, msPerImage, classHistogram };
       if (guidance !== undefined) row.guidance = guidance;
-      if (typeof guidance === "number" && guidance > 0 && options.guidanceInterval) {
-        row.guidanceInterval = options.guidanceInterval;
-      }
-      if (guidance !== undefined && guidance !== null) {
+      if (typeof guidance === "string" && rowClasses) row.guidanceWeight = rowClasses.weight;
+      if (rowClasses?.interval) row.guidanceInterval = rowClasses.interval;
+      if (rowClasses) {
         row.labelAccuracy = generated.classes.filter((c, i) => c === asked[i]).length / samples;
       }
       results.push(row);
       log(
         `${setting.sampler}:${setting.steps}${
-          guidance === undefined
-            ? ""
-            : ` guidance ${
-              guidance === "any" ? "any (drawn classes, 0)" : guidance ?? "none (no class)"
-            }`
+          guidance === undefined ? "" : ` guidance ${_guidanceText(row)}`
         }: Fréchet distance ${frechet.toFixed(3)}, ${msPerImage.toFixed(0)} ms/image, classes [${
           classHistogram.join(", ")
         }]${
@@ -489,9 +514,9 @@ export function evalTable(result: EvalResult, samples: number): string {
     ...result.samplers.map((r) =>
       `| ${r.sampler} | ${r.steps} |${
         conditional
-          ? ` ${r.guidance ?? "none"}${
-            r.guidanceInterval ? ` (t ${r.guidanceInterval[0]}-${r.guidanceInterval[1]})` : ""
-          } | ${r.labelAccuracy === undefined ? "-" : accuracy(r.labelAccuracy)} |`
+          ? ` ${_guidanceText(r)} | ${
+            r.labelAccuracy === undefined ? "-" : accuracy(r.labelAccuracy)
+          } |`
           : ""
       } ${r.frechet.toFixed(2)} | ${r.msPerImage.toFixed(0)} | ${r.classHistogram.join(" ")} |`
     ),
@@ -510,6 +535,17 @@ export function evalTable(result: EvalResult, samples: number): string {
     );
   }
   return lines.join("\n");
+}
+
+/** `none`, `2`, `2 (t 100-500)`, `any: 1 (t 80-470)`, `default: 1 (t 80-470)`. */
+function _guidanceText(row: SamplerResult): string {
+  const interval = row.guidanceInterval
+    ? ` (t ${row.guidanceInterval[0]}-${row.guidanceInterval[1]})`
+    : "";
+  if (row.guidance === null || row.guidance === undefined) return "none";
+  if (typeof row.guidance === "number") return `${row.guidance}${interval}`;
+  const name = row.guidance.startsWith("any") ? "any" : "default";
+  return `${name}: ${row.guidanceWeight}${interval}`;
 }
 
 /** `prior 0.000, decoder 1.110, 1-9 0.755, ...` */
@@ -541,8 +577,10 @@ const EVAL_FLAGS: FlagTable = {
   },
   threads: { default: "1", help: "threads of the wasm and native providers" },
   guidance: {
-    help: "class-conditional models only: guidance weights, comma-separated, none for no\n" +
-      "class, any for classes drawn as the API draws them with no label, such as none,any,0,1 [0]",
+    help: "class-conditional models only, comma-separated: weights for the ten classes in turn,\n" +
+      "none for no class, default for the API's default guidance, any for classes drawn and\n" +
+      "guided as the API does with neither label nor guidance, any:<w> drawn at weight w,\n" +
+      "such as none,any,any:0,default,0,1 [0]",
   },
   "guidance-interval": {
     help: "class-conditional models: apply guidance at timesteps from-to only (0-based,\n" +
@@ -578,8 +616,9 @@ export function evalWorkload(options: {
   guidance: readonly (GuidanceSetting | undefined)[];
 }): number {
   const perSetting = options.samplers.reduce((sum, s) => sum + options.samples * s.steps, 0);
+  // A string setting may guide: counted as twice, an upper bound.
   const guided = options.guidance.reduce<number>(
-    (sum, w) => sum + (typeof w === "number" && w > 0 ? 2 : 1),
+    (sum, w) => sum + ((typeof w === "number" && w > 0) || typeof w === "string" ? 2 : 1),
     0,
   );
   return options.nllImages * options.timesteps + perSetting * guided;
