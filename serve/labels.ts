@@ -48,8 +48,8 @@ export interface ClassRequest {
  * applies to all `n`, a list must have `n` entries. With `drawSeed`, a conditional model asked
  * for no `label` at all (not `null`) draws each image's class from that seed
  * ({@linkcode drawClasses}), as sampling from the model's `p(x)` does; without it, or with
- * `label: null`, the images have no class. Images with a class and no `guidance` in the
- * request get lib's `defaultGuidance`, its weight in its interval; a weight sent applies at
+ * `label: null`, the images have no class. Images with a named class and no `guidance` in
+ * the request get lib's `defaultGuidance`, its weight in its interval (drawn ones none); a weight sent applies at
  * every step unless `guidanceInterval` limits it. Throws a 400 `HttpError` when the model has
  * no classes, a name or index is not one of them, a list has the wrong length, guidance comes
  * with no class to guide, or the interval is not within the model's timesteps.
@@ -63,9 +63,10 @@ export interface ClassRequest {
  * } as unknown as ServedModel;
  * const { labels, guided } = conditioning(model, { label: ["square", null, 0], guidance: 2 }, 3);
  * console.assert(labels?.join() === "1,2,0" && guided === 2);
+ * const named = conditioning(model, { label: "circle" }, 2);
+ * console.assert(named.guidance === 1 && named.guidanceInterval?.join("-") === "80-470");
  * const drawn = conditioning(model, {}, 4, 7);
- * console.assert(drawn.labels?.every((y) => y === 0 || y === 1));
- * console.assert(drawn.guidance === 1 && drawn.guidanceInterval?.join("-") === "80-470");
+ * console.assert(drawn.labels?.every((y) => y === 0 || y === 1) && drawn.guidance === 0);
  * ```
  */
 export function conditioning(
@@ -77,7 +78,8 @@ export function conditioning(
   const classes = model.classes;
   const { label } = request;
   let labels: Int32Array;
-  if (label === undefined && drawSeed !== undefined && classes.length > 0) {
+  const drawn = label === undefined && drawSeed !== undefined && classes.length > 0;
+  if (drawn) {
     // 1. No label sent where classes are drawn: each image gets one from the seed.
     labels = drawClasses(drawSeed, n, classes.length);
   } else if (label === undefined || label === null) {
@@ -124,6 +126,7 @@ export function conditioning(
     request.guidance,
     request.guidanceInterval,
     model.schedule.timesteps,
+    drawn,
   );
   if (interval !== null) _checkInterval(model, interval);
   // 5. The images guidance evaluates twice.

@@ -207,7 +207,12 @@ Deno.test("guidance weights parse, and bad ones are named", () => {
     weight: 1,
     interval: [80, 470],
   });
-  assert.deepEqual(rowGuidance("any", 1000), { drawn: true, weight: 1, interval: [80, 470] });
+  assert.deepEqual(rowGuidance("any", 1000), { drawn: true, weight: 0, interval: null });
+  assert.deepEqual(rowGuidance("any:1", 1000, [80, 470]), {
+    drawn: true,
+    weight: 1,
+    interval: [80, 470],
+  });
   assert.deepEqual(rowGuidance("any:0", 1000), { drawn: true, weight: 0, interval: null });
   assert.deepEqual(rowGuidance("any:3", 1000), { drawn: true, weight: 3, interval: null });
   assert.deepEqual(parseInterval("100-500"), [100, 500]);
@@ -239,7 +244,7 @@ Deno.test("evaluate() samples 'any' with each batch's drawn classes and the API'
       nllClass: "mixture",
       batch,
       seed,
-      guidance: ["any:0", "any"],
+      guidance: ["any", "default"],
       log: () => {},
     });
     // The row, redone here: per batch the classes a request of its size and seed draws,
@@ -266,21 +271,20 @@ Deno.test("evaluate() samples 'any' with each batch's drawn classes and the API'
     const histogram = new Array(10).fill(0);
     for (const c of classes) histogram[c]++;
     const [row, guided] = result.samplers;
-    assert.equal(row.guidance, "any:0");
+    assert.equal(row.guidance, "any");
     assert.deepEqual(row.classHistogram, histogram);
     assert.equal(row.labelAccuracy, classes.filter((c, i) => c === drawn[i]).length / samples);
     assert.match(
       evalTable(result, samples),
       /\| ddim \| 3 \| any: 0 \| \d+\.\d% ± \d+\.\d \|/,
     );
-    // "any" is the API's default for a request with neither label nor guidance: T = 20 here,
-    // so w = 1 over timesteps 2-9.
+    // "default" is the API's default for a named class: T = 20 here, so w = 1 over 2-9.
     assert.deepEqual([guided.guidance, guided.guidanceWeight, guided.guidanceInterval], [
-      "any",
+      "default",
       1,
       [2, 9],
     ]);
-    assert.match(evalTable(result, samples), /\| ddim \| 3 \| any: 1 \(t 2-9\) \|/);
+    assert.match(evalTable(result, samples), /\| ddim \| 3 \| default: 1 \(t 2-9\) \|/);
     // The mixture's bound: each held-out image's bound with its own class, plus log2(10) bits.
     const { heldOut } = await loadDataset("mnist", { seed: model.card.seed ?? 0 });
     const bound = await variationalBound(

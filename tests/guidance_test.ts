@@ -450,4 +450,10 @@ Deno.test("defaultGuidance() is w = 1 over 8%-47% of T; requestedGuidance() keep
     guidance: 1,
     interval: [0, 999],
   });
+  // Drawn classes: unguided unless a weight is sent.
+  assert.deepEqual(requestedGuidance(undefined, undefined, 1000, true), {
+    guidance: 0,
+    interval: null,
+  });
+  assert.deepEqual(requestedGuidance(2, undefined, 1000, true), { guidance: 2, interval: null });
 });

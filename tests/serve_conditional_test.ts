@@ -116,8 +116,11 @@ Deno.test("POST /v1/samples with no label draws each image's class from the seed
   assert.equal(drawn.headers.get("x-labels"), classes.join(","));
   // Twelve uniform draws from three classes: more than one class (all alike has odds 3^-11).
   assert.ok(new Set(classes).size > 1, `drew ${classes.join()}`);
-  // The images are those of the same classes sent as a list: the draw only picks the labels.
-  const listed = await samplesJson({ ...body, label: Array.from(classes) });
+  // Drawn classes are unguided by default (a named class gets the default guidance), and the
+  // images are those of the same classes sent as a list unguided: the draw only picks labels.
+  assert.equal(drawn.json.guidance, 0);
+  assert.equal(drawn.json.guidanceInterval, null);
+  const listed = await samplesJson({ ...body, label: Array.from(classes), guidance: 0 });
   assert.deepEqual(drawn.json.images, listed.json.images);
   // Another seed draws again; guidance applies to drawn classes as to sent ones.
   const other = await samplesJson({ ...body, seed: 32 });

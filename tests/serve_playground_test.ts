@@ -143,7 +143,7 @@ Deno.test("the playground in headless Chromium: generate, stream, noise, interpo
     await waitFor(`document.getElementById("samples").dataset.seed === "45"`, "the drawn samples");
     assert.match(
       await evaluate(`document.getElementById("generate-status").textContent`),
-      /^Done in .* seed 45, class drawn at random \(default guidance\)\.$/,
+      /^Done in .* seed 45, class drawn at random \(guidance 0\)\.$/,
     );
     await evaluate(`(() => {
       const picker = document.getElementById("label");

@@ -114,7 +114,7 @@ export function rowGuidance(
   }
   const drawn = setting !== "default";
   const sent = setting.startsWith("any:") ? Number(setting.slice(4)) : undefined;
-  const { guidance, interval: applied } = requestedGuidance(sent, interval, timesteps);
+  const { guidance, interval: applied } = requestedGuidance(sent, interval, timesteps, drawn);
   return { drawn, weight: guidance, interval: guidance > 0 ? applied : null };
 }
 

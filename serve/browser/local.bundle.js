@@ -227,10 +227,14 @@ function defaultGuidance(timesteps) {
     ]
   };
 }
-function requestedGuidance(guidance, interval, timesteps) {
+function requestedGuidance(guidance, interval, timesteps, drawn = false) {
   if (guidance !== void 0) return {
     guidance,
     interval: interval ?? null
+  };
+  if (drawn) return {
+    guidance: 0,
+    interval: null
   };
   const fallback = defaultGuidance(timesteps);
   return {
@@ -2674,7 +2678,7 @@ async function sampleInBrowser(model, options) {
     throw new RangeError(`label: model ${model.name} has no classes, got ${options.label}`);
   }
   const labels = options.label === null || numClasses === 0 ? null : options.label === void 0 ? drawClasses(options.seed, options.n, numClasses) : new Int32Array(options.n).fill(options.label);
-  const { guidance, interval } = requestedGuidance(options.guidance, options.guidanceInterval, timesteps);
+  const { guidance, interval } = requestedGuidance(options.guidance, options.guidanceInterval, timesteps, options.label === void 0);
   const denoiser = labels === null ? (x2, t, s) => network(x2, t, s) : classifierFreeGuidance(network, {
     labels,
     nullClass: numClasses,

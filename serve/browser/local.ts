@@ -171,6 +171,7 @@ export async function sampleInBrowser(
     options.guidance,
     options.guidanceInterval,
     timesteps,
+    options.label === undefined,
   );
   const denoiser: Denoiser = labels === null
     ? (x, t, s) => network(x, t, s)
