@@ -187,8 +187,8 @@ export function defaultGuidance(timesteps: number): DefaultGuidance {
 
 /**
  * The guidance a request gets: the weight and interval it sent; with no weight sent,
- * {@linkcode defaultGuidance} (its interval unless one was sent) for classes the request
- * named, and none for classes drawn (`drawn`), since a request that names no class asks for
+ * {@linkcode defaultGuidance}'s weight in its interval or the one sent, except that classes
+ * drawn (`drawn`) with neither sent are unguided, since a request that names no class asks for
  * images like the data, where guidance's loss of variety buys nothing it asked for. A sent
  * weight without an interval guides every step (null).
  *
@@ -207,7 +207,7 @@ export function requestedGuidance(
   drawn = false,
 ): { guidance: number; interval: readonly [number, number] | null } {
   if (guidance !== undefined) return { guidance, interval: interval ?? null };
-  if (drawn) return { guidance: 0, interval: null };
+  if (drawn && interval === undefined) return { guidance: 0, interval: null };
   const fallback = defaultGuidance(timesteps);
   return { guidance: fallback.guidance, interval: interval ?? fallback.interval };
 }

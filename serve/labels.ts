@@ -48,9 +48,9 @@ export interface ClassRequest {
  * applies to all `n`, a list must have `n` entries. With `drawSeed`, a conditional model asked
  * for no `label` at all (not `null`) draws each image's class from that seed
  * ({@linkcode drawClasses}), as sampling from the model's `p(x)` does; without it, or with
- * `label: null`, the images have no class. Images with a named class and no `guidance` in
- * the request get lib's `defaultGuidance`, its weight in its interval (drawn ones none); a weight sent applies at
- * every step unless `guidanceInterval` limits it. Throws a 400 `HttpError` when the model has
+ * `label: null`, the images have no class. With no `guidance` sent, named classes get lib's
+ * `defaultGuidance` (its weight in its interval) and drawn ones none unless an interval is
+ * sent; a weight sent applies at every step unless `guidanceInterval` limits it. Throws a 400 `HttpError` when the model has
  * no classes, a name or index is not one of them, a list has the wrong length, guidance comes
  * with no class to guide, or the interval is not within the model's timesteps.
  *
@@ -128,10 +128,12 @@ export function conditioning(
     model.schedule.timesteps,
     drawn,
   );
-  if (interval !== null) _checkInterval(model, interval);
-  // 5. The images guidance evaluates twice.
+  if (request.guidanceInterval !== undefined) _checkInterval(model, request.guidanceInterval);
+  // 5. The images guidance evaluates twice; what is reported is what was applied.
   const guided = guidance > 0 ? labels.filter((y) => y !== classes.length).length : 0;
-  return { labels, guidance, guidanceInterval: guided > 0 ? interval : null, guided };
+  return guided > 0
+    ? { labels, guidance, guidanceInterval: interval, guided }
+    : { labels, guidance: 0, guidanceInterval: null, guided };
 }
 
 /** An interval within the model's timesteps, its ends in order. */

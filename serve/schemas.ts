@@ -88,10 +88,9 @@ const Guidance = z.number().min(0).max(MAX_GUIDANCE).default(0).openapi({
   description: `Classifier-free guidance weight w in 0..${MAX_GUIDANCE} (Ho & Salimans 2022): ` +
     "the network's prediction becomes (1 + w) eps(x, label) - w eps(x, no class). 0 (the " +
     "default) samples the label unguided; larger w gives images more typical of their class " +
-    "and less varied. Needs a class (a label, or on /v1/samples and its stream no label, " +
-    "which draws one) " +
-    "and a conditional model. Each guided image is evaluated twice per step, with and " +
-    "without its class, so it counts twice against the limit on images (or frames).",
+    "and less varied. Needs a label and a conditional model. Each guided image is evaluated " +
+    "twice per step, with and without its class, so it counts twice against the limit on " +
+    "frames.",
 });
 /**
  * The guidance of a sampling request: left out, an image with a class gets the model's
@@ -100,18 +99,21 @@ const Guidance = z.number().min(0).max(MAX_GUIDANCE).default(0).openapi({
 const SampleGuidance = z.number().min(0).max(MAX_GUIDANCE).optional().openapi({
   description: `Classifier-free guidance weight w in 0..${MAX_GUIDANCE} (Ho & Salimans 2022): ` +
     "the network's prediction becomes (1 + w) eps(x, label) - w eps(x, no class) at the steps " +
-    "of guidanceInterval (every step if that is left out). Left out, an image with a class " +
-    "(named, or drawn when label is left out) is guided with w = 1 over the timesteps 8% to " +
-    "47% of T (80-470 of 1000), the default measured best on the shipped digits model; 0 " +
-    "samples the class unguided. Each guided image is evaluated twice per guided step, with " +
-    "and without its class, so it counts twice against the limit on images.",
+    "of guidanceInterval (every step if that is left out). Left out, an image of a named " +
+    "class is guided with w = 1 over the timesteps 8% to 47% of T (80-470 of 1000), the " +
+    "default measured best on the shipped digits model, and classes drawn for a request " +
+    "with no label are unguided (guided with w = 1 if guidanceInterval is sent); 0 samples " +
+    "the class unguided. Each guided image is evaluated twice per guided step, with and " +
+    "without its class, so a sent weight or interval counts it twice against the limit on " +
+    "images (the default does not).",
 });
 const GuidanceInterval = z.tuple([z.number().int().min(0), z.number().int().min(0)])
   .optional()
   .openapi({
     description: "The timesteps [from, to] (0-based, inclusive, below the model's T) at which " +
       "guidance applies; at the others the class is sampled unguided (Kynkäänniemi et al. " +
-      "2024). Default every step when guidance is sent, [0.08 T, 0.47 T] when it is left out.",
+      "2024). Default every step when guidance is sent; when it is left out, [0.08 T, 0.47 T] " +
+      "for a named class and no guidance for drawn ones.",
     example: [80, 470],
   });
 

@@ -28,6 +28,8 @@ const RUNS = [
   // No label: both draw each image's class from the seed, and guide it.
   { model: "tiny_cond", sampler: "dpmpp-2m", steps: 4, n: 6, seed: 12, guidance: 1.5 },
   { model: "tiny_cond", sampler: "ddim", steps: 3, n: 2, seed: 5, label: null },
+  // Drawn classes and no weight: unguided on both.
+  { model: "tiny_cond", sampler: "unipc", steps: 4, n: 5, seed: 17 },
   // A class and no weight: both guide with the default, w = 1 over timesteps 80-470.
   { model: "tiny_cond", sampler: "ddim", steps: 6, n: 3, seed: 14, label: 2 },
 ] as const;

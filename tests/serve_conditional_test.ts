@@ -130,6 +130,26 @@ Deno.test("POST /v1/samples with no label draws each image's class from the seed
   assert.equal(guided.headers.get("x-guidance"), "2");
   assert.deepEqual(guided.json.images, guidedList.json.images);
   assert.notDeepEqual(guided.json.images, drawn.json.images);
+  // An interval sent alone asks for guidance in it: the default weight, 1.
+  const inInterval = await samplesJson({ ...body, guidanceInterval: [200, 700] });
+  const inIntervalList = await samplesJson({
+    ...body,
+    label: Array.from(classes),
+    guidance: 1,
+    guidanceInterval: [200, 700],
+  });
+  assert.equal(inInterval.headers.get("x-guidance-interval"), "200-700");
+  assert.deepEqual(inInterval.json.images, inIntervalList.json.images);
+  await assertError(
+    await postJson(app, "/v1/samples", {
+      model: "tiny-cond",
+      n: 2,
+      steps: 1,
+      guidanceInterval: [80, 99999],
+    }),
+    400,
+    /^guidanceInterval: must be \[from, to\] with 0 <= from <= to <= 999/,
+  );
 });
 
 Deno.test("POST /v1/samples with guidance 0 is lib's sample() on the model's network with those labels", async () => {
@@ -387,6 +407,17 @@ Deno.test("guidance counts each guided image twice against the image and frame l
     400,
     /^n: guidance evaluates each labelled image twice .* a batch of 6, over the limit of 4/,
   );
+  // The default guidance (neither guidance nor guidanceInterval sent) is not held to the
+  // limit: a request of the most images with a named class is served, guided as reported.
+  const full = await ask("/v1/samples", { n: 4, steps: 4, label: 1, format: "json" });
+  assert.equal(full.status, 200);
+  assert.deepEqual([(await full.json()).guidance, full.headers.get("x-guidance-interval")], [
+    1,
+    "80-470",
+  ]);
+  // What is reported is what was applied: a list of no classes guides nothing.
+  const nothing = await ask("/v1/samples", { n: 2, steps: 1, label: [null, null], format: "json" });
+  assert.deepEqual([(await nothing.json()).guidance, nothing.headers.get("x-guidance")], [0, "0"]);
   const image = pngBase64(digit);
   await assertError(
     await ask("/v1/interpolate", {
@@ -568,7 +599,7 @@ Deno.test("GET /openapi.json describes label, guidance, the classes and the clas
   const guidance = schemas.SampleRequest.properties.guidance;
   assert.deepEqual([guidance.minimum, guidance.maximum, guidance.default], [0, 20, undefined]);
   assert.match(guidance.description, /\(1 \+ w\) eps\(x, label\) - w eps\(x, no class\)/);
-  assert.match(guidance.description, /Left out, an image with a class .* w = 1 over/);
+  assert.match(guidance.description, /Left out, an image of a named class is guided with w = 1/);
   const noiseGuidance = schemas.NoiseRequest.properties.guidance;
   assert.equal(noiseGuidance.default, 0, "the decoders' guidance stays 0 by default");
   assert.match(

@@ -232,7 +232,7 @@ function requestedGuidance(guidance, interval, timesteps, drawn = false) {
     guidance,
     interval: interval ?? null
   };
-  if (drawn) return {
+  if (drawn && interval === void 0) return {
     guidance: 0,
     interval: null
   };
