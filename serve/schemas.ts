@@ -84,22 +84,23 @@ export const MAX_GUIDANCE = 20;
 /** One class: its 0-based index or its name, as `GET /v1/models` lists them. */
 const ClassRef = z.union([z.number().int().min(0), z.string().min(1)]);
 const LABEL_TEXT = "a class index (0-based) or a class name from GET /v1/models `classes`";
-const Guidance = z.number().min(0).max(MAX_GUIDANCE).default(0).openapi({
-  description: `Classifier-free guidance weight w in 0..${MAX_GUIDANCE} (Ho & Salimans 2022): ` +
-    "the network's prediction becomes (1 + w) eps(x, label) - w eps(x, no class). 0 (the " +
-    "default) samples the label unguided; larger w gives images more typical of their class " +
-    "and less varied. Needs a label and a conditional model. Each guided image is evaluated " +
+/** The weight's range and meaning, shared by the decoders' `guidance` and sampling's. */
+const GuidanceWeight = z.number().min(0).max(MAX_GUIDANCE);
+const GUIDANCE_TEXT = `Classifier-free guidance weight w in 0..${MAX_GUIDANCE} (Ho & Salimans ` +
+  "2022): the network's prediction becomes (1 + w) eps(x, label) - w eps(x, no class)";
+const Guidance = GuidanceWeight.default(0).openapi({
+  description: `${GUIDANCE_TEXT}. 0 (the default) samples the label unguided; larger w ` +
+    "gives images more typical of their class and less varied. Needs a label and a conditional model. Each guided image is evaluated " +
     "twice per step, with and without its class, so it counts twice against the limit on " +
     "frames.",
 });
 /**
- * The guidance of a sampling request: left out, an image with a class gets the model's
- * default (`defaultGuidance`: w = 1 in the middle timesteps).
+ * The guidance of a sampling request: left out, an image of a named class gets the model's
+ * default (`defaultGuidance`: w = 1 in the middle timesteps), a drawn one none.
  */
-const SampleGuidance = z.number().min(0).max(MAX_GUIDANCE).optional().openapi({
-  description: `Classifier-free guidance weight w in 0..${MAX_GUIDANCE} (Ho & Salimans 2022): ` +
-    "the network's prediction becomes (1 + w) eps(x, label) - w eps(x, no class) at the steps " +
-    "of guidanceInterval (every step if that is left out). Left out, an image of a named " +
+const SampleGuidance = GuidanceWeight.optional().openapi({
+  description: `${GUIDANCE_TEXT} at the steps of guidanceInterval (every step if that is ` +
+    "left out). Left out, an image of a named " +
     "class is guided with w = 1 over the timesteps 8% to 47% of T (80-470 of 1000), the " +
     "default measured best on the shipped digits model, and classes drawn for a request " +
     "with no label are unguided (guided with w = 1 if guidanceInterval is sent); 0 samples " +

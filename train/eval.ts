@@ -578,8 +578,9 @@ const EVAL_FLAGS: FlagTable = {
   threads: { default: "1", help: "threads of the wasm and native providers" },
   guidance: {
     help: "class-conditional models only, comma-separated: weights for the ten classes in turn,\n" +
-      "none for no class, default for the API's default guidance, any for classes drawn and\n" +
-      "guided as the API does with neither label nor guidance, any:<w> drawn at weight w,\n" +
+      "none for no class, default for the API's default guidance of a named class, any for\n" +
+      "classes drawn as the API draws them with neither label nor guidance (unguided),\n" +
+      "any:<w> drawn and guided at weight w,\n" +
       "such as none,any,any:0,default,0,1 [0]",
   },
   "guidance-interval": {
