@@ -53,7 +53,13 @@ export const ModelCardSchema = z.looseObject({
       'classNames.length for "no class" (what classifier-free guidance mixes against).',
   ),
   seed: z.number().optional().describe(
-    "The run's seed: its initial weights, its data split and order (the evaluation's split).",
+    "The run's seed: its initial weights, its data order and, unless splitSeed says otherwise, " +
+      "its train / held-out split (the evaluation's split).",
+  ),
+  splitSeed: z.number().optional().describe(
+    "The seed of the train / held-out split it trained on (the evaluation's split), when the " +
+      "exporter recorded it: a run fine-tuned from another run's weights on the same dataset " +
+      "keeps that run's split, whatever its own seed.",
   ),
   initializedFrom: z.object({ path: z.string(), step: z.number() }).optional().describe(
     "The checkpoint this model was fine-tuned from, when it did not start from random weights.",

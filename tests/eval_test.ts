@@ -6,7 +6,7 @@ import { classifierFreeGuidance, drawClasses } from "../lib/guidance.ts";
 import { variationalBound } from "../lib/likelihood.ts";
 import { sample } from "../lib/samplers.ts";
 import { makeSchedule } from "../lib/schedule.ts";
-import { imagesAt, loadDataset } from "../train/data.ts";
+import { imagesAt, loadDataset, splitIndices } from "../train/data.ts";
 import { initBackend } from "../train/backend.ts";
 import {
   classifierForward,
@@ -24,6 +24,7 @@ import {
   parseGuidance,
   parseInterval,
   parseSamplers,
+  parseSeedList,
   rowGuidance,
 } from "../train/eval.ts";
 import { onnxModelBytes } from "../train/export.ts";
@@ -313,5 +314,58 @@ Deno.test("evaluate() samples 'any' with each batch's drawn classes and the API'
   } finally {
     await model.session.release();
     await classifier.session.release();
+  }
+});
+
+Deno.test("evaluate() bounds only held-out images that other splits held out too (nllUnseenBy)", async () => {
+  const schedule = { kind: "linear" as const, timesteps: 20, betaStart: 1e-4, betaEnd: 0.2 };
+  // A model of split seed 1 whose start trained on split seed 0.
+  const bytes = randomOnnxModel(PRESETS.mnist, 1, { schedule, dataset: "mnist", seed: 1 });
+  const model = await loadOnnxModel(bytes, "wasm");
+  const classifier = await loadClassifier(randomClassifier().bytes, "wasm");
+  try {
+    const result = await evaluate({
+      model,
+      classifier,
+      samples: 4,
+      samplers: parseSamplers("ddim:2"),
+      nllImages: 3,
+      nllUnseenBy: [0],
+      batch: 4,
+      seed: 2,
+      log: () => {},
+    });
+    // The same bound, redone on the first three of split 1's held-out digits that split 0 held
+    // out too: of 10,000 digits, 1,000 are held out by each and about 100 by both.
+    const { heldOut } = await loadDataset("mnist", { seed: 1 });
+    const both = new Set(splitIndices(10_000, { seed: 0 }).heldOut);
+    const positions = [...splitIndices(10_000, { seed: 1 }).heldOut.entries()]
+      .filter(([, example]) => both.has(example)).map(([position]) => position);
+    assert.ok(positions.length > 50 && positions.length < 150, `${positions.length} in both`);
+    const bound = await variationalBound(onnxDenoiser(model, { maxBatch: 4 }), {
+      schedule: makeSchedule(schedule),
+      x0: imagesAt(heldOut, positions.slice(0, 3)),
+      shape: [3, 1, 28, 28],
+      seed: 2,
+      prediction: "eps",
+      variance: model.card.variance,
+    });
+    assert.equal(result.nll?.images, 3);
+    assert.deepEqual(result.nll?.unseenBy, [0]);
+    assert.ok(
+      Math.abs((result.nll?.bitsPerDim ?? NaN) - bound.meanBitsPerDim) < 1e-12,
+      `${result.nll?.bitsPerDim} vs ${bound.meanBitsPerDim}`,
+    );
+  } finally {
+    await model.session.release();
+    await classifier.session.release();
+  }
+});
+
+Deno.test("split seed lists parse, and bad ones are named", () => {
+  assert.deepEqual(parseSeedList("0"), [0]);
+  assert.deepEqual(parseSeedList("0, 2"), [0, 2]);
+  for (const bad of ["", "-1", "1.5", "0,", "x"]) {
+    assert.throws(() => parseSeedList(bad), /a split seed is an integer in 0\.\.\d+, got/, bad);
   }
 });

@@ -1,7 +1,9 @@
 import assert from "node:assert/strict";
-import { buildOnnxModel } from "../train/export.ts";
+import { loadCheckpoint } from "../train/checkpoint.ts";
+import { buildOnnxModel, modelCard } from "../train/export.ts";
 import { PRESETS } from "../train/network.ts";
 import { loadInitialWeights, weightsFromOnnx } from "../train/onnx_import.ts";
+import type { RunEvent } from "../train/run.ts";
 import { loadRunCheckpoint } from "../train/run_state.ts";
 import { card, randomWeights, TINY_CONDITIONAL } from "./_models.ts";
 import { runTinyTraining } from "./_tiny_run.ts";
@@ -65,6 +67,59 @@ Deno.test("a run starts from an exported model's weights (--init-from model.onnx
       }
     }
     assert.ok(largest < 1e-6, `a weight moved by ${largest}`);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a run from another run's weights on its dataset keeps that run's held-out split", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const notices: string[] = [];
+    const report = (event: RunEvent) => {
+      if (event.kind === "notice") notices.push(event.message);
+    };
+    // `data: undefined`: the runs load mnist by name and split it by the trainer's rules.
+    const start = await runTinyTraining(`${dir}/start`, { data: undefined, seed: 0 });
+    assert.equal((await loadRunCheckpoint(start.checkpoint)).metadata.splitSeed, 0);
+
+    const tuned = await runTinyTraining(`${dir}/tuned`, {
+      data: undefined,
+      seed: 5,
+      initFrom: start.checkpoint,
+      report,
+    });
+    const saved = await loadRunCheckpoint(tuned.checkpoint);
+    assert.equal(saved.seed, 5, "its own seed still draws its noise and order");
+    assert.equal(saved.metadata.splitSeed, 0);
+    assert.match(notices[0], /keeps that run's train \/ held-out split \(seed 0\)/);
+    assert.equal(modelCard(await loadCheckpoint(tuned.checkpoint), "ema").splitSeed, 0);
+    const resumed = await runTinyTraining(`${dir}/tuned`, {
+      data: undefined,
+      resume: true,
+      steps: 2,
+    });
+    assert.equal((await loadRunCheckpoint(resumed.checkpoint)).metadata.splitSeed, 0);
+
+    // An export of another dataset: the run splits its own data by its own seed.
+    const config = PRESETS.tiny;
+    const other = `${dir}/clothes.onnx`;
+    await Deno.writeFile(
+      other,
+      buildOnnxModel(randomWeights(config, 5), config, {
+        ...card(config),
+        dataset: "fashion-mnist",
+        seed: 0,
+      }),
+    );
+    const loaded = await loadInitialWeights(other);
+    assert.deepEqual([loaded.dataset, loaded.splitSeed], ["fashion-mnist", 0]);
+    const digits = await runTinyTraining(`${dir}/digits`, {
+      data: undefined,
+      seed: 5,
+      initFrom: other,
+    });
+    assert.equal((await loadRunCheckpoint(digits.checkpoint)).metadata.splitSeed, 5);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

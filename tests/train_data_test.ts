@@ -16,6 +16,7 @@ import {
   loadIdx,
   loadImageFolder,
   loadMnist,
+  splitIndices,
 } from "../train/data.ts";
 
 /** The 256 model-space values of the 8-bit grid, `v / 127.5 - 1` in float32. */
@@ -169,6 +170,16 @@ Deno.test("the held-out split depends only on the seed, is disjoint from train a
   const all = [...numbers(a.train), ...numbers(a.heldOut)].sort((x, y) => x - y);
   assert.deepEqual(all, Array.from({ length: 50 }, (_, i) => i));
   assert.equal(quarter.heldOut.length, 13, "round(12.5) = 13");
+  // splitIndices names each split's examples, position by position, without loading them.
+  for (
+    const [split, options] of [[a, { seed: 4 }], [c, { seed: 5 }], [quarter, {
+      heldOutFraction: 0.25,
+    }]] as const
+  ) {
+    const indices = splitIndices(50, options);
+    assert.deepEqual([...indices.heldOut], numbers(split.heldOut));
+    assert.deepEqual([...indices.train], numbers(split.train));
+  }
 });
 
 Deno.test("loadMnist() rejects a held-out fraction outside (0, 1) and a bad seed before loading", async () => {

@@ -830,18 +830,35 @@ function _conformSource(source: _Source, options: LoadOptions): _Source {
 }
 
 /**
- * Divides a source into train and held-out examples: the first `round(n * heldOutFraction)`
+ * Which of a source's `n` examples each split takes: the first `round(n * heldOutFraction)`
  * (kept in `1..n-1`) of a seeded permutation are held out. Each split lists its examples in
- * source order, so a split reads the same whatever order the permutation put them in.
+ * source order, so a split reads the same whatever order the permutation put them in, and
+ * example `i` of a loaded split is source example `indices[i]`. Comparing two seeds' splits
+ * says which held-out examples a run on the other split trained on.
+ *
+ * @example
+ * ```ts
+ * import { splitIndices } from "./data.ts";
+ *
+ * const { heldOut } = splitIndices(10_000, { seed: 1 });
+ * console.assert(heldOut.length === 1_000);
+ * ```
  */
-function _splitSource(source: _Source, options: SplitOptions): DataSplit {
-  const n = source.labels.length;
-  _checkCount(source.name, n, "examples");
+export function splitIndices(
+  n: number,
+  options: SplitOptions = {},
+): { train: Int32Array; heldOut: Int32Array } {
   const fraction = options.heldOutFraction ?? 0.1;
   const held = Math.min(n - 1, Math.max(1, Math.round(n * fraction)));
   const permutation = _permutation(n, createRng(options.seed ?? 0));
-  const heldOut = permutation.slice(0, held).sort();
-  const train = permutation.slice(held).sort();
+  return { heldOut: permutation.slice(0, held).sort(), train: permutation.slice(held).sort() };
+}
+
+/** Divides a source into train and held-out examples ({@linkcode splitIndices}). */
+function _splitSource(source: _Source, options: SplitOptions): DataSplit {
+  const n = source.labels.length;
+  _checkCount(source.name, n, "examples");
+  const { train, heldOut } = splitIndices(n, options);
   return {
     train: new _SourceDataset(source, train),
     heldOut: new _SourceDataset(source, heldOut),

@@ -41,7 +41,7 @@ import {
 import { FlagError, type FlagTable, readFlagFile, runFlagCommand, usageText } from "./cli.ts";
 import { CLASSIFIER_DATASETS, classifierPath } from "./classifier.ts";
 import { frechetCurveSpec, renderSvg } from "./curves.ts";
-import { imagesAt, loadDataset } from "./data.ts";
+import { imagesAt, loadDataset, splitIndices } from "./data.ts";
 import { classCount } from "./network.ts";
 
 /** One sampler setting to evaluate, written `ddim:50`, `dpmpp-2m:20` or `ddpm:1000`. */
@@ -130,6 +130,19 @@ export function parseInterval(text: string): [number, number] {
   return [from, to];
 }
 
+/** Parses `"0,2"`: seeds of train / held-out splits, integers in `0..2^53-1`, naming a bad one. */
+export function parseSeedList(text: string): number[] {
+  return text.split(",").map((part) => {
+    const seed = Number(part.trim());
+    if (part.trim() === "" || !Number.isSafeInteger(seed) || seed < 0) {
+      throw new RangeError(
+        `a split seed is an integer in 0..${Number.MAX_SAFE_INTEGER}, got "${part.trim()}" in "${text}"`,
+      );
+    }
+    return seed;
+  });
+}
+
 /** Which bound `eval` reads on a conditional model (`--nll-class`). */
 export const NLL_CLASSES = ["none", "mixture"] as const;
 
@@ -191,6 +204,21 @@ export async function classify(
   return { features, classes, dim };
 }
 
+/**
+ * Positions in split `seed`'s held-out set (of a source of `n` examples, 10% held out as the
+ * trainer's default) of the examples that every split in `others` held out too: all of them
+ * when `others` is empty.
+ */
+function _heldOutByAll(n: number, seed: number, others: readonly number[]): number[] {
+  const mine = splitIndices(n, { seed }).heldOut;
+  const theirs = others.map((other) => new Set(splitIndices(n, { seed: other }).heldOut));
+  const positions: number[] = [];
+  mine.forEach((example, i) => {
+    if (theirs.every((held) => held.has(example))) positions.push(i);
+  });
+  return positions;
+}
+
 /** `k` distinct indices of `0..n-1`, by a seeded partial Fisher-Yates shuffle. */
 function _choose(n: number, k: number, seed: number): number[] {
   const rng = createRng(seed);
@@ -231,6 +259,12 @@ export interface EvalOptions {
    * mixture, read from each image's own class: `-log p(x) <= -log p(y) - log p(x | y)`.
    */
   nllClass?: (typeof NLL_CLASSES)[number];
+  /**
+   * Seeds of other train / held-out splits: the bound reads only the held-out images that
+   * those splits held out too. For a model whose lineage trained on another split before
+   * `--init-from` kept splits, these are the images no part of its training saw.
+   */
+  nllUnseenBy?: readonly number[];
   batch: number;
   seed: number;
   /** Guidance weights to evaluate a conditional model at; null: no class. Default `[0]`. */
@@ -303,6 +337,8 @@ export interface EvalResult {
     parts: BoundPart[];
     /** Conditional models: whose bound it is (see {@linkcode EvalOptions.nllClass}). */
     classes?: (typeof NLL_CLASSES)[number];
+    /** The other splits whose held-out images alone it read ({@linkcode EvalOptions.nllUnseenBy}). */
+    unseenBy?: number[];
   };
   realFloor: number;
   heldOutImages: number;
@@ -337,7 +373,8 @@ export async function evaluate(options: EvalOptions): Promise<EvalResult> {
   }
   const guidanceWeights = numClasses > 0 ? options.guidance ?? [0] : [undefined];
   // The trainer's split: its seed (from the card; 0 before cards recorded it), 10% held out.
-  const { train, heldOut } = await loadDataset(evalDataset(card.dataset), { seed: card.seed ?? 0 });
+  const splitSeed = card.splitSeed ?? card.seed ?? 0;
+  const { train, heldOut } = await loadDataset(evalDataset(card.dataset), { seed: splitSeed });
   const heldOutIndices = Array.from({ length: heldOut.length }, (_, i) => i);
   const real = await classify(classifier, imagesAt(heldOut, heldOutIndices), heldOut.length);
   const realStats = featureStatistics(real.features, real.dim);
@@ -358,15 +395,24 @@ export async function evaluate(options: EvalOptions): Promise<EvalResult> {
 
   let nll: EvalResult["nll"];
   if (options.nllImages > 0) {
-    const count = Math.min(options.nllImages, heldOut.length);
-    const x0 = imagesAt(heldOut, heldOutIndices.slice(0, count));
+    const unseenBy = options.nllUnseenBy ?? [];
+    const nllIndices = _heldOutByAll(train.length + heldOut.length, splitSeed, unseenBy);
+    if (nllIndices.length === 0) {
+      throw new RangeError(
+        `no held-out image of split seed ${splitSeed} is held out by split seeds ${
+          unseenBy.join(", ")
+        } too`,
+      );
+    }
+    const count = Math.min(options.nllImages, nllIndices.length);
+    const x0 = imagesAt(heldOut, nllIndices.slice(0, count));
     const started = performance.now();
     // The mixture: p(x) >= p(y) p(x | y) for any class y, so each image's bound with its own
     // class plus log2(10) bits (the uniform prior's) bounds -log2 p(x) too.
     const mixture = numClasses > 0 && options.nllClass === "mixture";
     const bounded = mixture
       ? classifierFreeGuidance(network, {
-        labels: Int32Array.from({ length: count }, (_, i) => heldOut.label(heldOutIndices[i])),
+        labels: Int32Array.from({ length: count }, (_, i) => heldOut.label(nllIndices[i])),
         nullClass: numClasses,
       })
       : network;
@@ -390,12 +436,13 @@ export async function evaluate(options: EvalOptions): Promise<EvalResult> {
     if (mixture) parts.push({ terms: "class", bitsPerDim: priorBits });
     nll = { bitsPerDim, standardError, images: count, parts };
     if (numClasses > 0) nll.classes = mixture ? "mixture" : "none";
+    if (unseenBy.length > 0) nll.unseenBy = [...unseenBy];
     log(
       `NLL <= ${bitsPerDim.toFixed(3)} +- ${
         standardError.toFixed(3)
-      } bits/dim on ${count} held-out images (${
-        ((performance.now() - started) / 1000).toFixed(0)
-      } s); ${_formatParts(parts)}`,
+      } bits/dim on ${count} held-out images${
+        unseenBy.length > 0 ? ` that split seeds ${unseenBy.join(", ")} held out too` : ""
+      } (${((performance.now() - started) / 1000).toFixed(0)} s); ${_formatParts(parts)}`,
     );
   }
 
@@ -587,6 +634,11 @@ const EVAL_FLAGS: FlagTable = {
     help: "class-conditional models: apply guidance at timesteps from-to only (0-based,\n" +
       "inclusive), such as 100-500 [every timestep]",
   },
+  "nll-unseen-by": {
+    help: "comma-separated seeds of other train / held-out splits: the bound reads only the\n" +
+      "held-out images those splits held out too (for a model started from a run on another\n" +
+      "split) [none]",
+  },
   "nll-class": {
     default: "none",
     help: 'class-conditional models: the bound of the "no class" prediction (none), or of the\n' +
@@ -652,6 +704,9 @@ if (import.meta.main) {
       }
     };
     const samplers = parsed("samplers", parseSamplers);
+    const nllUnseenBy = flags.given("nll-unseen-by")
+      ? parsed("nll-unseen-by", parseSeedList)
+      : undefined;
     const guidance = flags.given("guidance") ? parsed("guidance", parseGuidance) : undefined;
     const guidanceInterval = flags.given("guidance-interval")
       ? parsed("guidance-interval", parseInterval)
@@ -715,6 +770,7 @@ if (import.meta.main) {
       samplers,
       nllImages,
       nllClass,
+      ...(nllUnseenBy ? { nllUnseenBy } : {}),
       batch,
       seed,
       guidance,

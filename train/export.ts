@@ -173,6 +173,7 @@ export function modelCard(ckpt: Checkpoint, weights: "ema" | "raw"): ModelCard {
     classNames?: string[];
     backend?: string;
     initializedFrom?: { path: string; step: number };
+    splitSeed?: number;
   };
   const numClasses = classCount(config);
   // The card's schema is narrower than the checkpoint's header types: loadCheckpoint accepted
@@ -210,6 +211,7 @@ export function modelCard(ckpt: Checkpoint, weights: "ema" | "raw"): ModelCard {
     ...(metadata.initializedFrom ? { initializedFrom: metadata.initializedFrom } : {}),
     trainingSteps: ckpt.step,
     seed: ckpt.seed,
+    splitSeed: metadata.splitSeed ?? ckpt.seed,
     parameters: countParameters(describeUNet(config).params),
     weights,
     config,

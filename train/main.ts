@@ -80,7 +80,7 @@ const FLAGS: FlagTable = {
   },
   "init-from": {
     help:
-      "start a new run from the weights of a checkpoint (.ddpm) or an exported model (.onnx): fine-tuning, fresh optimizer",
+      "start a new run from the weights of a checkpoint (.ddpm) or an exported model (.onnx): fine-tuning, fresh optimizer; on the same dataset it keeps that run's train / held-out split",
   },
   "learn-variance": {
     boolean: true,

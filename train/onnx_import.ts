@@ -24,6 +24,13 @@ export interface InitialWeights {
   readonly config: UNetConfig;
   readonly params: NamedTensors;
   readonly ema: NamedTensors;
+  /** The dataset they were trained on, as the checkpoint or card names it. */
+  readonly dataset?: string;
+  /**
+   * The seed of that run's train / held-out split: a checkpoint's `splitSeed` (or its seed); a
+   * card's `splitSeed`, its seed, or 0 for cards older than the seed (eval assumes the same).
+   */
+  readonly splitSeed?: number;
 }
 
 /**
@@ -33,18 +40,30 @@ export interface InitialWeights {
 export async function loadInitialWeights(path: string): Promise<InitialWeights> {
   if (!path.toLowerCase().endsWith(".onnx")) {
     const checkpoint: Checkpoint = await loadCheckpoint(path);
+    const metadata = checkpoint.metadata as { dataset?: unknown; splitSeed?: unknown };
     return {
       step: checkpoint.step,
       config: UNetConfigSchema.parse(checkpoint.config),
       params: checkpoint.params,
       ema: checkpoint.ema,
+      ...(typeof metadata.dataset === "string" ? { dataset: metadata.dataset } : {}),
+      splitSeed: Number.isSafeInteger(metadata.splitSeed)
+        ? metadata.splitSeed as number
+        : checkpoint.seed,
     };
   }
   const bytes = await Deno.readFile(path);
   const card = readModelCard(bytes, path);
   const config = UNetConfigSchema.parse(card.config);
   const params = weightsFromOnnx(bytes, config, path);
-  return { step: card.trainingSteps, config, params, ema: params };
+  return {
+    step: card.trainingSteps,
+    config,
+    params,
+    ema: params,
+    dataset: card.dataset,
+    splitSeed: card.splitSeed ?? card.seed ?? 0,
+  };
 }
 
 /** Every parameter of `config`'s network from the initializers of an exported model. */

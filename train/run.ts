@@ -77,7 +77,8 @@ export interface RunOptions {
   /**
    * Start a new run from the weights (and EMA) of this checkpoint instead of random ones:
    * fine-tuning, for example an unconditional model into a conditional one. Optimizer moments,
-   * the step count and the learning-rate warm-up start afresh.
+   * the step count and the learning-rate warm-up start afresh. On the dataset it was trained on,
+   * the run keeps its train / held-out split whatever `seed` says (`RunMetadata.splitSeed`).
    */
   initFrom?: string;
   /**
@@ -194,6 +195,8 @@ interface _OpenRun {
   data: DataSplit;
   schedule: RunCheckpoint["schedule"];
   seed: number;
+  /** The seed of the train / held-out split (`RunMetadata.splitSeed`). */
+  splitSeed: number;
   labelDropout: number;
   /** The dataset's class names, for a conditional network. */
   classNames?: readonly string[];
@@ -232,7 +235,8 @@ function _cadence(options: RunOptions): _Cadence {
  * 2. settles the network, schedule, prediction, seed and optimizer: a resumed run's come from
  *    its checkpoint (optimizer flags given again override the saved ones), a new run's from
  *    the options;
- * 3. loads the data and checks it fits the network (image shape, class count);
+ * 3. loads the data, split as the checkpoint, `initFrom`'s run on the same dataset, or the
+ *    seed says, and checks it fits the network (image shape, class count);
  * 4. restores or creates the generator, the batch order and the trainer, from the checkpoint,
  *    from `initFrom`'s weights, or from the seed.
  */
@@ -288,13 +292,23 @@ async function _openRun(options: RunOptions, report: (event: RunEvent) => void):
     : options.optimizer;
 
   // 3. Data: the training split batched from the run's generator, the held-out split kept aside.
-  const data = options.data ??
-    await loadDataset(options.dataset, {
+  // A run from another run's weights on the same dataset keeps that run's split: with its own,
+  // it would train on images its start held out, and their held-out figures would flatter it.
+  const warmStart = options.initFrom ? await loadInitialWeights(options.initFrom) : null;
+  const load = (splitSeed: number) =>
+    loadDataset(options.dataset, {
       heldOutFraction: options.heldOut ?? TRAINING_DEFAULTS.heldOut,
-      seed,
+      seed: splitSeed,
       imageSize: config.imageSize,
       channels: config.channels as 1 | 3,
     });
+  let splitSeed = saved ? saved.metadata.splitSeed ?? saved.seed : warmStart?.splitSeed ?? seed;
+  let data = options.data ?? await load(splitSeed);
+  if (!saved && warmStart && warmStart.dataset !== data.train.name && splitSeed !== seed) {
+    splitSeed = seed;
+    data = options.data ?? await load(splitSeed);
+  }
+  const inheritsSplit = !saved && warmStart !== null && splitSeed !== seed;
   const { train, heldOut } = data;
   if (train.imageSize !== config.imageSize || train.channels !== config.channels) {
     throw new RangeError(
@@ -342,7 +356,6 @@ async function _openRun(options: RunOptions, report: (event: RunEvent) => void):
     workers: options.workers,
     workerModule: options.workerModule,
   };
-  const warmStart = options.initFrom ? await loadInitialWeights(options.initFrom) : null;
   const initializedFrom = warmStart && options.initFrom
     ? { path: options.initFrom, step: warmStart.step }
     : saved?.metadata.initializedFrom;
@@ -362,7 +375,8 @@ async function _openRun(options: RunOptions, report: (event: RunEvent) => void):
     ? `starting a new run from the weights of ${options.initFrom} (step ${warmStart.step})` +
       (config.learnVariance && warmStart.params["conv_out.b"]?.shape[0] === config.channels
         ? "; its output grows v channels for the learned variance, starting at v = 0"
-        : "")
+        : "") +
+      (inheritsSplit ? `; it keeps that run's train / held-out split (seed ${splitSeed})` : "")
     : "starting a new run";
   return {
     trainer,
@@ -371,6 +385,7 @@ async function _openRun(options: RunOptions, report: (event: RunEvent) => void):
     data,
     schedule,
     seed,
+    splitSeed,
     labelDropout,
     classNames,
     initializedFrom,
@@ -584,6 +599,7 @@ async function _saveRun(
       dataset: run.data.train.name,
       ...(run.classNames ? { classNames: [...run.classNames] } : {}),
       ...(run.initializedFrom ? { initializedFrom: run.initializedFrom } : {}),
+      splitSeed: run.splitSeed,
       batch: options.batch,
       backend: options.backend?.summary ?? "unknown",
       savedAt: new Date().toISOString(),

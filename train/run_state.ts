@@ -55,6 +55,12 @@ export interface RunMetadata {
   classNames?: string[];
   /** The checkpoint a fine-tuned run started from, carried over every resume. */
   initializedFrom?: { path: string; step: number };
+  /**
+   * The seed of the train / held-out split (`SplitOptions.seed`). The run's own seed, except
+   * that a run started with `--init-from` a run of the same dataset keeps that run's split, so
+   * it never trains on the images its start held out. Absent in older checkpoints: the seed.
+   */
+  splitSeed?: number;
   /** Images per step. */
   batch: number;
   /** The backend's summary line. */
@@ -245,6 +251,9 @@ function _checkMetadata(value: unknown, where: string): RunMetadata {
       path: checkString(from.path, `${where}.initializedFrom.path`),
       step: checkInteger(from.step, `${where}.initializedFrom.step`, 0, MAX_SAFE),
     };
+  }
+  if (raw.splitSeed !== undefined) {
+    metadata.splitSeed = checkInteger(raw.splitSeed, `${where}.splitSeed`, 0, MAX_SAFE);
   }
   return metadata;
 }
