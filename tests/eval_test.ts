@@ -134,7 +134,7 @@ Deno.test("sampler settings parse, and bad ones are named", () => {
   ]);
   assert.throws(
     () => parseSamplers("euler:10"),
-    /look like ddim:50, one of ddpm, ddim, dpmpp-2m, unipc and a step count, got "euler:10"/,
+    /look like ddim:50, one of ddpm, ddim, dpmpp-2m, dpmpp-2m-sde, unipc and a step count, got "euler:10"/,
   );
   assert.throws(() => parseSamplers("unipc:0"), /got "unipc:0"/);
 });

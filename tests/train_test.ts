@@ -274,7 +274,7 @@ Deno.test("train flags: defaults, and bad values named with their range", () => 
   );
   assert.throws(
     () => parseTrainArgs(["--sample-sampler", "euler"]),
-    /--sample-sampler must be one of ddpm, ddim, dpmpp-2m, unipc, got euler/,
+    /--sample-sampler must be one of ddpm, ddim, dpmpp-2m, dpmpp-2m-sde, unipc, got euler/,
   );
   assert.equal(
     parseTrainArgs(["--dataset", "folder:data/faces", "--preset", "cifar10"]).options.out,

@@ -57,7 +57,7 @@ Deno.test("bad flags and missing files are one error line naming them, with no s
       "train/eval.ts",
       ["--samplers", "ddim"],
       2,
-      /^error: --samplers: sampler settings look like ddim:50, one of ddpm, ddim, dpmpp-2m, unipc and a step count, got "ddim"/,
+      /^error: --samplers: sampler settings look like ddim:50, one of ddpm, ddim, dpmpp-2m, dpmpp-2m-sde, unipc and a step count, got "ddim"/,
     ],
     [
       "train/eval.ts",
