@@ -17,6 +17,7 @@ import {
 import type { NamedTensors } from "../train/checkpoint.ts";
 import {
   classify,
+  type EvalOptions,
   type EvalResult,
   evalTable,
   evaluate,
@@ -69,6 +70,7 @@ Deno.test("the classifier's ONNX export gives the same features as tfjs", async 
 /** evaluate() on a random mnist-preset model with T = 20 (quick bound and samplers). */
 async function evaluateRandomModel(
   provider: "wasm" | "native",
+  options: Partial<Pick<EvalOptions, "floorDraws" | "seed">> = {},
 ): Promise<{ result: EvalResult }> {
   const bytes = randomOnnxModel(PRESETS.mnist, 1, {
     schedule: { kind: "linear", timesteps: 20, betaStart: 1e-4, betaEnd: 0.2 },
@@ -87,6 +89,7 @@ async function evaluateRandomModel(
       batch: 6,
       seed: 0,
       log: () => {},
+      ...options,
     });
     return { result };
   } finally {
@@ -108,6 +111,29 @@ Deno.test("evaluate() runs every part end to end on a small random model", async
   assert.ok(result.nll && result.nll.bitsPerDim > 0 && result.nll.images === 3);
   assert.ok(Number.isFinite(result.realFloor));
   assert.match(evalTable(result, 12), /\| ddim \| 4 \|/);
+});
+
+Deno.test("the floor is the mean of its draws, draw d being seed + d's training images", async () => {
+  const { result } = await evaluateRandomModel("wasm", { floorDraws: 3, seed: 4 });
+  const draws = result.realFloorDraws;
+  assert.equal(draws.length, 3);
+  const mean = (draws[0] + draws[1] + draws[2]) / 3;
+  assert.ok(Math.abs(result.realFloor - mean) < 1e-12);
+  const sd = Math.sqrt(draws.reduce((a, v) => a + (v - mean) ** 2, 0) / 2);
+  assert.ok(Math.abs(result.realFloorSd - sd) < 1e-12);
+  assert.ok(new Set(draws).size === 3, `three different draws: ${draws}`);
+  // One draw at seed 5 is the second draw at seed 4.
+  const single = (await evaluateRandomModel("wasm", { floorDraws: 1, seed: 5 })).result;
+  assert.deepEqual([single.realFloor, single.realFloorSd], [draws[1], 0]);
+  // The table divides each distance by the mean floor.
+  const row = result.samplers[0];
+  const ratio = (row.frechet / result.realFloor).toFixed(2);
+  const table = evalTable(result, 12);
+  assert.ok(table.includes(`| ${row.frechet.toFixed(2)} | ${ratio} |`), table);
+  assert.ok(
+    table.includes(`${result.realFloor.toFixed(2)} ± ${result.realFloorSd.toFixed(2)} | 1 |`),
+    table,
+  );
 });
 
 Deno.test("evaluate() on native onnxruntime gives WebAssembly's figures", async () => {
