@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
 import { nativeRuntime } from "../model/native.ts";
-import { loadOnnxModel, onnxDenoiser } from "../model/onnx.ts";
+import { loadOnnxModel, onnxDenoiser, type OnnxModel } from "../model/onnx.ts";
 import { classifierFreeGuidance, drawClasses } from "../lib/guidance.ts";
 import { variationalBound } from "../lib/likelihood.ts";
 import { sample } from "../lib/samplers.ts";
@@ -27,6 +27,7 @@ import {
   parseSamplers,
   parseSeedList,
   rowGuidance,
+  type Session,
 } from "../train/eval.ts";
 import { onnxModelBytes } from "../train/export.ts";
 import { initParameters, PRESETS } from "../train/network.ts";
@@ -66,6 +67,21 @@ Deno.test("the classifier's ONNX export gives the same features as tfjs", async 
   assert.equal(got.dim, 128);
   await session.session.release();
 });
+
+/** Runs `run` with `bytes` and a random classifier loaded on WebAssembly, then releases both. */
+async function withSessions<T>(
+  bytes: Uint8Array,
+  run: (model: OnnxModel, classifier: Session) => Promise<T>,
+): Promise<T> {
+  const model = await loadOnnxModel(bytes, "wasm");
+  const classifier = await loadClassifier(randomClassifier().bytes, "wasm");
+  try {
+    return await run(model, classifier);
+  } finally {
+    await model.session.release();
+    await classifier.session.release();
+  }
+}
 
 /** evaluate() on a random mnist-preset model with T = 20 (quick bound and samplers). */
 async function evaluateRandomModel(
@@ -170,9 +186,7 @@ Deno.test("evaluate() samples a conditional model digit by digit at each guidanc
     schedule: { kind: "linear", timesteps: 20, betaStart: 1e-4, betaEnd: 0.2 },
     dataset: "mnist", // eval reads the held-out images of the card's dataset
   });
-  const model = await loadOnnxModel(bytes, "wasm");
-  const classifier = await loadClassifier(randomClassifier().bytes, "wasm");
-  try {
+  await withSessions(bytes, async (model, classifier) => {
     const result = await evaluate({
       model,
       classifier,
@@ -200,10 +214,7 @@ Deno.test("evaluate() samples a conditional model digit by digit at each guidanc
     ]]);
     assert.match(table, /\| ddim \| 3 \| 2 \(t 5-15\) \| \d+\.\d% ± \d+\.\d \|/);
     assert.match(table, /\| ddim \| 3 \| none \| - \|/);
-  } finally {
-    await model.session.release();
-    await classifier.session.release();
-  }
+  });
 });
 
 Deno.test("guidance weights parse, and bad ones are named", () => {
@@ -258,9 +269,7 @@ Deno.test("evaluate() samples 'any' with each batch's drawn classes and the API'
     schedule,
     dataset: "mnist",
   });
-  const model = await loadOnnxModel(bytes, "wasm");
-  const classifier = await loadClassifier(randomClassifier().bytes, "wasm");
-  try {
+  await withSessions(bytes, async (model, classifier) => {
     const [samples, batch, seed] = [10, 4, 3];
     const result = await evaluate({
       model,
@@ -337,19 +346,14 @@ Deno.test("evaluate() samples 'any' with each batch's drawn classes and the API'
     );
     assert.deepEqual(nll.parts.at(-1), { terms: "class", bitsPerDim: Math.log2(10) / 784 });
     assert.match(evalTable(result, samples), /held-out images, the class mixture\)/);
-  } finally {
-    await model.session.release();
-    await classifier.session.release();
-  }
+  });
 });
 
 Deno.test("evaluate() bounds only held-out images that other splits held out too (nllUnseenBy)", async () => {
   const schedule = { kind: "linear" as const, timesteps: 20, betaStart: 1e-4, betaEnd: 0.2 };
   // A model of split seed 1 whose start trained on split seed 0.
   const bytes = randomOnnxModel(PRESETS.mnist, 1, { schedule, dataset: "mnist", seed: 1 });
-  const model = await loadOnnxModel(bytes, "wasm");
-  const classifier = await loadClassifier(randomClassifier().bytes, "wasm");
-  try {
+  await withSessions(bytes, async (model, classifier) => {
     const result = await evaluate({
       model,
       classifier,
@@ -382,10 +386,7 @@ Deno.test("evaluate() bounds only held-out images that other splits held out too
       Math.abs((result.nll?.bitsPerDim ?? NaN) - bound.meanBitsPerDim) < 1e-12,
       `${result.nll?.bitsPerDim} vs ${bound.meanBitsPerDim}`,
     );
-  } finally {
-    await model.session.release();
-    await classifier.session.release();
-  }
+  });
 });
 
 Deno.test("split seed lists parse, and bad ones are named", () => {

@@ -506,11 +506,13 @@ Deno.test("at 10 and 20 steps both ODE solvers end closer to the exact flow's im
   }
 });
 
-Deno.test("with 2 steps the ODE solvers take only first-order steps, which are DDIM's", async () => {
+Deno.test("with 2 steps the multistep solvers take only first-order steps: DDIM's, eta 0 for the ODE, 1 for the SDE", async () => {
   // DPM-Solver++'s first-order update is DDIM with eta 0 (Lu et al. 2022, sec. 4.1), and the
   // last step returns the x0 prediction, as DDIM's does; UniPC's one correction lands on the
-  // sample whose x0 prediction is already taken. Float32 rounding of two different algebraic
-  // forms of one update: 1e-5 absolute on values of size ~2.
+  // sample whose x0 prediction is already taken. SDE-DPM-Solver++'s adds sigma_t^2 (1 - e^{-2h})
+  // of fresh noise, DDIM's sigma^2 at eta 1, drawn as DDIM draws it (one normal per element per
+  // noisy step). Float32 rounding of two different algebraic forms of one update: 1e-5
+  // absolute on values of size ~2.
   const options = {
     schedule,
     shape: [4, 1, 4, 4] as const,
@@ -518,26 +520,11 @@ Deno.test("with 2 steps the ODE solvers take only first-order steps, which are D
     seed: 3,
     clipDenoised: false,
   };
-  const ddim = await sample(ideal, { ...options, sampler: "ddim" });
-  for (const sampler of ["dpmpp-2m", "unipc"] as const) {
+  for (const [sampler, eta] of [["dpmpp-2m", 0], ["unipc", 0], ["dpmpp-2m-sde", 1]] as const) {
+    const ddim = await sample(ideal, { ...options, sampler: "ddim", eta });
     const out = await sample(ideal, { ...options, sampler });
     assert.ok(out.every((v, i) => Math.abs(v - ddim[i]) < 1e-5), sampler);
   }
-});
-
-Deno.test("with 2 steps the SDE solver takes DDIM's step with eta 1, noise included", async () => {
-  // SDE-DPM-Solver++'s first-order update adds sigma_t^2 (1 - e^{-2h}) of fresh noise, which is
-  // DDIM's sigma^2 at eta 1, drawn as DDIM draws it (one normal per element per noisy step).
-  const options = {
-    schedule,
-    shape: [4, 1, 4, 4] as const,
-    steps: 2,
-    seed: 3,
-    clipDenoised: false,
-  };
-  const ddim = await sample(ideal, { ...options, sampler: "ddim", eta: 1 });
-  const sde = await sample(ideal, { ...options, sampler: "dpmpp-2m-sde" });
-  assert.ok(sde.every((v, i) => Math.abs(v - ddim[i]) < 1e-5));
 });
 
 /**

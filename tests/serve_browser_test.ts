@@ -24,6 +24,8 @@ Deno.test("the committed browser bundle is what deno task build:browser makes of
 const RUNS = [
   { model: "tiny", sampler: "ddim", steps: 4, n: 4, seed: 42, eta: 0 },
   { model: "tiny", sampler: "ddpm", steps: 6, n: 3, seed: 7 },
+  // Fresh noise at every step, from the seed, in the page as on the server.
+  { model: "tiny", sampler: "dpmpp-2m-sde", steps: 5, n: 3, seed: 8 },
   { model: "tiny_cond", sampler: "ddim", steps: 5, n: 4, seed: 9, eta: 0.5, label: 1, guidance: 2 },
   // No label: both draw each image's class from the seed, and guide it.
   { model: "tiny_cond", sampler: "dpmpp-2m", steps: 4, n: 6, seed: 12, guidance: 1.5 },
