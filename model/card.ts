@@ -84,6 +84,14 @@ export const ModelCardSchema = z.looseObject({
 export type ModelCard = z.infer<typeof ModelCardSchema>;
 
 /**
+ * The seed of the train / held-out split a card's model trained on: its `splitSeed`, else its
+ * `seed`, else 0 (cards older than the seed came from runs at the trainer's default seed, 0).
+ */
+export function cardSplitSeed(card: Pick<ModelCard, "splitSeed" | "seed">): number {
+  return card.splitSeed ?? card.seed ?? 0;
+}
+
+/**
  * The fields of a card that sampling reads, checked when a model is loaded; every other field
  * passes through unchecked, so a card from an older exporter still loads.
  */

@@ -31,6 +31,7 @@ import { type VariationalBound, variationalBound } from "../lib/likelihood.ts";
 import { createRng } from "../lib/rng.ts";
 import { sample, type SamplerKind, SAMPLERS } from "../lib/samplers.ts";
 import { makeSchedule, type ScheduleKind } from "../lib/schedule.ts";
+import { cardSplitSeed } from "../model/card.ts";
 import {
   createSession,
   type ExecutionProvider,
@@ -385,7 +386,7 @@ export async function evaluate(options: EvalOptions): Promise<EvalResult> {
   }
   const guidanceWeights = numClasses > 0 ? options.guidance ?? [0] : [undefined];
   // The trainer's split: its seed (from the card; 0 before cards recorded it), 10% held out.
-  const splitSeed = card.splitSeed ?? card.seed ?? 0;
+  const splitSeed = cardSplitSeed(card);
   const { train, heldOut } = await loadDataset(evalDataset(card.dataset), { seed: splitSeed });
   const heldOutIndices = Array.from({ length: heldOut.length }, (_, i) => i);
   const real = await classify(classifier, imagesAt(heldOut, heldOutIndices), heldOut.length);

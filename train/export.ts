@@ -31,7 +31,7 @@ import {
   validateConfig,
 } from "./network.ts";
 import { OnnxGraphBuilder } from "./onnx_graph.ts";
-import { checkpointConfig } from "./run_state.ts";
+import { checkpointConfig, checkpointSplitSeed } from "./run_state.ts";
 
 /** The ONNX opset the exporter targets. */
 export const OPSET = 17;
@@ -173,7 +173,6 @@ export function modelCard(ckpt: Checkpoint, weights: "ema" | "raw"): ModelCard {
     classNames?: string[];
     backend?: string;
     initializedFrom?: { path: string; step: number };
-    splitSeed?: number;
   };
   const numClasses = classCount(config);
   // The card's schema is narrower than the checkpoint's header types: loadCheckpoint accepted
@@ -211,7 +210,7 @@ export function modelCard(ckpt: Checkpoint, weights: "ema" | "raw"): ModelCard {
     ...(metadata.initializedFrom ? { initializedFrom: metadata.initializedFrom } : {}),
     trainingSteps: ckpt.step,
     seed: ckpt.seed,
-    splitSeed: metadata.splitSeed ?? ckpt.seed,
+    splitSeed: checkpointSplitSeed(ckpt),
     parameters: countParameters(describeUNet(config).params),
     weights,
     config,

@@ -10,11 +10,13 @@
 
 import { fromBinary } from "@bufbuild/protobuf";
 import { ModelProtoSchema, type TensorProto } from "onnx-buf";
+import { cardSplitSeed } from "../model/card.ts";
 import { readModelCard } from "../model/onnx.ts";
 import { type UNetConfig, UNetConfigSchema } from "../model/config.ts";
 import { type Checkpoint, loadCheckpoint } from "./checkpoint.ts";
 import type { NamedTensors } from "./checkpoint_format.ts";
 import { describeUNet } from "./network.ts";
+import { checkpointSplitSeed } from "./run_state.ts";
 
 /** Weights to start a run from, with where they came from. */
 export interface InitialWeights {
@@ -26,10 +28,7 @@ export interface InitialWeights {
   readonly ema: NamedTensors;
   /** The dataset they were trained on, as the checkpoint or card names it. */
   readonly dataset?: string;
-  /**
-   * The seed of that run's train / held-out split: a checkpoint's `splitSeed` (or its seed); a
-   * card's `splitSeed`, its seed, or 0 for cards older than the seed (eval assumes the same).
-   */
+  /** The seed of that run's train / held-out split (`checkpointSplitSeed`, `cardSplitSeed`). */
   readonly splitSeed?: number;
 }
 
@@ -40,16 +39,14 @@ export interface InitialWeights {
 export async function loadInitialWeights(path: string): Promise<InitialWeights> {
   if (!path.toLowerCase().endsWith(".onnx")) {
     const checkpoint: Checkpoint = await loadCheckpoint(path);
-    const metadata = checkpoint.metadata as { dataset?: unknown; splitSeed?: unknown };
+    const { dataset } = checkpoint.metadata;
     return {
       step: checkpoint.step,
       config: UNetConfigSchema.parse(checkpoint.config),
       params: checkpoint.params,
       ema: checkpoint.ema,
-      ...(typeof metadata.dataset === "string" ? { dataset: metadata.dataset } : {}),
-      splitSeed: Number.isSafeInteger(metadata.splitSeed)
-        ? metadata.splitSeed as number
-        : checkpoint.seed,
+      ...(typeof dataset === "string" ? { dataset } : {}),
+      splitSeed: checkpointSplitSeed(checkpoint),
     };
   }
   const bytes = await Deno.readFile(path);
@@ -62,7 +59,7 @@ export async function loadInitialWeights(path: string): Promise<InitialWeights> 
     params,
     ema: params,
     dataset: card.dataset,
-    splitSeed: card.splitSeed ?? card.seed ?? 0,
+    splitSeed: cardSplitSeed(card),
   };
 }
 

@@ -35,6 +35,7 @@ import { writeTrainingCurves } from "./curves.ts";
 import { TRAINING_DEFAULTS, withDefaults } from "./defaults.ts";
 import { classCount, isConditional, type UNetConfig, validateConfig } from "./network.ts";
 import {
+  checkpointSplitSeed,
   loadRunCheckpoint,
   type RunCheckpoint,
   type RunMetadata,
@@ -302,7 +303,7 @@ async function _openRun(options: RunOptions, report: (event: RunEvent) => void):
       imageSize: config.imageSize,
       channels: config.channels as 1 | 3,
     });
-  let splitSeed = saved ? saved.metadata.splitSeed ?? saved.seed : warmStart?.splitSeed ?? seed;
+  let splitSeed = saved ? checkpointSplitSeed(saved) : warmStart?.splitSeed ?? seed;
   let data = options.data ?? await load(splitSeed);
   if (!saved && warmStart && warmStart.dataset !== data.train.name && splitSeed !== seed) {
     splitSeed = seed;

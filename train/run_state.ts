@@ -153,6 +153,17 @@ export function fromRunCheckpoint(run: RunCheckpoint): Checkpoint {
 }
 
 /**
+ * The seed of the train / held-out split a checkpoint's run trained on: its metadata's
+ * `splitSeed`, or for checkpoints older than it the run's seed, which split the data then.
+ */
+export function checkpointSplitSeed(
+  ckpt: { seed: number; metadata: { splitSeed?: unknown } },
+): number {
+  const { splitSeed } = ckpt.metadata;
+  return Number.isSafeInteger(splitSeed) ? splitSeed as number : ckpt.seed;
+}
+
+/**
  * A checkpoint's network config, checked field by field and by `validateConfig`; the exporter
  * reads only this of a checkpoint's JSON fields, so a checkpoint written by hand (or by an
  * older trainer) exports as long as its config is whole.
