@@ -10,7 +10,7 @@
  * the yardsticks a step is compared with: the forward pass alone and one 3x3 convolution alone,
  * both on this thread's WebAssembly backend.
  *
- *   deno task bench:train [--preset mnist] [--batch 64] [--steps 3] [--workers 0,2]
+ *   deno task bench:train [--preset mnist] [--ch 16] [--batch 64] [--steps 3] [--workers 0,2]
  *                         [--backends wasm] [--peer auto|off]
  *
  * `--workers 0` is the in-thread trainer (one core, the optimizer as tfjs kernels); N > 0 is N
@@ -25,13 +25,14 @@ import { makeSchedule } from "../lib/schedule.ts";
 import { findWebGpuAdapter } from "../model/webgpu.ts";
 import { type BackendChoice, initBackend } from "../train/backend.ts";
 import { imagesAt, loadMnist } from "../train/data.ts";
-import { countParameters, describeUNet, PRESETS } from "../train/network.ts";
+import { countParameters, describeUNet, PRESETS, validateConfig } from "../train/network.ts";
 import { Trainer } from "../train/trainer.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
   options: {
     preset: { type: "string", default: "mnist" },
+    ch: { type: "string" },
     batch: { type: "string", default: "64" },
     steps: { type: "string", default: "3" },
     workers: { type: "string", default: `0,${navigator.hardwareConcurrency}` },
@@ -39,8 +40,11 @@ const { values } = parseArgs({
     peer: { type: "string", default: "auto" },
   },
 });
-const preset = PRESETS[values.preset as keyof typeof PRESETS];
-if (!preset) throw new RangeError(`--preset must be one of ${Object.keys(PRESETS).join(", ")}`);
+const named = PRESETS[values.preset as keyof typeof PRESETS];
+if (!named) throw new RangeError(`--preset must be one of ${Object.keys(PRESETS).join(", ")}`);
+// `--ch` widens or narrows the preset as `deno task train --ch` does.
+const preset = values.ch === undefined ? named : { ...named, ch: Number(values.ch) };
+validateConfig(preset);
 const batch = Number(values.batch), steps = Number(values.steps);
 const workerCounts = values.workers.split(",").map(Number);
 for (const w of workerCounts) {

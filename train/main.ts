@@ -24,6 +24,10 @@ const FLAGS: FlagTable = {
     default: TRAINING_DEFAULTS.preset,
     help: `network preset: ${Object.keys(PRESETS).join(", ")}`,
   },
+  ch: {
+    help:
+      "base channel count, which every level multiplies (default: the preset's: mnist 16); a multiple of the preset's GroupNorm groups (mnist 8). New runs only: a resumed run keeps its checkpoint's",
+  },
   dataset: {
     help:
       'data: "mnist", "fashion-mnist", "idx:<images>[,<labels>]" or "folder:<dir>" (default: mnist for the mnist and tiny presets)',
@@ -159,7 +163,19 @@ export function parseTrainArgs(args: string[]): {
   const resume = flags.boolean("resume");
 
   const presetName = flags.oneOf("preset", Object.keys(PRESETS) as (keyof typeof PRESETS)[]);
-  const config: UNetConfig = { ...PRESETS[presetName] };
+  const preset = PRESETS[presetName];
+  let config: UNetConfig = { ...preset };
+  if (flags.given("ch")) {
+    if (resume) {
+      throw new FlagError("--ch sets a new run's width; a resumed run keeps its checkpoint's");
+    }
+    const ch = number(
+      "ch",
+      (v) => Number.isInteger(v) && v > 0 && v % preset.groups === 0,
+      `a positive multiple of ${preset.groups} (the ${presetName} preset's GroupNorm groups)`,
+    );
+    config = { ...config, ch };
+  }
   const dataset = flags.given("dataset")
     ? flags.text("dataset")
     : presetName === "cifar10"
