@@ -15,7 +15,7 @@ import { type Checkpoint, decodeCheckpoint, encodeCheckpoint } from "../train/ch
 import { loadMnist } from "../train/data.ts";
 import { TRAINING_DEFAULTS } from "../train/defaults.ts";
 import { parseTrainArgs } from "../train/main.ts";
-import { PRESETS } from "../train/network.ts";
+import { countParameters, describeUNet, PRESETS } from "../train/network.ts";
 import { runTraining } from "../train/run.ts";
 import { checkpointConfig, fromRunCheckpoint, toRunCheckpoint } from "../train/run_state.ts";
 import { Trainer } from "../train/trainer.ts";
@@ -129,4 +129,41 @@ Deno.test("a checkpoint whose JSON fields are not a run's still exports: only th
   ckpt.metadata = {};
   assert.deepEqual(checkpointConfig(ckpt), PRESETS.tiny);
   assert.throws(() => toRunCheckpoint(ckpt), /trainingState\.optimizerOptions must be an object/);
+});
+
+Deno.test("--ch sets a new run's width: the checkpoint records it, and a bad width or a resumed run is refused", async () => {
+  assert.deepEqual(parseTrainArgs(["--ch", "32"]).options.config, { ...PRESETS.mnist, ch: 32 });
+  assert.deepEqual(parseTrainArgs([]).options.config, PRESETS.mnist);
+  for (const bad of ["20", "0", "-8", "8.5", "wide"]) {
+    assert.throws(
+      () => parseTrainArgs([`--ch=${bad}`]),
+      new RegExp(
+        `^FlagError: --ch must be a positive multiple of 8 \\(the mnist preset's GroupNorm groups\\), got ${bad}$`,
+      ),
+    );
+  }
+  assert.throws(
+    () => parseTrainArgs(["--ch", "32", "--resume"]),
+    /^FlagError: --ch sets a new run's width; a resumed run keeps its checkpoint's$/,
+  );
+
+  // The tiny preset (4 groups) at 12 channels: its run trains and saves that network.
+  const { options } = parseTrainArgs(["--preset", "tiny", "--ch", "12"]);
+  assert.deepEqual(options.config, { ...PRESETS.tiny, ch: 12 });
+  await initBackend("cpu");
+  const out = await Deno.makeTempDir();
+  try {
+    const data = await loadMnist({ imageSize: 8 });
+    const quiet = { sampleEvery: 0, evalEvery: 0, report: () => {} };
+    const run = { config: options.config, dataset: "mnist", data, out, batch: 2, seed: 1 };
+    await runTraining({ ...run, ...quiet, steps: 1 });
+    const path = await latestCheckpoint(out);
+    assert.ok(path !== null);
+    const saved = await decodeCheckpoint(await Deno.readFile(path), path);
+    assert.equal(checkpointConfig(saved).ch, 12);
+    const stored = Object.values(saved.params).reduce((n, p) => n + p.data.length, 0);
+    assert.equal(stored, countParameters(describeUNet(options.config).params));
+  } finally {
+    await Deno.remove(out, { recursive: true });
+  }
 });
