@@ -2,7 +2,8 @@
  * The figures: the training curves read `metrics.jsonl` as the trainer writes it (a torn last
  * line, a resumed run's repeated steps), put each line at its step and its images seen, and
  * render to an SVG with the three panels; a training run records its images seen and draws its
- * own curves; eval's Fréchet curve has a line per setting and the floor; eval refuses a model
+ * own curves; runs compared side by side put each held-out loss at its images seen and, at each
+ * run's own speed, at its training time; eval's Fréchet curve has a line per setting and the floor; eval refuses a model
  * or classifier of another dataset by name.
  *
  * @module
@@ -13,6 +14,7 @@ import { join } from "node:path";
 import {
   CURVES_FILE,
   frechetCurveSpec,
+  heldOutComparisonSpec,
   type MetricsRecord,
   parseMetrics,
   renderSvg,
@@ -163,6 +165,75 @@ Deno.test("eval names the dataset it cannot measure and a classifier of another 
       () => checkClassifierDataset(onnx, "fashion-mnist"),
       /c\.onnx was trained on mnist, the model on fashion-mnist; use --classifier weights\/fashion-mnist-classifier\.onnx/,
     );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("the comparison puts each run's held-out losses at its images seen and, given speeds, its minutes", async () => {
+  const wide = parseMetrics(
+    [
+      line({ step: 100, heldOutLoss: 0.3 }),
+      line({ step: 150 }),
+      line({ step: 200, heldOutLoss: 0.2 }),
+    ]
+      .join("\n"),
+  );
+  const narrow = parseMetrics(line({ step: 300, heldOutLoss: 0.25, imagesSeen: 9000 }));
+  const runs = [
+    { label: "ch32", records: wide, stepsPerSecond: 0.25 },
+    { label: "ch16", records: narrow, stepsPerSecond: 1 },
+  ];
+  const spec = heldOutComparisonSpec(runs, { batch: 64 });
+  // Only lines with a held-out loss; minutes = step / steps per second / 60.
+  assert.deepEqual(panelRows(spec, 0), [
+    { run: "ch32", imagesSeen: 6400, minutes: 100 / 0.25 / 60, loss: 0.3 },
+    { run: "ch32", imagesSeen: 12800, minutes: 200 / 0.25 / 60, loss: 0.2 },
+    { run: "ch16", imagesSeen: 9000, minutes: 5, loss: 0.25 },
+  ]);
+  const svg = await renderSvg(spec);
+  for (const text of ["ch32", "ch16", "images seen", "minutes of training"]) {
+    assert.ok(svg.includes(text), `the figure lacks "${text}"`);
+  }
+  // Without every run's speed there is no time axis, only the images panel.
+  const untimed = heldOutComparisonSpec([runs[0], { label: "ch16", records: narrow }], {
+    batch: 64,
+  }) as unknown as { hconcat: unknown[] };
+  assert.equal(untimed.hconcat.length, 1);
+});
+
+Deno.test("deno task curves --compare writes the figure, and names bad speeds and a missing --out", async () => {
+  const dir = await Deno.makeTempDir();
+  const curves = (...args: string[]) =>
+    new Deno.Command(Deno.execPath(), {
+      args: ["run", "--allow-read", "--allow-write", "train/curves.ts", ...args],
+      cwd: new URL("..", import.meta.url),
+      env: { NO_COLOR: "1" },
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+  try {
+    for (const [name, loss] of [["a", 0.3], ["b", 0.2]] as const) {
+      await Deno.mkdir(join(dir, name));
+      await Deno.writeTextFile(
+        join(dir, name, "metrics.jsonl"),
+        line({ step: 10, heldOutLoss: loss }) + "\n",
+      );
+    }
+    const runs = `${join(dir, "a")},${join(dir, "b")}`;
+    const out = join(dir, "both.svg");
+    const ok = await curves("--compare", runs, "--rates", "0.5,2", "--out", out);
+    assert.equal(ok.code, 0, new TextDecoder().decode(ok.stderr));
+    assert.match(await Deno.readTextFile(out), /minutes of training/);
+
+    const bad = await curves("--compare", runs, "--rates", "0.5", "--out", out);
+    assert.equal(bad.code, 2);
+    assert.match(
+      new TextDecoder().decode(bad.stderr),
+      /--rates must be 2 positive steps\/s, one per --compare run, got "0\.5"/,
+    );
+    const noOut = await curves("--compare", runs);
+    assert.match(new TextDecoder().decode(noOut.stderr), /--compare needs --out/);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -9,7 +9,7 @@
  * @module
  */
 
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import type { TopLevelSpec } from "vega-lite";
 import { FlagError, type FlagTable, runFlagCommand, usageText } from "./cli.ts";
 
@@ -105,6 +105,66 @@ export function trainingCurvesSpec(
           y: { field: "lr", type: "quantitative", title: "learning rate", axis: { format: ".1e" } },
         },
       },
+    ],
+  } as TopLevelSpec;
+}
+
+/** One run of {@linkcode heldOutComparisonSpec}. */
+export interface ComparedRun {
+  /** The run's name in the legend. */
+  label: string;
+  records: readonly MetricsRecord[];
+  /**
+   * The run's training speed in steps per second, measured on its own (`deno task bench:train`),
+   * which puts it on a time axis: runs trained side by side share the machine, so the speed
+   * they logged is not what either would reach alone.
+   */
+  stepsPerSecond?: number;
+}
+
+/**
+ * Runs side by side: the held-out loss of each against images seen and, when every run gives
+ * its speed, against training time at that speed. Equal time is the comparison that counts
+ * for networks of different cost (a study of widths); equal images shows what each image buys.
+ */
+export function heldOutComparisonSpec(
+  runs: readonly ComparedRun[],
+  options: { batch: number; title?: string },
+): TopLevelSpec {
+  const timed = runs.every((run) => run.stepsPerSecond !== undefined);
+  const rows = runs.flatMap(({ label, records, stepsPerSecond }) =>
+    records.flatMap((r) =>
+      r.heldOutLoss === undefined ? [] : [{
+        run: label,
+        imagesSeen: r.imagesSeen ?? r.step * options.batch,
+        minutes: stepsPerSecond === undefined ? null : r.step / stepsPerSecond / 60,
+        loss: r.heldOutLoss,
+      }]
+    )
+  );
+  const against = (field: "imagesSeen" | "minutes", title: string) => ({
+    width: 320,
+    height: 240,
+    data: { values: rows },
+    mark: { type: "line", point: true, strokeWidth: 1.5 },
+    encoding: {
+      x: { field, type: "quantitative", title },
+      y: {
+        field: "loss",
+        type: "quantitative",
+        title: "held-out L_simple (EMA weights)",
+        scale: { type: "log" },
+      },
+      color: { field: "run", type: "nominal", title: "run", legend: { labelLimit: 300 } },
+      order: { field },
+    },
+  } as const);
+  return {
+    $schema: "https://vega.github.io/schema/vega-lite/v6.json",
+    title: options.title ?? "held-out loss",
+    hconcat: [
+      against("imagesSeen", "images seen"),
+      ...(timed ? [against("minutes", "minutes of training, each run at its own speed")] : []),
     ],
   } as TopLevelSpec;
 }
@@ -209,7 +269,15 @@ export async function writeTrainingCurves(
 }
 
 const CURVES_FLAGS: FlagTable = {
-  run: { help: "the run directory whose metrics.jsonl to draw (required)" },
+  run: { help: "the run directory whose metrics.jsonl to draw (or --compare)" },
+  compare: {
+    help: "run directories, comma-separated: their held-out losses in one figure (needs --out)",
+  },
+  rates: {
+    help:
+      "with --compare: each run's steps/s measured alone (deno task bench:train), in the same order; adds the loss against training time",
+  },
+  out: { help: "with --compare: the SVG file to write" },
   batch: {
     default: "64",
     help: "images per step, for metrics lines that do not record images seen",
@@ -221,15 +289,62 @@ const CURVES_FLAGS: FlagTable = {
 const CURVES_USAGE = usageText(
   "deno task curves [flags]",
   "Draws a run's training curves (loss, held-out loss and learning rate against step and\n" +
-    "images seen) from its metrics.jsonl into <run>/curves.svg. The trainer redraws it itself.",
+    "images seen) from its metrics.jsonl into <run>/curves.svg. The trainer redraws it itself.\n" +
+    "--compare draws the held-out loss of several runs against images seen and, given their\n" +
+    "speeds (--rates), against training time.",
   CURVES_FLAGS,
 );
 
+/** `--compare`: reads each run's metrics and writes the comparison figure to `--out`. */
+async function compareRuns(
+  list: string,
+  batch: number,
+  flags: { given(name: string): boolean; text(name: string): string },
+): Promise<number> {
+  if (flags.given("run")) throw new FlagError("--run and --compare: give one of them");
+  const dirs = list.split(",").map((d) => d.trim());
+  if (dirs.length < 2 || dirs.some((d) => d === "")) {
+    throw new FlagError(`--compare needs two or more run directories, got "${list}"`);
+  }
+  const out = flags.text("out");
+  if (out === "") throw new FlagError("--compare needs --out: the SVG file to write");
+  let rates: (number | undefined)[] = dirs.map(() => undefined);
+  if (flags.given("rates")) {
+    const text = flags.text("rates");
+    const given = text.split(",").map(Number);
+    if (given.length !== dirs.length || given.some((r) => !(r > 0 && Number.isFinite(r)))) {
+      throw new FlagError(
+        `--rates must be ${dirs.length} positive steps/s, one per --compare run, got "${text}"`,
+      );
+    }
+    rates = given;
+  }
+  const runs: ComparedRun[] = [];
+  for (const [i, dir] of dirs.entries()) {
+    const records = parseMetrics(await Deno.readTextFile(join(dir, "metrics.jsonl")));
+    if (!records.some((r) => r.heldOutLoss !== undefined)) {
+      throw new FlagError(`${dir}/metrics.jsonl has no held-out loss to compare`);
+    }
+    runs.push({
+      label: basename(dir),
+      records,
+      ...(rates[i] === undefined ? {} : { stepsPerSecond: rates[i] }),
+    });
+  }
+  const svg = await renderSvg(
+    heldOutComparisonSpec(runs, { batch, title: flags.text("title") || undefined }),
+  );
+  await Deno.writeTextFile(out, svg);
+  console.log(`wrote ${out}`);
+  return 0;
+}
+
 if (import.meta.main) {
   await runFlagCommand(CURVES_USAGE, CURVES_FLAGS, async (flags) => {
+    const batch = flags.integer("batch", 1);
+    if (flags.given("compare")) return await compareRuns(flags.text("compare"), batch, flags);
     const run = flags.text("run");
     if (run === "") throw new FlagError("--run is required: the run directory to draw");
-    const batch = flags.integer("batch", 1);
     const path = await writeTrainingCurves(run, { batch, title: flags.text("title") || run });
     console.log(path ? `wrote ${path}` : `${run}/metrics.jsonl has no metrics yet`);
     return path ? 0 : 1;
