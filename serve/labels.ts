@@ -7,6 +7,7 @@
  */
 
 import { drawClasses, requestedGuidance } from "../lib/guidance.ts";
+import type { SamplerKind } from "../lib/samplers.ts";
 import { HttpError } from "./errors.ts";
 import type { ServedModel } from "./registry.ts";
 
@@ -41,6 +42,12 @@ export interface ClassRequest {
   /** Left out on a sampling request: the model's default guidance for a class. */
   readonly guidance?: number;
   readonly guidanceInterval?: readonly [number, number];
+  /**
+   * The sampler that runs the request, whose default weight a named class gets (lib's
+   * `defaultGuidance`); none, as for the noising preview's one-network-call reconstruction:
+   * w = 1.
+   */
+  readonly sampler?: SamplerKind;
 }
 
 /**
@@ -49,7 +56,7 @@ export interface ClassRequest {
  * for no `label` at all (not `null`) draws each image's class from that seed
  * ({@linkcode drawClasses}), as sampling from the model's `p(x)` does; without it, or with
  * `label: null`, the images have no class. With no `guidance` sent, named classes get lib's
- * `defaultGuidance` (its weight in its interval) and drawn ones none unless an interval is
+ * `defaultGuidance` (its sampler's weight in its interval) and drawn ones none unless an interval is
  * sent; a weight sent applies at every step unless `guidanceInterval` limits it. Throws a 400
  * `HttpError` when the model has no classes, a name or index is not one of them, a list has the
  * wrong length, guidance comes with no class to guide, or the interval is not within the
@@ -66,6 +73,8 @@ export interface ClassRequest {
  * console.assert(labels?.join() === "1,2,0" && guided === 2);
  * const named = conditioning(model, { label: "circle" }, 2);
  * console.assert(named.guidance === 1 && named.guidanceInterval?.join("-") === "80-470");
+ * const sde = conditioning(model, { label: "circle", sampler: "dpmpp-2m-sde" }, 2);
+ * console.assert(sde.guidance === 0.3);
  * const drawn = conditioning(model, {}, 4, 7);
  * console.assert(drawn.labels?.every((y) => y === 0 || y === 1) && drawn.guidance === 0);
  * ```
@@ -123,12 +132,11 @@ export function conditioning(
     labels = Int32Array.from(entries, (entry, i) => _classIndex(model, entry, field(i)));
   }
   // 4. The weight and its interval: the request's, or the default for a class.
-  const { guidance, interval } = requestedGuidance(
-    request.guidance,
-    request.guidanceInterval,
-    model.schedule.timesteps,
+  const { guidance, interval } = requestedGuidance(request.guidance, request.guidanceInterval, {
+    timesteps: model.schedule.timesteps,
+    sampler: request.sampler,
     drawn,
-  );
+  });
   if (request.guidanceInterval !== undefined) _checkInterval(model, request.guidanceInterval);
   // 5. The images guidance evaluates twice; what is reported is what was applied.
   const guided = guidance > 0 ? labels.filter((y) => y !== classes.length).length : 0;

@@ -235,24 +235,50 @@ Deno.test("guidance weights parse, and bad ones are named", () => {
   assert.throws(() => parseGuidance("1,,2"), /got ""/);
   assert.throws(() => parseGuidance("all"), /got "all"/);
   assert.throws(() => parseGuidance("any:-1"), /got "any:-1"/);
-  // The rows' classes and guidance: the API's defaults for default and any (T = 1000).
-  assert.deepEqual(rowGuidance(null, 1000), null);
-  assert.deepEqual(rowGuidance(2, 1000), { drawn: false, weight: 2, interval: null });
-  assert.deepEqual(rowGuidance(2, 1000, [5, 9]), { drawn: false, weight: 2, interval: [5, 9] });
-  assert.deepEqual(rowGuidance(0, 1000, [5, 9]), { drawn: false, weight: 0, interval: null });
-  assert.deepEqual(rowGuidance("default", 1000), {
+  // The rows' classes and guidance: the API's defaults for default and any (T = 1000), the
+  // default weight the row's sampler's.
+  assert.deepEqual(rowGuidance(null, 1000, "dpmpp-2m"), null);
+  assert.deepEqual(rowGuidance(2, 1000, "dpmpp-2m"), { drawn: false, weight: 2, interval: null });
+  assert.deepEqual(rowGuidance(2, 1000, "dpmpp-2m", [5, 9]), {
+    drawn: false,
+    weight: 2,
+    interval: [5, 9],
+  });
+  assert.deepEqual(rowGuidance(0, 1000, "dpmpp-2m", [5, 9]), {
+    drawn: false,
+    weight: 0,
+    interval: null,
+  });
+  assert.deepEqual(rowGuidance("default", 1000, "dpmpp-2m"), {
     drawn: false,
     weight: 1,
     interval: [80, 470],
   });
-  assert.deepEqual(rowGuidance("any", 1000), { drawn: true, weight: 0, interval: null });
-  assert.deepEqual(rowGuidance("any:1", 1000, [80, 470]), {
+  assert.deepEqual(rowGuidance("default", 1000, "dpmpp-2m-sde"), {
+    drawn: false,
+    weight: 0.3,
+    interval: [80, 470],
+  });
+  assert.deepEqual(rowGuidance("any", 1000, "dpmpp-2m"), {
+    drawn: true,
+    weight: 0,
+    interval: null,
+  });
+  assert.deepEqual(rowGuidance("any:1", 1000, "dpmpp-2m", [80, 470]), {
     drawn: true,
     weight: 1,
     interval: [80, 470],
   });
-  assert.deepEqual(rowGuidance("any:0", 1000), { drawn: true, weight: 0, interval: null });
-  assert.deepEqual(rowGuidance("any:3", 1000), { drawn: true, weight: 3, interval: null });
+  assert.deepEqual(rowGuidance("any:0", 1000, "dpmpp-2m"), {
+    drawn: true,
+    weight: 0,
+    interval: null,
+  });
+  assert.deepEqual(rowGuidance("any:3", 1000, "dpmpp-2m"), {
+    drawn: true,
+    weight: 3,
+    interval: null,
+  });
   assert.deepEqual(parseInterval("100-500"), [100, 500]);
   assert.deepEqual(parseInterval(" 0 - 0 "), [0, 0]);
   for (const bad of ["500-100", "100", "-5-10", "a-b", "1.5-3"]) {

@@ -10,7 +10,7 @@ import {
 import { predictV, predictX0FromEps } from "../lib/parameterization.ts";
 import type { Shape } from "../lib/forward.ts";
 import { createRng } from "../lib/rng.ts";
-import { sample } from "../lib/samplers.ts";
+import { sample, SAMPLERS } from "../lib/samplers.ts";
 import { makeSchedule } from "../lib/schedule.ts";
 import { assertClose, moments } from "./_stats.ts";
 
@@ -433,27 +433,48 @@ Deno.test("drawClasses() rejects bad counts, class numbers and seeds, naming the
   assert.throws(() => drawClasses(1.5, 4, 10), /seed must be an integer .* got 1\.5/);
 });
 
-Deno.test("defaultGuidance() is w = 1 over 8%-47% of T; requestedGuidance() keeps what a request sent", () => {
+Deno.test("defaultGuidance() is w = 1 (0.3 for the SDE solver) over 8%-47% of T; requestedGuidance() keeps what a request sent", () => {
   assert.deepEqual(defaultGuidance(1000), { guidance: 1, interval: [80, 470] });
   assert.deepEqual(defaultGuidance(100), { guidance: 1, interval: [8, 47] });
   assert.deepEqual(defaultGuidance(20), { guidance: 1, interval: [2, 9] });
   assert.throws(() => defaultGuidance(0), /timesteps must be a positive integer, got 0/);
+  // The weight follows the sampler; the interval does not.
+  for (const sampler of SAMPLERS) {
+    const weight = sampler === "dpmpp-2m-sde" ? 0.3 : 1;
+    assert.deepEqual(defaultGuidance(1000, sampler), { guidance: weight, interval: [80, 470] });
+  }
+  const T = { timesteps: 1000 };
   // Nothing sent: the default pair; a weight sent: every step unless an interval is sent too.
-  assert.deepEqual(requestedGuidance(undefined, undefined, 1000), {
+  assert.deepEqual(requestedGuidance(undefined, undefined, T), {
     guidance: 1,
     interval: [80, 470],
   });
-  assert.deepEqual(requestedGuidance(3, undefined, 1000), { guidance: 3, interval: null });
-  assert.deepEqual(requestedGuidance(0, undefined, 1000), { guidance: 0, interval: null });
-  assert.deepEqual(requestedGuidance(2, [10, 20], 1000), { guidance: 2, interval: [10, 20] });
-  assert.deepEqual(requestedGuidance(undefined, [0, 999], 1000), {
+  assert.deepEqual(requestedGuidance(undefined, undefined, { ...T, sampler: "dpmpp-2m-sde" }), {
+    guidance: 0.3,
+    interval: [80, 470],
+  });
+  assert.deepEqual(requestedGuidance(3, undefined, T), { guidance: 3, interval: null });
+  assert.deepEqual(requestedGuidance(3, undefined, { ...T, sampler: "dpmpp-2m-sde" }), {
+    guidance: 3,
+    interval: null,
+  });
+  assert.deepEqual(requestedGuidance(0, undefined, T), { guidance: 0, interval: null });
+  assert.deepEqual(requestedGuidance(2, [10, 20], T), { guidance: 2, interval: [10, 20] });
+  assert.deepEqual(requestedGuidance(undefined, [0, 999], T), {
     guidance: 1,
     interval: [0, 999],
   });
-  // Drawn classes: unguided unless a weight is sent.
-  assert.deepEqual(requestedGuidance(undefined, undefined, 1000, true), {
+  // Drawn classes: unguided unless a weight or an interval is sent.
+  assert.deepEqual(requestedGuidance(undefined, undefined, { ...T, drawn: true }), {
     guidance: 0,
     interval: null,
   });
-  assert.deepEqual(requestedGuidance(2, undefined, 1000, true), { guidance: 2, interval: null });
+  assert.deepEqual(requestedGuidance(2, undefined, { ...T, drawn: true }), {
+    guidance: 2,
+    interval: null,
+  });
+  assert.deepEqual(
+    requestedGuidance(undefined, [5, 9], { ...T, drawn: true, sampler: "dpmpp-2m-sde" }),
+    { guidance: 0.3, interval: [5, 9] },
+  );
 });

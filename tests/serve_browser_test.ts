@@ -32,8 +32,10 @@ const RUNS = [
   { model: "tiny_cond", sampler: "ddim", steps: 3, n: 2, seed: 5, label: null },
   // Drawn classes and no weight: unguided on both.
   { model: "tiny_cond", sampler: "unipc", steps: 4, n: 5, seed: 17 },
-  // A class and no weight: both guide with the default, w = 1 over timesteps 80-470.
+  // A class and no weight: both guide with the sampler's default, w = 1 over timesteps 80-470.
   { model: "tiny_cond", sampler: "ddim", steps: 6, n: 3, seed: 14, label: 2 },
+  // The same under the SDE solver: its own default, w = 0.3 in the same interval.
+  { model: "tiny_cond", sampler: "dpmpp-2m-sde", steps: 6, n: 3, seed: 14, label: 2 },
 ] as const;
 
 Deno.test("run in this browser: headless Chromium on WebAssembly draws POST /v1/samples's PNG byte for byte", async (t) => {
@@ -100,6 +102,11 @@ Deno.test("run in this browser: headless Chromium on WebAssembly draws POST /v1/
         body: JSON.stringify(body),
       });
       assert.equal(response.status, 200);
+      if (typeof label === "number" && guidance === undefined) {
+        // The sampler's default weight, which the page must apply as well for the bytes to match.
+        const weight = sampler === "dpmpp-2m-sde" ? "0.3" : "1";
+        assert.equal(response.headers.get("x-guidance"), weight, sampler);
+      }
       const served = new Uint8Array(await response.arrayBuffer());
 
       await p.evaluate(`(() => {

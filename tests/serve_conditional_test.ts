@@ -92,13 +92,20 @@ Deno.test("POST /v1/samples: a label by index and by name give the same images, 
   const byIndex = await samplesJson({ ...body, label: 1 });
   assert.deepEqual(byName.json.images, byIndex.json.images);
   assert.deepEqual(byName.json.labels, ["square", "square", "square"]);
-  // No guidance sent: the default, w = 1 over timesteps 80-470 of T = 1000.
+  // No guidance sent: the default sampler's default, w = 0.3 over timesteps 80-470 of T = 1000.
   assert.equal(conditional.schedule.timesteps, 1000);
-  assert.equal(byName.json.guidance, 1);
+  assert.equal(byName.json.sampler, "dpmpp-2m-sde");
+  assert.equal(byName.json.guidance, 0.3);
   assert.deepEqual(byName.json.guidanceInterval, [80, 470]);
   assert.equal(byName.headers.get("x-labels"), "1,1,1");
-  assert.equal(byName.headers.get("x-guidance"), "1");
+  assert.equal(byName.headers.get("x-guidance"), "0.3");
   assert.equal(byName.headers.get("x-guidance-interval"), "80-470");
+  // The ODE solvers' default weight is 1, in the same interval.
+  for (const sampler of ["dpmpp-2m", "ddim", "unipc"]) {
+    const ode = await samplesJson({ ...body, label: "square", sampler });
+    assert.equal(ode.json.guidance, 1, sampler);
+    assert.deepEqual(ode.json.guidanceInterval, [80, 470], sampler);
+  }
   const cross = await samplesJson({ ...body, label: "cross" });
   assert.notDeepEqual(cross.json.images, byName.json.images);
   // A null label: the "no class" row, reported as null and without the class headers.
@@ -130,12 +137,13 @@ Deno.test("POST /v1/samples with no label draws each image's class from the seed
   assert.equal(guided.headers.get("x-guidance"), "2");
   assert.deepEqual(guided.json.images, guidedList.json.images);
   assert.notDeepEqual(guided.json.images, drawn.json.images);
-  // An interval sent alone asks for guidance in it: the default weight, 1.
+  // An interval sent alone asks for guidance in it: the default sampler's default weight, 0.3.
   const inInterval = await samplesJson({ ...body, guidanceInterval: [200, 700] });
+  assert.equal(inInterval.json.guidance, 0.3);
   const inIntervalList = await samplesJson({
     ...body,
     label: Array.from(classes),
-    guidance: 1,
+    guidance: 0.3,
     guidanceInterval: [200, 700],
   });
   assert.equal(inInterval.headers.get("x-guidance-interval"), "200-700");
@@ -412,7 +420,7 @@ Deno.test("guidance counts each guided image twice against the image and frame l
   const full = await ask("/v1/samples", { n: 4, steps: 4, label: 1, format: "json" });
   assert.equal(full.status, 200);
   assert.deepEqual([(await full.json()).guidance, full.headers.get("x-guidance-interval")], [
-    1,
+    0.3,
     "80-470",
   ]);
   // What is reported is what was applied: a list of no classes guides nothing.
@@ -599,7 +607,10 @@ Deno.test("GET /openapi.json describes label, guidance, the classes and the clas
   const guidance = schemas.SampleRequest.properties.guidance;
   assert.deepEqual([guidance.minimum, guidance.maximum, guidance.default], [0, 20, undefined]);
   assert.match(guidance.description, /\(1 \+ w\) eps\(x, label\) - w eps\(x, no class\)/);
-  assert.match(guidance.description, /Left out, an image of a named class is guided with w = 1/);
+  assert.match(
+    guidance.description,
+    /Left out, an image of a named class is guided over the timesteps 8% to 47% of T \(80-470 of 1000\) with w = 0\.3 under dpmpp-2m-sde and w = 1 under the other samplers/,
+  );
   const noiseGuidance = schemas.NoiseRequest.properties.guidance;
   assert.equal(noiseGuidance.default, 0, "the decoders' guidance stays 0 by default");
   assert.match(

@@ -103,11 +103,12 @@ export function parseGuidance(text: string): GuidanceSetting[] {
 /**
  * The classes and guidance of one row: drawn or in turn, the weight, and the interval it
  * applies in (null: every step); null for no class. The API's defaults come from lib's
- * `requestedGuidance`, so the rows measure what a request gets.
+ * `requestedGuidance` for the row's sampler, so the rows measure what a request gets.
  */
 export function rowGuidance(
   setting: GuidanceSetting,
   timesteps: number,
+  sampler: SamplerKind,
   interval?: readonly [number, number],
 ): { drawn: boolean; weight: number; interval: readonly [number, number] | null } | null {
   if (setting === null) return null;
@@ -116,7 +117,11 @@ export function rowGuidance(
   }
   const drawn = setting !== "default";
   const sent = setting.startsWith("any:") ? Number(setting.slice(4)) : undefined;
-  const { guidance, interval: applied } = requestedGuidance(sent, interval, timesteps, drawn);
+  const { guidance, interval: applied } = requestedGuidance(sent, interval, {
+    timesteps,
+    sampler,
+    drawn,
+  });
   return { drawn, weight: guidance, interval: guidance > 0 ? applied : null };
 }
 
@@ -484,7 +489,7 @@ export async function evaluate(options: EvalOptions): Promise<EvalResult> {
       const started = performance.now();
       const rowClasses = guidance === undefined
         ? null
-        : rowGuidance(guidance, schedule.timesteps, options.guidanceInterval);
+        : rowGuidance(guidance, schedule.timesteps, setting.sampler, options.guidanceInterval);
       for (let start = 0; start < samples; start += batch) {
         const n = Math.min(batch, samples - start);
         const batchSeed = seed + 1000 + start;

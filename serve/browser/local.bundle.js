@@ -215,28 +215,32 @@ function classifierFreeGuidance(model, options) {
     return result;
   };
 }
-function defaultGuidance(timesteps) {
+var DEFAULT_GUIDANCE_WEIGHT = 1;
+var DEFAULT_GUIDANCE_WEIGHTS = {
+  "dpmpp-2m-sde": 0.3
+};
+function defaultGuidance(timesteps, sampler) {
   if (!Number.isInteger(timesteps) || timesteps < 1) {
     throw new RangeError(`timesteps must be a positive integer, got ${timesteps}`);
   }
   return {
-    guidance: 1,
+    guidance: (sampler && DEFAULT_GUIDANCE_WEIGHTS[sampler]) ?? DEFAULT_GUIDANCE_WEIGHT,
     interval: [
       Math.round(0.08 * timesteps),
       Math.round(0.47 * timesteps)
     ]
   };
 }
-function requestedGuidance(guidance, interval, timesteps, drawn = false) {
+function requestedGuidance(guidance, interval, context) {
   if (guidance !== void 0) return {
     guidance,
     interval: interval ?? null
   };
-  if (drawn && interval === void 0) return {
+  if (context.drawn && interval === void 0) return {
     guidance: 0,
     interval: null
   };
-  const fallback = defaultGuidance(timesteps);
+  const fallback = defaultGuidance(context.timesteps, context.sampler);
   return {
     guidance: fallback.guidance,
     interval: interval ?? fallback.interval
@@ -2692,7 +2696,11 @@ async function sampleInBrowser(model, options) {
     throw new RangeError(`label: model ${model.name} has no classes, got ${options.label}`);
   }
   const labels = options.label === null || numClasses === 0 ? null : options.label === void 0 ? drawClasses(options.seed, options.n, numClasses) : new Int32Array(options.n).fill(options.label);
-  const { guidance, interval } = requestedGuidance(options.guidance, options.guidanceInterval, timesteps, options.label === void 0);
+  const { guidance, interval } = requestedGuidance(options.guidance, options.guidanceInterval, {
+    timesteps,
+    sampler: options.sampler,
+    drawn: options.label === void 0
+  });
   const denoiser = labels === null ? (x2, t, s) => network(x2, t, s) : classifierFreeGuidance(network, {
     labels,
     nullClass: numClasses,

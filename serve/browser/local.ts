@@ -167,12 +167,11 @@ export async function sampleInBrowser(
     : options.label === undefined
     ? drawClasses(options.seed, options.n, numClasses)
     : new Int32Array(options.n).fill(options.label);
-  const { guidance, interval } = requestedGuidance(
-    options.guidance,
-    options.guidanceInterval,
+  const { guidance, interval } = requestedGuidance(options.guidance, options.guidanceInterval, {
     timesteps,
-    options.label === undefined,
-  );
+    sampler: options.sampler,
+    drawn: options.label === undefined,
+  });
   const denoiser: Denoiser = labels === null
     ? (x, t, s) => network(x, t, s)
     : classifierFreeGuidance(network, {
