@@ -163,7 +163,25 @@ Deno.test("--ch sets a new run's width: the checkpoint records it, and a bad wid
     assert.equal(checkpointConfig(saved).ch, 12);
     const stored = Object.values(saved.params).reduce((n, p) => n + p.data.length, 0);
     assert.equal(stored, countParameters(describeUNet(options.config).params));
+    // A new run from those weights at another width is refused by name, before any shape.
+    await assert.rejects(
+      () =>
+        runTraining({
+          ...run,
+          config: PRESETS.tiny,
+          out: `${out}-narrow`,
+          initFrom: path,
+          ...quiet,
+          steps: 1,
+        }),
+      new RegExp(
+        `^RangeError: --init-from ${path.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}: its network ` +
+          "is 8x8x1, ch 12, levels 1/2, 1 block\\(s\\) per level, attention at 4, 4 groups; this " +
+          "run's is 8x8x1, ch 8, .*Start it with the --preset of that run and --ch 12$",
+      ),
+    );
   } finally {
     await Deno.remove(out, { recursive: true });
+    await Deno.remove(`${out}-narrow`, { recursive: true }).catch(() => {});
   }
 });

@@ -84,7 +84,7 @@ const FLAGS: FlagTable = {
   },
   "init-from": {
     help:
-      "start a new run from the weights of a checkpoint (.ddpm) or an exported model (.onnx): fine-tuning, fresh optimizer; on the same dataset it keeps that run's train / held-out split",
+      "start a new run from the weights of a checkpoint (.ddpm) or an exported model (.onnx) of the same network (--preset, --ch): fine-tuning, fresh optimizer; on the same dataset it keeps that run's train / held-out split",
   },
   "learn-variance": {
     boolean: true,

@@ -212,6 +212,24 @@ interface _OpenRun {
   notice: string;
 }
 
+/**
+ * Refuses a start whose network is built differently from this run's (another preset or
+ * `--ch`), naming both, before the shapes disagree tensor by tensor. The class rows and the
+ * variance channels may differ: the warm start grows or keeps them.
+ */
+function _checkSameNetwork(path: string, start: UNetConfig, config: UNetConfig): void {
+  const describe = (c: UNetConfig) =>
+    `${c.imageSize}x${c.imageSize}x${c.channels}, ch ${c.ch}, levels ${c.chMult.join("/")}, ` +
+    `${c.numResBlocks} block(s) per level, attention at ${c.attnResolutions.join("/")}, ` +
+    `${c.groups} groups`;
+  if (describe(start) !== describe(config)) {
+    throw new RangeError(
+      `--init-from ${path}: its network is ${describe(start)}; this run's is ${describe(config)}. ` +
+        `Start it with the --preset of that run and --ch ${start.ch}`,
+    );
+  }
+}
+
 /** The cadence options filled from the defaults and checked, with `steps` and `batch`. */
 function _cadence(options: RunOptions): _Cadence {
   const cadence = {
@@ -296,6 +314,7 @@ async function _openRun(options: RunOptions, report: (event: RunEvent) => void):
   // A run from another run's weights on the same dataset keeps that run's split: with its own,
   // it would train on images its start held out, and their held-out figures would flatter it.
   const warmStart = options.initFrom ? await loadInitialWeights(options.initFrom) : null;
+  if (warmStart && options.initFrom) _checkSameNetwork(options.initFrom, warmStart.config, config);
   const load = (splitSeed: number) =>
     loadDataset(options.dataset, {
       heldOutFraction: options.heldOut ?? TRAINING_DEFAULTS.heldOut,
