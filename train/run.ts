@@ -222,9 +222,10 @@ function _checkSameNetwork(path: string, start: UNetConfig, config: UNetConfig):
     `${c.imageSize}x${c.imageSize}x${c.channels}, ch ${c.ch}, levels ${c.chMult.join("/")}, ` +
     `${c.numResBlocks} block(s) per level, attention at ${c.attnResolutions.join("/")}, ` +
     `${c.groups} groups`;
-  if (describe(start) !== describe(config)) {
+  const [theirs, ours] = [describe(start), describe(config)];
+  if (theirs !== ours) {
     throw new RangeError(
-      `--init-from ${path}: its network is ${describe(start)}; this run's is ${describe(config)}. ` +
+      `--init-from ${path}: its network is ${theirs}; this run's is ${ours}. ` +
         `Start it with the --preset of that run and --ch ${start.ch}`,
     );
   }
