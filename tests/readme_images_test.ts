@@ -42,6 +42,15 @@ const IMAGES: [string, Record<string, unknown>][] = [
   ["mnist-cond-guidance-1.png", grid("mnist-cond", 1)],
   ["mnist-cond-guidance-3.png", grid("mnist-cond", 3)],
   ["fashion-cond-samples.png", grid("fashion-cond", 3)],
+  // The API's defaults: sampler, steps and guidance left out.
+  ["mnist-cond-defaults.png", { model: "mnist-cond", n: 20, label: TWICE, columns: 10, seed: 1 }],
+  ["fashion-cond-defaults.png", {
+    model: "fashion-cond",
+    n: 20,
+    label: TWICE,
+    columns: 10,
+    seed: 1,
+  }],
 ];
 
 Deno.test("the README's images come back byte for byte from the API on the shipped models", async () => {
@@ -52,6 +61,7 @@ Deno.test("the README's images come back byte for byte from the API on the shipp
       `{"model": "mnist", "n": 16, "sampler": "ddim", "steps": 50, "seed": 1}`,
       `"n": 4, "format": "apng", "every": 2`,
       `{"model": "mnist-cond", "n": 20, "label": [0, 1, ..., 9, 0, 1, ..., 9], "guidance": 3,`,
+      `{"model": "mnist-cond", "n": 20, "label": [0, 1, ..., 9, 0, 1, ..., 9], "columns": 10, "seed": 1}`,
     ]
   ) assert.ok(readme.includes(text), `the README no longer says ${text}`);
   // WebAssembly on two threads, as `deno task serve --provider wasm` ran on the 2-core machine
