@@ -56,11 +56,11 @@ export interface ClassRequest {
  * for no `label` at all (not `null`) draws each image's class from that seed
  * ({@linkcode drawClasses}), as sampling from the model's `p(x)` does; without it, or with
  * `label: null`, the images have no class. With no `guidance` sent, named classes get lib's
- * `defaultGuidance` (its sampler's weight in its interval) and drawn ones none unless an interval is
- * sent; a weight sent applies at every step unless `guidanceInterval` limits it. Throws a 400
- * `HttpError` when the model has no classes, a name or index is not one of them, a list has the
- * wrong length, guidance comes with no class to guide, or the interval is not within the
- * model's timesteps.
+ * `defaultGuidance` (its sampler's weight in its interval) and drawn ones none unless an
+ * interval is sent; a weight sent applies at every step unless `guidanceInterval` limits it.
+ * Throws a 400 `HttpError` when the model has no classes, a name or index is not one of them, a
+ * list has the wrong length, guidance comes with no class to guide, or the interval is not
+ * within the model's timesteps.
  *
  * @example
  * ```ts
