@@ -11,7 +11,7 @@
 
 import { basename, join } from "node:path";
 import type { TopLevelSpec } from "vega-lite";
-import { FlagError, type FlagTable, runFlagCommand, usageText } from "./cli.ts";
+import { FlagError, type Flags, type FlagTable, runFlagCommand, usageText } from "./cli.ts";
 
 /** The fields of a `metrics.jsonl` line that the curves read. */
 export interface MetricsRecord {
@@ -296,11 +296,7 @@ const CURVES_USAGE = usageText(
 );
 
 /** `--compare`: reads each run's metrics and writes the comparison figure to `--out`. */
-async function compareRuns(
-  list: string,
-  batch: number,
-  flags: { given(name: string): boolean; text(name: string): string },
-): Promise<number> {
+async function compareRuns(list: string, batch: number, flags: Flags): Promise<number> {
   if (flags.given("run")) throw new FlagError("--run and --compare: give one of them");
   const dirs = list.split(",").map((d) => d.trim());
   if (dirs.length < 2 || dirs.some((d) => d === "")) {
@@ -308,16 +304,14 @@ async function compareRuns(
   }
   const out = flags.text("out");
   if (out === "") throw new FlagError("--compare needs --out: the SVG file to write");
-  let rates: (number | undefined)[] = dirs.map(() => undefined);
-  if (flags.given("rates")) {
-    const text = flags.text("rates");
-    const given = text.split(",").map(Number);
-    if (given.length !== dirs.length || given.some((r) => !(r > 0 && Number.isFinite(r)))) {
-      throw new FlagError(
-        `--rates must be ${dirs.length} positive steps/s, one per --compare run, got "${text}"`,
-      );
-    }
-    rates = given;
+  const ratesText = flags.given("rates") ? flags.text("rates") : null;
+  const rates = ratesText?.split(",").map(Number);
+  if (
+    rates && (rates.length !== dirs.length || rates.some((r) => !(r > 0 && Number.isFinite(r))))
+  ) {
+    throw new FlagError(
+      `--rates must be ${dirs.length} positive steps/s, one per --compare run, got "${ratesText}"`,
+    );
   }
   const runs: ComparedRun[] = [];
   for (const [i, dir] of dirs.entries()) {
@@ -328,7 +322,7 @@ async function compareRuns(
     runs.push({
       label: basename(dir),
       records,
-      ...(rates[i] === undefined ? {} : { stepsPerSecond: rates[i] }),
+      ...(rates ? { stepsPerSecond: rates[i] } : {}),
     });
   }
   const svg = await renderSvg(
