@@ -3,6 +3,7 @@ import * as tf from "@tensorflow/tfjs";
 import { nativeRuntime } from "../model/native.ts";
 import { loadOnnxModel, onnxDenoiser, type OnnxModel } from "../model/onnx.ts";
 import { classifierFreeGuidance, drawClasses } from "../lib/guidance.ts";
+import { featureStatistics, frechetDistance } from "../lib/frechet.ts";
 import { variationalBound } from "../lib/likelihood.ts";
 import { sample } from "../lib/samplers.ts";
 import { makeSchedule } from "../lib/schedule.ts";
@@ -17,6 +18,7 @@ import {
 import type { NamedTensors } from "../train/checkpoint.ts";
 import {
   classify,
+  classMatchedDraw,
   type EvalOptions,
   type EvalResult,
   evalTable,
@@ -214,6 +216,12 @@ Deno.test("evaluate() samples a conditional model digit by digit at each guidanc
     ]]);
     assert.match(table, /\| ddim \| 3 \| 2 \(t 5-15\) \| \d+\.\d% ± \d+\.\d \|/);
     assert.match(table, /\| ddim \| 3 \| none \| - \|/);
+    // The "no class" row asks for no classes, so it has no class-matched floor; the rows asking
+    // for the ten digits in turn share one.
+    const floors = result.samplers.map((r) => r.classMatchedFloor);
+    assert.equal(floors[0], undefined);
+    assert.ok(floors[1] !== undefined && floors[1] > 0 && floors[2] === floors[1]);
+    assert.match(table, /\| none \| - \| [\d.]+ \| [\d.]+ \| - \|/);
   });
 });
 
@@ -347,6 +355,45 @@ Deno.test("evaluate() samples 'any' with each batch's drawn classes and the API'
       [2, 9],
     ]);
     assert.match(evalTable(result, samples), /\| ddim \| 3 \| default: 1 \(t 2-9\) \|/);
+    // Each row's class-matched floor, redone: 8 draws of training images with the row's class
+    // counts (the drawn classes; one of each digit for the row asking in turn) against the
+    // held-out images.
+    const split = await loadDataset("mnist", { seed: model.card.seed ?? 0 });
+    const held = await classify(
+      classifier,
+      imagesAt(split.heldOut, [...Array(split.heldOut.length).keys()]),
+      split.heldOut.length,
+    );
+    const target = featureStatistics(held.features, held.dim);
+    const byClass: number[][] = Array.from({ length: 10 }, () => []);
+    for (let i = 0; i < split.train.length; i++) byClass[split.train.label(i)].push(i);
+    const matchedFloor = async (classes: Int32Array) => {
+      const counts = new Array(10).fill(0);
+      for (const c of classes) counts[c]++;
+      let sum = 0;
+      for (let d = 0; d < 8; d++) {
+        const indices = classMatchedDraw(byClass, counts, seed + d);
+        const got = await classify(classifier, imagesAt(split.train, indices), indices.length);
+        const stats = featureStatistics(got.features, got.dim);
+        sum += frechetDistance(stats.mean, stats.covariance, target.mean, target.covariance, 128);
+      }
+      return sum / 8;
+    };
+    const inTurn = Int32Array.from({ length: samples }, (_, i) => i % 10);
+    for (const [r, classes] of [[row, drawn], [guided, inTurn]] as const) {
+      const { classMatchedFloor: floor, classMatchedFloorSd: sd } = r;
+      assert.ok(floor !== undefined && sd !== undefined, "a row asking for classes has one");
+      const expected = await matchedFloor(classes);
+      assert.ok(Math.abs(floor - expected) < 1e-9 * expected, `${floor} vs ${expected}`);
+      assert.ok(sd > 0);
+      assert.ok(
+        evalTable(result, samples).includes(
+          `| ${(r.frechet / result.realFloor).toFixed(2)} | ${(r.frechet / floor).toFixed(2)} (${
+            floor.toFixed(2)
+          } ± ${sd.toFixed(2)}) |`,
+        ),
+      );
+    }
     // The mixture's bound: each held-out image's bound with its own class, plus log2(10) bits.
     const { heldOut } = await loadDataset("mnist", { seed: model.card.seed ?? 0 });
     const bound = await variationalBound(
@@ -421,4 +468,20 @@ Deno.test("split seed lists parse, and bad ones are named", () => {
   for (const bad of ["", "-1", "1.5", "0,", "x"]) {
     assert.throws(() => parseSeedList(bad), /a split seed is an integer in 0\.\.\d+, got/, bad);
   }
+});
+
+Deno.test("classMatchedDraw() takes the asked number of distinct images of each class, seeded", () => {
+  const labels = Int32Array.from({ length: 60 }, (_, i) => (i * 7) % 3);
+  const byClass: number[][] = [[], [], []];
+  labels.forEach((c, i) => byClass[c].push(i));
+  const counts = [5, 0, 20];
+  const drawn = classMatchedDraw(byClass, counts, 4);
+  assert.equal(new Set(drawn).size, 25);
+  assert.deepEqual([0, 1, 2].map((c) => drawn.filter((i) => labels[i] === c).length), counts);
+  assert.deepEqual(classMatchedDraw(byClass, counts, 4), drawn);
+  assert.notDeepEqual(classMatchedDraw(byClass, counts, 5), drawn);
+  assert.throws(
+    () => classMatchedDraw(byClass, [21, 0, 0], 4),
+    /needs 21 training images of class 0, the split has 20/,
+  );
 });

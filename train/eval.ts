@@ -11,7 +11,9 @@
  *    feature space of the project's classifier, beside the same distance between real
  *    training images and the held-out ones (the floor, at the same sample sizes, averaged
  *    over `--floor-draws` draws of training images), and the class histogram of the generated
- *    images.
+ *    images. A row that asks for classes also gets a class-matched floor: real training images
+ *    of the same classes in the same numbers, since a set with the classes in other proportions
+ *    than the held-out images' is farther from them, however real each image is.
  * 3. Sampler comparison: the distance and the wall time per image for each sampler, drawn
  *    against the step count with `--plot`.
  * 4. A class-conditional model samples the ten classes in equal numbers, at each
@@ -228,13 +230,37 @@ function _heldOutByAll(n: number, seed: number, others: readonly number[]): numb
 
 /** `k` distinct indices of `0..n-1`, by a seeded partial Fisher-Yates shuffle. */
 function _choose(n: number, k: number, seed: number): number[] {
-  const rng = createRng(seed);
+  return _chooseWith(createRng(seed), n, k);
+}
+
+function _chooseWith(rng: ReturnType<typeof createRng>, n: number, k: number): number[] {
   const order = Array.from({ length: n }, (_, i) => i);
   for (let i = 0; i < k; i++) {
     const j = i + rng.integers(1, n - i)[0];
     [order[i], order[j]] = [order[j], order[i]];
   }
   return order.slice(0, k);
+}
+
+/**
+ * Indices of training images with `counts[c]` distinct images of each class `c`, drawn by
+ * one seeded generator class after class (`byClass[c]`: the indices of class `c`).
+ */
+export function classMatchedDraw(
+  byClass: readonly (readonly number[])[],
+  counts: readonly number[],
+  seed: number,
+): number[] {
+  const rng = createRng(seed);
+  return counts.flatMap((k, c) => {
+    const pool = byClass[c] ?? [];
+    if (k > pool.length) {
+      throw new RangeError(
+        `a class-matched draw needs ${k} training images of class ${c}, the split has ${pool.length}`,
+      );
+    }
+    return _chooseWith(rng, pool.length, k).map((i) => pool[i]);
+  });
 }
 
 /** The Fréchet distance of `images` to the statistics `target`, and each image's class. */
@@ -300,6 +326,13 @@ export interface SamplerResult extends SamplerSetting {
   guidanceInterval?: readonly [number, number];
   /** Conditional models: the share of samples classified as the digit asked for (or drawn). */
   labelAccuracy?: number;
+  /**
+   * Rows that ask for classes: the floor of real training images with the row's classes in
+   * the same numbers (mean of `floorDraws` draws, like the floor), and the draws' sd. Absent
+   * when the split has too few images of a class asked for.
+   */
+  classMatchedFloor?: number;
+  classMatchedFloorSd?: number;
 }
 
 /** Part of the bound, mean bits/dim over the images: the prior `L_T`, or terms `[from, to)`. */
@@ -405,19 +438,23 @@ export async function evaluate(options: EvalOptions): Promise<EvalResult> {
     throw new RangeError(`floorDraws must be an integer >= 1, got ${floorDraws}`);
   }
   const floorCount = Math.min(samples, train.length);
-  const realFloorDraws: number[] = [];
-  for (let d = 0; d < floorDraws; d++) {
-    const indices = _choose(train.length, floorCount, seed + d);
-    realFloorDraws.push(
-      (await distanceTo(realStats, classifier, imagesAt(train, indices), floorCount)).frechet,
-    );
-  }
-  const realFloor = realFloorDraws.reduce((a, b) => a + b, 0) / floorDraws;
-  const realFloorSd = floorDraws > 1
-    ? Math.sqrt(
-      realFloorDraws.reduce((a, v) => a + (v - realFloor) ** 2, 0) / (floorDraws - 1),
-    )
-    : 0;
+  const floorOf = async (draw: (d: number) => number[]) => {
+    const draws: number[] = [];
+    for (let d = 0; d < floorDraws; d++) {
+      const indices = draw(seed + d);
+      draws.push(
+        (await distanceTo(realStats, classifier, imagesAt(train, indices), indices.length))
+          .frechet,
+      );
+    }
+    const mean = draws.reduce((a, b) => a + b, 0) / floorDraws;
+    const sd = floorDraws > 1
+      ? Math.sqrt(draws.reduce((a, v) => a + (v - mean) ** 2, 0) / (floorDraws - 1))
+      : 0;
+    return { draws, mean, sd };
+  };
+  const randomFloor = await floorOf((s) => _choose(train.length, floorCount, s));
+  const { draws: realFloorDraws, mean: realFloor, sd: realFloorSd } = randomFloor;
   log(
     `real floor: Fréchet distance ${realFloor.toFixed(3)} ± ${realFloorSd.toFixed(3)} (mean and ` +
       `sd of ${floorDraws} draws of ${floorCount} training vs ${heldOut.length} held-out images: ` +
@@ -480,6 +517,33 @@ export async function evaluate(options: EvalOptions): Promise<EvalResult> {
   const results: SamplerResult[] = [];
   // Conditional models ask for the digits in turn, so every class gets samples/10 of them.
   const requested = Int32Array.from({ length: samples }, (_, i) => i % 10);
+  // Class-matched floors by the rows' class counts: every row asking in turn shares one, and
+  // drawn rows at one seed draw the same classes.
+  const byClass: number[][] = Array.from({ length: numClasses }, () => []);
+  for (let i = 0; i < train.length; i++) byClass[train.label(i)]?.push(i);
+  const matchedFloors = new Map<string, { mean: number; sd: number } | null>();
+  const matchedFloor = async (asked: Int32Array) => {
+    const counts = new Array<number>(numClasses).fill(0);
+    for (const c of asked) counts[c]++;
+    const key = counts.join(",");
+    if (!matchedFloors.has(key)) {
+      const short = counts.findIndex((k, c) => k > byClass[c].length);
+      if (short >= 0) {
+        log(
+          `no class-matched floor: ${counts[short]} images of class ${short} asked, the ` +
+            `training split has ${byClass[short].length}`,
+        );
+        matchedFloors.set(key, null);
+      } else {
+        const floor = await floorOf((s) => classMatchedDraw(byClass, counts, s));
+        log(
+          `class-matched floor (${key}): ${floor.mean.toFixed(3)} ± ${floor.sd.toFixed(3)}`,
+        );
+        matchedFloors.set(key, floor);
+      }
+    }
+    return matchedFloors.get(key) ?? null;
+  };
   for (const setting of options.samplers) {
     for (const guidance of guidanceWeights) {
       const images = new Float32Array(samples * 784);
@@ -522,6 +586,11 @@ export async function evaluate(options: EvalOptions): Promise<EvalResult> {
       if (rowClasses?.interval) row.guidanceInterval = rowClasses.interval;
       if (rowClasses) {
         row.labelAccuracy = generated.classes.filter((c, i) => c === asked[i]).length / samples;
+        const matched = await matchedFloor(asked);
+        if (matched) {
+          row.classMatchedFloor = matched.mean;
+          row.classMatchedFloorSd = matched.sd;
+        }
       }
       results.push(row);
       log(
@@ -591,11 +660,22 @@ export function evalTable(result: EvalResult, samples: number): string {
   // A binomial share's 95% interval: +- 1.96 sqrt(p (1 - p) / n).
   const accuracy = (p: number) =>
     `${(100 * p).toFixed(1)}% ± ${(196 * Math.sqrt(p * (1 - p) / samples)).toFixed(1)}`;
+  // The class-matched floor's column: its ratio, then the floor itself.
+  const matched = (r: SamplerResult) =>
+    r.classMatchedFloor === undefined
+      ? " - |"
+      : ` ${(r.frechet / r.classMatchedFloor).toFixed(2)} (${r.classMatchedFloor.toFixed(2)} ± ${
+        (r.classMatchedFloorSd ?? 0).toFixed(2)
+      }) |`;
   const lines = [
     `| sampler | steps |${
       conditional ? " guidance | label accuracy |" : ""
-    } Fréchet distance (${samples} samples) | ratio to the floor | ms/image | classes 0-9 (counts) |`,
-    `| --- | --- |${conditional ? " --- | --- |" : ""} --- | --- | --- | --- |`,
+    } Fréchet distance (${samples} samples) | ratio to the floor |${
+      conditional ? " ratio to the class-matched floor (floor) |" : ""
+    } ms/image | classes 0-9 (counts) |`,
+    `| --- | --- |${conditional ? " --- | --- |" : ""} --- | --- |${
+      conditional ? " --- |" : ""
+    } --- | --- |`,
     ...result.samplers.map((r) =>
       `| ${r.sampler} | ${r.steps} |${
         conditional
@@ -603,13 +683,15 @@ export function evalTable(result: EvalResult, samples: number): string {
             r.labelAccuracy === undefined ? "-" : accuracy(r.labelAccuracy)
           } |`
           : ""
-      } ${r.frechet.toFixed(2)} | ${(r.frechet / result.realFloor).toFixed(2)} | ${
-        r.msPerImage.toFixed(0)
-      } | ${r.classHistogram.join(" ")} |`
+      } ${r.frechet.toFixed(2)} | ${(r.frechet / result.realFloor).toFixed(2)} |${
+        conditional ? matched(r) : ""
+      } ${r.msPerImage.toFixed(0)} | ${r.classHistogram.join(" ")} |`
     ),
     `| real images (floor: mean ± sd of ${result.realFloorDraws.length} draws) | - |${
       conditional ? " - | - |" : ""
-    } ${result.realFloor.toFixed(2)} ± ${result.realFloorSd.toFixed(2)} | 1 | - | - |`,
+    } ${result.realFloor.toFixed(2)} ± ${result.realFloorSd.toFixed(2)} | 1 |${
+      conditional ? " - |" : ""
+    } - | - |`,
   ];
   if (result.nll) {
     lines.push(
