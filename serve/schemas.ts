@@ -98,14 +98,15 @@ const Guidance = GuidanceWeight.default(0).openapi({
 });
 /**
  * The guidance of a sampling request: left out, an image of a named class gets the default of
- * its sampler (`defaultGuidance`: w = 0.3 for dpmpp-2m-sde, else 1, in the middle timesteps),
+ * its sampler (`defaultGuidance`: w = 0.3 for dpmpp-2m-sde, 0.5 for ddpm, else 1, in the middle
+ * timesteps),
  * a drawn one none.
  */
 const SampleGuidance = GuidanceWeight.optional().openapi({
   description: `${GUIDANCE_TEXT} at the steps of guidanceInterval (every step if that is ` +
     "left out). Left out, an image of a named " +
     "class is guided over the timesteps 8% to 47% of T (80-470 of 1000) with w = 0.3 under " +
-    "dpmpp-2m-sde and w = 1 under the other samplers, the defaults measured on the shipped " +
+    "dpmpp-2m-sde, 0.5 under ddpm and 1 under the other samplers, the defaults measured on the shipped " +
     "models, and classes drawn for a request with no label are unguided (guided with that " +
     "default weight if guidanceInterval is sent); 0 samples " +
     "the class unguided. Each guided image is evaluated twice per guided step, with and " +

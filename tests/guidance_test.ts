@@ -433,14 +433,14 @@ Deno.test("drawClasses() rejects bad counts, class numbers and seeds, naming the
   assert.throws(() => drawClasses(1.5, 4, 10), /seed must be an integer .* got 1\.5/);
 });
 
-Deno.test("defaultGuidance() is w = 1 (0.3 for the SDE solver) over 8%-47% of T; requestedGuidance() keeps what a request sent", () => {
+Deno.test("defaultGuidance() is w = 1 (0.3 for the SDE solver, 0.5 for ddpm) over 8%-47% of T; requestedGuidance() keeps what a request sent", () => {
   assert.deepEqual(defaultGuidance(1000), { guidance: 1, interval: [80, 470] });
   assert.deepEqual(defaultGuidance(100), { guidance: 1, interval: [8, 47] });
   assert.deepEqual(defaultGuidance(20), { guidance: 1, interval: [2, 9] });
   assert.throws(() => defaultGuidance(0), /timesteps must be a positive integer, got 0/);
   // The weight follows the sampler; the interval does not.
   for (const sampler of SAMPLERS) {
-    const weight = sampler === "dpmpp-2m-sde" ? 0.3 : 1;
+    const weight = ({ "dpmpp-2m-sde": 0.3, ddpm: 0.5 } as Record<string, number>)[sampler] ?? 1;
     assert.deepEqual(defaultGuidance(1000, sampler), { guidance: weight, interval: [80, 470] });
   }
   const T = { timesteps: 1000 };

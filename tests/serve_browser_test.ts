@@ -34,8 +34,10 @@ const RUNS = [
   { model: "tiny_cond", sampler: "unipc", steps: 4, n: 5, seed: 17 },
   // A class and no weight: both guide with the sampler's default, w = 1 over timesteps 80-470.
   { model: "tiny_cond", sampler: "ddim", steps: 6, n: 3, seed: 14, label: 2 },
-  // The same under the SDE solver: its own default, w = 0.3 in the same interval.
+  // The same under the stochastic samplers: their own defaults, w = 0.3 (the SDE solver) and
+  // 0.5 (DDPM's ancestral steps) in the same interval.
   { model: "tiny_cond", sampler: "dpmpp-2m-sde", steps: 6, n: 3, seed: 14, label: 2 },
+  { model: "tiny_cond", sampler: "ddpm", steps: 6, n: 3, seed: 14, label: 2 },
 ] as const;
 
 Deno.test("run in this browser: headless Chromium on WebAssembly draws POST /v1/samples's PNG byte for byte", async (t) => {
@@ -104,7 +106,9 @@ Deno.test("run in this browser: headless Chromium on WebAssembly draws POST /v1/
       assert.equal(response.status, 200);
       if (typeof label === "number" && guidance === undefined) {
         // The sampler's default weight, which the page must apply as well for the bytes to match.
-        const weight = sampler === "dpmpp-2m-sde" ? "0.3" : "1";
+        const weight =
+          ({ "dpmpp-2m-sde": "0.3", ddpm: "0.5" } as Record<string, string>)[sampler] ??
+            "1";
         assert.equal(response.headers.get("x-guidance"), weight, sampler);
       }
       const served = new Uint8Array(await response.arrayBuffer());

@@ -100,11 +100,12 @@ Deno.test("POST /v1/samples: a label by index and by name give the same images, 
   assert.equal(byName.headers.get("x-labels"), "1,1,1");
   assert.equal(byName.headers.get("x-guidance"), "0.3");
   assert.equal(byName.headers.get("x-guidance-interval"), "80-470");
-  // The ODE solvers' default weight is 1, in the same interval.
-  for (const sampler of ["dpmpp-2m", "ddim", "unipc"]) {
-    const ode = await samplesJson({ ...body, label: "square", sampler });
-    assert.equal(ode.json.guidance, 1, sampler);
-    assert.deepEqual(ode.json.guidanceInterval, [80, 470], sampler);
+  // The ODE solvers' default weight is 1 and DDPM's ancestral steps' 0.5, in the same interval.
+  const weights = [["dpmpp-2m", 1], ["ddim", 1], ["unipc", 1], ["ddpm", 0.5]] as const;
+  for (const [sampler, weight] of weights) {
+    const other = await samplesJson({ ...body, label: "square", sampler });
+    assert.equal(other.json.guidance, weight, sampler);
+    assert.deepEqual(other.json.guidanceInterval, [80, 470], sampler);
   }
   const cross = await samplesJson({ ...body, label: "cross" });
   assert.notDeepEqual(cross.json.images, byName.json.images);
@@ -505,6 +506,8 @@ Deno.test("POST /v1/interpolate decodes as a label, from JSON or a form, guided 
   const guided = await ask({ label: "square", guidance: 2 });
   assert.equal(none.headers.get("x-label"), null);
   assert.equal(square.headers.get("x-label"), "1");
+  // No weight sent: the decoders stay unguided (the sampler defaults are sampling's).
+  assert.equal(square.headers.get("x-guidance"), "0");
   assert.equal(guided.headers.get("x-guidance"), "2");
   assert.notDeepEqual(square.bytes, none.bytes);
   assert.notDeepEqual(guided.bytes, square.bytes);
@@ -609,7 +612,7 @@ Deno.test("GET /openapi.json describes label, guidance, the classes and the clas
   assert.match(guidance.description, /\(1 \+ w\) eps\(x, label\) - w eps\(x, no class\)/);
   assert.match(
     guidance.description,
-    /Left out, an image of a named class is guided over the timesteps 8% to 47% of T \(80-470 of 1000\) with w = 0\.3 under dpmpp-2m-sde and w = 1 under the other samplers/,
+    /Left out, an image of a named class is guided over the timesteps 8% to 47% of T \(80-470 of 1000\) with w = 0\.3 under dpmpp-2m-sde, 0\.5 under ddpm and 1 under the other samplers/,
   );
   const noiseGuidance = schemas.NoiseRequest.properties.guidance;
   assert.equal(noiseGuidance.default, 0, "the decoders' guidance stays 0 by default");

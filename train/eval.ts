@@ -30,7 +30,7 @@
 import { featureStatistics, frechetDistance } from "../lib/frechet.ts";
 import { classifierFreeGuidance, drawClasses, requestedGuidance } from "../lib/guidance.ts";
 import { type VariationalBound, variationalBound } from "../lib/likelihood.ts";
-import { createRng } from "../lib/rng.ts";
+import { createRng, type Rng } from "../lib/rng.ts";
 import { sample, type SamplerKind, SAMPLERS } from "../lib/samplers.ts";
 import { makeSchedule, type ScheduleKind } from "../lib/schedule.ts";
 import { cardSplitSeed } from "../model/card.ts";
@@ -233,7 +233,7 @@ function _choose(n: number, k: number, seed: number): number[] {
   return _chooseWith(createRng(seed), n, k);
 }
 
-function _chooseWith(rng: ReturnType<typeof createRng>, n: number, k: number): number[] {
+function _chooseWith(rng: Rng, n: number, k: number): number[] {
   const order = Array.from({ length: n }, (_, i) => i);
   for (let i = 0; i < k; i++) {
     const j = i + rng.integers(1, n - i)[0];
@@ -453,8 +453,9 @@ export async function evaluate(options: EvalOptions): Promise<EvalResult> {
       : 0;
     return { draws, mean, sd };
   };
-  const randomFloor = await floorOf((s) => _choose(train.length, floorCount, s));
-  const { draws: realFloorDraws, mean: realFloor, sd: realFloorSd } = randomFloor;
+  const { draws: realFloorDraws, mean: realFloor, sd: realFloorSd } = await floorOf((s) =>
+    _choose(train.length, floorCount, s)
+  );
   log(
     `real floor: Fréchet distance ${realFloor.toFixed(3)} ± ${realFloorSd.toFixed(3)} (mean and ` +
       `sd of ${floorDraws} draws of ${floorCount} training vs ${heldOut.length} held-out images: ` +

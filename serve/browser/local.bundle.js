@@ -217,7 +217,8 @@ function classifierFreeGuidance(model, options) {
 }
 var DEFAULT_GUIDANCE_WEIGHT = 1;
 var DEFAULT_GUIDANCE_WEIGHTS = {
-  "dpmpp-2m-sde": 0.3
+  "dpmpp-2m-sde": 0.3,
+  ddpm: 0.5
 };
 function defaultGuidance(timesteps, sampler) {
   if (!Number.isInteger(timesteps) || timesteps < 1) {

@@ -36,8 +36,9 @@ export function samplesRoutes(context: RouteContext): OpenAPIHono<AppEnv> {
         "the same seed returns the same bytes. `apng` shows `x_t` every `every` steps, then " +
         "the result. A class-conditional model samples the classes in `label` (with no label, " +
         "each image's class drawn from the seed; `null`: no class), guided by `guidance` " +
-        "(classifier-free guidance; left out, a named class gets the model's default, w = 1 in " +
-        "the middle timesteps, and drawn classes none); `X-Labels`, `X-Guidance` and " +
+        "(classifier-free guidance; left out, a named class gets the sampler's default, w = 0.3 " +
+        "under dpmpp-2m-sde, 0.5 under ddpm and 1 under the others, in the middle timesteps, " +
+        "and drawn classes none); `X-Labels`, `X-Guidance` and " +
         "`X-Guidance-Interval` report them.",
       request: {
         body: {
