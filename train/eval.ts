@@ -760,7 +760,8 @@ const EVAL_FLAGS: FlagTable = {
   "floor-draws": {
     default: "8",
     help: "draws of --samples training images whose distances to the held-out images average\n" +
-      "into the floor (one draw varies by several percent)",
+      "into the floor (one draw varies by several percent), and into each class-matched floor:\n" +
+      "training images in the classes and numbers a row asked for",
   },
   "nll-unseen-by": {
     help: "comma-separated seeds of other train / held-out splits: the bound reads only the\n" +
