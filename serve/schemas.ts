@@ -12,6 +12,7 @@
  */
 
 import { z } from "@hono/zod-openapi";
+import { DEFAULT_GUIDANCE_WEIGHT, DEFAULT_GUIDANCE_WEIGHTS } from "../lib/guidance.ts";
 import { SAMPLER_CAPABILITIES, type SamplerKind, SAMPLERS } from "../lib/samplers.ts";
 import { TIMESTEP_SPACINGS } from "../lib/schedule.ts";
 import { SamplingCardSchema } from "../model/card.ts";
@@ -97,16 +98,28 @@ const Guidance = GuidanceWeight.default(0).openapi({
     "frames.",
 });
 /**
+ * Each sampler's default guidance weight for a named class, in words, read from lib's table so
+ * that the API's text follows it: "w = 0.3 under dpmpp-2m-sde, 0.5 under ddpm and 1 under the
+ * other samplers".
+ */
+export const DEFAULT_WEIGHTS_TEXT = (() => {
+  const parts = [
+    ...Object.entries(DEFAULT_GUIDANCE_WEIGHTS).map(([sampler, w]) => `${w} under ${sampler}`),
+    `${DEFAULT_GUIDANCE_WEIGHT} under the other samplers`,
+  ];
+  return `w = ${parts.slice(0, -1).join(", ")} and ${parts.at(-1)}`;
+})();
+
+/**
  * The guidance of a sampling request: left out, an image of a named class gets the default of
- * its sampler (`defaultGuidance`: w = 0.3 for dpmpp-2m-sde, 0.5 for ddpm, else 1, in the middle
- * timesteps),
- * a drawn one none.
+ * its sampler (`defaultGuidance`, {@linkcode DEFAULT_WEIGHTS_TEXT}, in the middle timesteps), a
+ * drawn one none.
  */
 const SampleGuidance = GuidanceWeight.optional().openapi({
   description: `${GUIDANCE_TEXT} at the steps of guidanceInterval (every step if that is ` +
     "left out). Left out, an image of a named " +
-    "class is guided over the timesteps 8% to 47% of T (80-470 of 1000) with w = 0.3 under " +
-    "dpmpp-2m-sde, 0.5 under ddpm and 1 under the other samplers, the defaults measured on the shipped " +
+    "class is guided over the timesteps 8% to 47% of T (80-470 of 1000) with " +
+    `${DEFAULT_WEIGHTS_TEXT}, the defaults measured on the shipped ` +
     "models, and classes drawn for a request with no label are unguided (guided with that " +
     "default weight if guidanceInterval is sent); 0 samples " +
     "the class unguided. Each guided image is evaluated twice per guided step, with and " +

@@ -17,7 +17,7 @@ import { labelNames } from "../labels.ts";
 import type { AppEnv } from "../middleware.ts";
 import { sampleImages } from "../pipeline.ts";
 import { samplingPlan } from "../rules.ts";
-import { SampleJsonSchema } from "../schemas.ts";
+import { DEFAULT_WEIGHTS_TEXT, SampleJsonSchema } from "../schemas.ts";
 import type { RouteContext } from "./_context.ts";
 import { binaryResponse, HEADER_DOCS, resultHeaders } from "./_headers.ts";
 import { JOB_ERRORS } from "./_openapi.ts";
@@ -36,8 +36,8 @@ export function samplesRoutes(context: RouteContext): OpenAPIHono<AppEnv> {
         "the same seed returns the same bytes. `apng` shows `x_t` every `every` steps, then " +
         "the result. A class-conditional model samples the classes in `label` (with no label, " +
         "each image's class drawn from the seed; `null`: no class), guided by `guidance` " +
-        "(classifier-free guidance; left out, a named class gets the sampler's default, w = 0.3 " +
-        "under dpmpp-2m-sde, 0.5 under ddpm and 1 under the others, in the middle timesteps, " +
+        "(classifier-free guidance; left out, a named class gets the sampler's default, " +
+        `${DEFAULT_WEIGHTS_TEXT}, in the middle timesteps, ` +
         "and drawn classes none); `X-Labels`, `X-Guidance` and " +
         "`X-Guidance-Interval` report them.",
       request: {
