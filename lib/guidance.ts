@@ -253,12 +253,14 @@ export function requestedGuidance(
 const CLASS_STREAM_TAG = 0x636c6173; // "clas"
 
 /**
- * `n` classes drawn uniformly from `0..numClasses - 1` with `seed`: how a class-conditional
- * model samples when no class is asked for, by ancestral sampling of the joint,
- * `y ~ p(y)` and then `x ~ p(x | y)`, so the images follow `p(x) = sum_y p(y) p(x | y)`. The
- * prior is uniform, which is the label frequency of MNIST to within 2 percentage points and of
- * Fashion-MNIST exactly. The draws are their own stream, independent of the images' noise
- * drawn from the same seed, and the same for the same seed everywhere (server, browser, eval).
+ * `n` classes drawn with `seed`: how a class-conditional model samples when no class is asked
+ * for, by ancestral sampling of the joint, `y ~ p(y)` and then `x ~ p(x | y)`, so the images
+ * follow `p(x) = sum_y p(y) p(x | y)`. The prior `p(y)` is `classCounts[y] / sum(classCounts)`
+ * when the counts are given (a model card's `classCounts`: how many training images each class
+ * had), so the classes come in the data's proportions; without them it is uniform. The draws
+ * are their own stream, independent of the images' noise drawn from the same seed, and the
+ * same for the same seed and counts everywhere (server, browser, eval): each is an exact
+ * integer draw from `0..sum - 1` looked up in the counts' running sum, with no float rounding.
  *
  * @example
  * ```ts
@@ -266,9 +268,17 @@ const CLASS_STREAM_TAG = 0x636c6173; // "clas"
  * const classes = drawClasses(7, 1000, 10);
  * console.assert(classes.every((y) => y >= 0 && y < 10));
  * console.assert(drawClasses(7, 1000, 10).every((y, i) => y === classes[i]));
+ * // Three classes, the second never seen in training: it is never drawn.
+ * const weighted = drawClasses(7, 1000, 3, [300, 0, 100]);
+ * console.assert(!weighted.includes(1) && weighted.filter((y) => y === 0).length > 650);
  * ```
  */
-export function drawClasses(seed: number, n: number, numClasses: number): Int32Array {
+export function drawClasses(
+  seed: number,
+  n: number,
+  numClasses: number,
+  classCounts?: readonly number[],
+): Int32Array {
   if (!Number.isInteger(numClasses) || numClasses < 1) {
     throw new RangeError(`numClasses must be a positive integer, got ${numClasses}`);
   }
@@ -278,8 +288,60 @@ export function drawClasses(seed: number, n: number, numClasses: number): Int32A
   if (!Number.isInteger(seed) || seed < 0 || seed > Number.MAX_SAFE_INTEGER) {
     throw new RangeError(`seed must be an integer in 0..${Number.MAX_SAFE_INTEGER}, got ${seed}`);
   }
+  if (classCounts !== undefined) checkClassCounts(classCounts, numClasses);
   const low = seed >>> 0;
   const high = Math.floor(seed / 2 ** 32) >>> 0;
-  const streamSeed = fmix32(low ^ fmix32(high ^ CLASS_STREAM_TAG));
-  return createRng(streamSeed).integers(n, numClasses);
+  const rng = createRng(fmix32(low ^ fmix32(high ^ CLASS_STREAM_TAG)));
+  if (classCounts === undefined) return rng.integers(n, numClasses);
+  const ends: number[] = [];
+  let total = 0;
+  for (const count of classCounts) ends.push(total += count);
+  const draws = rng.integers(n, total);
+  for (let i = 0; i < n; i++) {
+    let y = 0;
+    while (draws[i] >= ends[y]) y++;
+    draws[i] = y;
+  }
+  return draws;
+}
+
+/** Largest sum of class counts {@linkcode drawClasses} draws from (one 31-bit integer draw). */
+export const MAX_CLASS_COUNT_TOTAL = 0x7fffffff;
+
+/**
+ * Checks a class prior given as counts: one non-negative integer per class, at least one of
+ * them positive, summing to at most {@linkcode MAX_CLASS_COUNT_TOTAL}. Throws a `RangeError`
+ * naming the value otherwise.
+ *
+ * @example
+ * ```ts
+ * import { checkClassCounts } from "./guidance.ts";
+ * checkClassCounts([5, 0, 7], 3);
+ * let message = "";
+ * try {
+ *   checkClassCounts([5, 7], 3);
+ * } catch (error) {
+ *   message = (error as Error).message;
+ * }
+ * console.assert(message.startsWith("classCounts must have 3 entries"));
+ * ```
+ */
+export function checkClassCounts(classCounts: readonly number[], numClasses: number): void {
+  if (classCounts.length !== numClasses) {
+    throw new RangeError(
+      `classCounts must have ${numClasses} entries (one per class), got ${classCounts.length}`,
+    );
+  }
+  let total = 0;
+  for (const [y, count] of classCounts.entries()) {
+    if (!Number.isInteger(count) || count < 0) {
+      throw new RangeError(`classCounts[${y}] must be an integer >= 0, got ${count}`);
+    }
+    total += count;
+  }
+  if (total < 1 || total > MAX_CLASS_COUNT_TOTAL) {
+    throw new RangeError(
+      `classCounts must sum to an integer in 1..${MAX_CLASS_COUNT_TOTAL}, got ${total}`,
+    );
+  }
 }

@@ -52,6 +52,12 @@ export const ModelCardSchema = z.looseObject({
     "A class-conditional model's classes, index by index; input `y` takes their indices, or " +
       'classNames.length for "no class" (what classifier-free guidance mixes against).',
   ),
+  classCounts: z.array(z.number().int().min(0)).optional().describe(
+    "How many images of each class (index by index, as classNames) the model trained on: a " +
+      "request with no class draws its classes in these proportions (lib's drawClasses), as " +
+      "the data has them. Absent from cards exported before it was added: classes drawn " +
+      "uniformly.",
+  ),
   seed: z.number().optional().describe(
     "The run's seed: its initial weights, its data order and, unless splitSeed says otherwise, " +
       "its train / held-out split (the evaluation's split).",
@@ -106,6 +112,7 @@ export const SamplingCardSchema = ModelCardSchema.pick({
   pixelRange: true,
   dataset: true,
   classNames: true,
+  classCounts: true,
 }).extend({
   config: UNetConfigSchema.pick({ numClasses: true }).loose().optional(),
 });

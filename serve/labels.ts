@@ -54,7 +54,8 @@ export interface ClassRequest {
  * Checks `label` and `guidance` against `model` for a batch of `n` images: a single class
  * applies to all `n`, a list must have `n` entries. With `drawSeed`, a conditional model asked
  * for no `label` at all (not `null`) draws each image's class from that seed
- * ({@linkcode drawClasses}), as sampling from the model's `p(x)` does; without it, or with
+ * ({@linkcode drawClasses}) in the proportions of its training classes (`model.classCounts`;
+ * uniformly without them), as sampling from the model's `p(x)` does; without it, or with
  * `label: null`, the images have no class. With no `guidance` sent, named classes get lib's
  * `defaultGuidance` (its sampler's weight in its interval) and drawn ones none unless an
  * interval is sent; a weight sent applies at every step unless `guidanceInterval` limits it.
@@ -91,7 +92,7 @@ export function conditioning(
   const drawn = label === undefined && drawSeed !== undefined && classes.length > 0;
   if (drawn) {
     // 1. No label sent where classes are drawn: each image gets one from the seed.
-    labels = drawClasses(drawSeed, n, classes.length);
+    labels = drawClasses(drawSeed, n, classes.length, model.classCounts ?? undefined);
   } else if (label === undefined || label === null) {
     // 2. No class asked for: guidance has nothing to mix.
     const sent = request.guidance !== undefined && request.guidance > 0

@@ -8,7 +8,7 @@
  */
 
 import type { Prediction, VarianceType } from "../lib/parameterization.ts";
-import type { ConditionalDenoiser } from "../lib/guidance.ts";
+import { checkClassCounts, type ConditionalDenoiser } from "../lib/guidance.ts";
 import { makeSchedule, type Schedule } from "../lib/schedule.ts";
 import { type SamplingCard, SamplingCardSchema } from "../model/card.ts";
 import { classCount } from "../model/config.ts";
@@ -35,6 +35,11 @@ export interface ServedModel {
    * empty for an unconditional one. Index `classes.length` is "no class".
    */
   readonly classes: readonly string[];
+  /**
+   * How many training images each class had (the card's `classCounts`), the prior a request
+   * with no label draws its classes from; null: uniform (an older card, or no classes).
+   */
+  readonly classCounts: readonly number[] | null;
   /** The network; an unconditional one ignores labels. */
   readonly denoiser: ConditionalDenoiser;
   /** Frees the session, if there is one. */
@@ -101,6 +106,13 @@ export function servedModel(
   if (new Set(classes).size !== classes.length) {
     throw new TypeError(`model ${name}: its classNames repeat a name: ${classes.join(", ")}`);
   }
+  if (checked.classCounts !== undefined) {
+    try {
+      checkClassCounts(checked.classCounts, classes.length);
+    } catch (error) {
+      throw new TypeError(`model ${name}: its card's ${(error as Error).message}`);
+    }
+  }
   // A learned-range variance is read from the network's extra channels: the card must say so
   // exactly when the network has them, or every request would fail on the output's length.
   const learns = checked.config?.learnVariance === true;
@@ -123,6 +135,7 @@ export function servedModel(
     prediction: checked.prediction,
     variance: checked.variance,
     classes: Object.freeze([...classes]),
+    classCounts: checked.classCounts ? Object.freeze([...checked.classCounts]) : null,
     denoiser,
     close,
   };

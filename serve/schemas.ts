@@ -198,9 +198,10 @@ function _requestSchemas(limits: Limits) {
       .openapi({
         description: `The class to sample, for a conditional model: ${LABEL_TEXT}, for every ` +
           "image; or a list with one entry per image (its length is n), where null is no " +
-          "class. Left out, each image's class is drawn uniformly from the seed (so the " +
-          "images follow the model's p(x), the mixture of its classes; the response lists " +
-          "them); null: no class, the network's own unconditional prediction. A model " +
+          "class. Left out, each image's class is drawn from the seed in the proportions the " +
+          "model's training classes had (its card's classCounts; uniformly for a card " +
+          "without them), so the images follow the model's p(x), the mixture of its " +
+          "classes; the response lists them; null: no class, the network's own unconditional prediction. A model " +
           "without classes refuses a label with 400.",
         example: "circle",
       }),

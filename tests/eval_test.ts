@@ -299,9 +299,12 @@ Deno.test("guidance weights parse, and bad ones are named", () => {
 
 Deno.test("evaluate() samples 'any' with each batch's drawn classes and the API's guidance, and bounds the class mixture", async () => {
   const schedule = { kind: "linear" as const, timesteps: 20, betaStart: 1e-4, betaEnd: 0.2 };
+  // A card whose training classes were uneven: the drawn rows and the mixture's prior use them.
+  const classCounts = [40, 10, 10, 10, 10, 10, 10, 10, 10, 30];
   const bytes = randomOnnxModel({ ...PRESETS.mnist, numClasses: 10 }, 1, {
     schedule,
     dataset: "mnist",
+    classCounts,
   });
   await withSessions(bytes, async (model, classifier) => {
     const [samples, batch, seed] = [10, 4, 3];
@@ -324,7 +327,7 @@ Deno.test("evaluate() samples 'any' with each batch's drawn classes and the API'
     const drawn = new Int32Array(samples);
     for (let start = 0; start < samples; start += batch) {
       const n = Math.min(batch, samples - start);
-      drawn.set(drawClasses(seed + 1000 + start, n, 10), start);
+      drawn.set(drawClasses(seed + 1000 + start, n, 10, classCounts), start);
       const out = await sample(
         classifierFreeGuidance(network, { labels: drawn.slice(start, start + n), nullClass: 10 }),
         {
@@ -394,7 +397,8 @@ Deno.test("evaluate() samples 'any' with each batch's drawn classes and the API'
         ),
       );
     }
-    // The mixture's bound: each held-out image's bound with its own class, plus log2(10) bits.
+    // The mixture's bound: each held-out image's bound with its own class, plus -log2 p(y) bits
+    // under the card's class shares (counts / 150).
     const { heldOut } = await loadDataset("mnist", { seed: model.card.seed ?? 0 });
     const bound = await variationalBound(
       classifierFreeGuidance(network, {
@@ -413,11 +417,16 @@ Deno.test("evaluate() samples 'any' with each batch's drawn classes and the API'
     const nll = result.nll;
     assert.ok(nll, "the bound was asked for");
     assert.equal(nll.classes, "mixture");
-    assert.ok(
-      Math.abs(nll.bitsPerDim - (bound.meanBitsPerDim + Math.log2(10) / 784)) < 1e-12,
-      `${nll.bitsPerDim} vs ${bound.meanBitsPerDim} + log2(10) / 784`,
-    );
-    assert.deepEqual(nll.parts.at(-1), { terms: "class", bitsPerDim: Math.log2(10) / 784 });
+    const priorBits = [0, 1].map((i) => -Math.log2(classCounts[heldOut.label(i)] / 150) / 784);
+    const expected = bound.meanBitsPerDim + (priorBits[0] + priorBits[1]) / 2;
+    assert.ok(Math.abs(nll.bitsPerDim - expected) < 1e-12, `${nll.bitsPerDim} vs ${expected}`);
+    const classPart = nll.parts.at(-1);
+    assert.equal(classPart?.terms, "class");
+    assert.ok(Math.abs((classPart?.bitsPerDim ?? 0) - (priorBits[0] + priorBits[1]) / 2) < 1e-15);
+    // Its standard error is that of the images' bounds with their own class's bits.
+    const perImage = [0, 1].map((i) => bound.bitsPerDim[i] + priorBits[i]);
+    const se = Math.abs(perImage[0] - perImage[1]) / 2;
+    assert.ok(Math.abs(nll.standardError - se) < 1e-12, `${nll.standardError} vs ${se}`);
     assert.match(evalTable(result, samples), /held-out images, the class mixture\)/);
   });
 });

@@ -423,6 +423,36 @@ Deno.test("drawClasses() draws the classes uniformly, the same for a seed, apart
   assert.equal(drawClasses(Number.MAX_SAFE_INTEGER, 3, k).length, 3);
 });
 
+Deno.test("drawClasses() with class counts draws each class in its share of the counts, exactly from one integer per image", () => {
+  // MNIST's training digits at split seed 1 (the default model's card): 100,000 draws, the
+  // chi-square against counts[y] / 9000 below its 9-degree 0.999 quantile, 27.88. The uniform
+  // prior would fail it: digit 1 is 11.1% of the data, 5 is 8.7%.
+  const prior = [901, 1001, 894, 929, 880, 781, 921, 955, 849, 889];
+  const n = 100_000, k = 10, total = 9000;
+  const chi2Of = (classes: Int32Array) => {
+    const seen = new Array(k).fill(0);
+    for (const y of classes) seen[y]++;
+    return seen.reduce(
+      (sum, c, y) => sum + (c - n * prior[y] / total) ** 2 / (n * prior[y] / total),
+      0,
+    );
+  };
+  const classes = drawClasses(2024, n, k, prior);
+  assert.ok(chi2Of(classes) < 27.88, `chi-square ${chi2Of(classes).toFixed(1)}`);
+  assert.ok(chi2Of(drawClasses(2024, n, k)) > 100, "the uniform draw is far from these shares");
+  assert.deepEqual(drawClasses(2024, n, k, prior), classes);
+  assert.deepEqual(drawClasses(2024, 5, k, prior), classes.slice(0, 5));
+  // One integer in 0..total-1 per image from the class stream, looked up in the running sum:
+  // with one count per class the integer is the class, so the draw is the uniform one exactly.
+  assert.deepEqual(drawClasses(77, 500, k, new Array(k).fill(1)), drawClasses(77, 500, k));
+  // A class with no training images is never drawn, and a single class is all there is.
+  const gaps = drawClasses(5, 10_000, 4, [0, 3, 0, 1]);
+  assert.ok(gaps.every((y) => y === 1 || y === 3));
+  const threes = gaps.filter((y) => y === 3).length;
+  assert.ok(Math.abs(threes / 10_000 - 0.25) < 4 * Math.sqrt(0.25 * 0.75 / 10_000), `${threes}`);
+  assert.ok(drawClasses(5, 64, 3, [0, 0, 12]).every((y) => y === 2));
+});
+
 Deno.test("drawClasses() rejects bad counts, class numbers and seeds, naming the value", () => {
   assert.throws(() => drawClasses(1, 4, 0), /numClasses must be a positive integer, got 0/);
   assert.throws(() => drawClasses(1, -1, 10), /n must be an integer >= 0, got -1/);
@@ -431,6 +461,26 @@ Deno.test("drawClasses() rejects bad counts, class numbers and seeds, naming the
     /seed must be an integer in 0\.\.9007199254740991, got -1/,
   );
   assert.throws(() => drawClasses(1.5, 4, 10), /seed must be an integer .* got 1\.5/);
+  assert.throws(
+    () => drawClasses(1, 4, 3, [1, 2]),
+    /classCounts must have 3 entries \(one per class\), got 2/,
+  );
+  assert.throws(
+    () => drawClasses(1, 4, 2, [1, -2]),
+    /classCounts\[1\] must be an integer >= 0, got -2/,
+  );
+  assert.throws(
+    () => drawClasses(1, 4, 2, [0.5, 2]),
+    /classCounts\[0\] must be an integer >= 0, got 0\.5/,
+  );
+  assert.throws(
+    () => drawClasses(1, 4, 2, [0, 0]),
+    /classCounts must sum to an integer in 1\.\.2147483647, got 0/,
+  );
+  assert.throws(
+    () => drawClasses(1, 4, 2, [2 ** 31, 1]),
+    /classCounts must sum to an integer in 1\.\.2147483647, got 2147483649/,
+  );
 });
 
 Deno.test("defaultGuidance() is w = 1 (0.3 for the SDE solver, 0.5 for ddpm) over 8%-47% of T; requestedGuidance() keeps what a request sent", () => {

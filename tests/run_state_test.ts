@@ -12,7 +12,7 @@ import { makeSchedule } from "../lib/schedule.ts";
 import { initBackend } from "../train/backend.ts";
 import { latestCheckpoint } from "../train/checkpoint.ts";
 import { type Checkpoint, decodeCheckpoint, encodeCheckpoint } from "../train/checkpoint_format.ts";
-import { loadMnist } from "../train/data.ts";
+import { countClasses, loadMnist } from "../train/data.ts";
 import { TRAINING_DEFAULTS } from "../train/defaults.ts";
 import { parseTrainArgs } from "../train/main.ts";
 import { countParameters, describeUNet, PRESETS } from "../train/network.ts";
@@ -44,6 +44,12 @@ Deno.test("a run's checkpoint goes through the typed run state and back to the s
     assert.deepEqual(await encodeCheckpoint(fromRunCheckpoint(run)), bytes, `${conditional}`);
     assert.equal(run.config.numClasses, conditional ? 10 : undefined);
     assert.deepEqual(run.metadata.classNames?.length, conditional ? 10 : undefined);
+    // A conditional run records how many images of each class its training split (the data
+    // handed in, split at seed 0) has.
+    assert.deepEqual(
+      run.metadata.classCounts,
+      conditional ? countClasses((await loadMnist({ imageSize: 8 })).train) : undefined,
+    );
     assert.equal(run.trainingState.sampler.position, 4, "two batches of 2 handed out");
     assert.deepEqual(run.trainingState.optimizerOptions, TRAINING_DEFAULTS.optimizer);
   }
@@ -70,6 +76,9 @@ Deno.test("toRunCheckpoint names the source and the field that is not a run's", 
     ["class names", (c) => {
       c.metadata.classNames = [0, 1];
     }, /^r\.ddpm: metadata\.classNames\[0\] must be a string, got 0$/],
+    ["class counts", (c) => {
+      c.metadata.classCounts = [3, -1];
+    }, /^r\.ddpm: metadata\.classCounts\[1\] must be an integer in 0\.\.\d+, got -1$/],
   ];
   for (const [what, damage, message] of cases) {
     const ckpt = await decodeCheckpoint(bytes, "r.ddpm");

@@ -656,4 +656,50 @@ Deno.test("servedModel() refuses a card whose class names do not cover its netwo
     () => servedModel("c", { ...conditionalCard, classNames: ["a", "b", "a"] }, zero),
     /repeat a name/,
   );
+  // Class counts: one per class, non-negative integers, not all zero.
+  assert.equal(servedModel("c", conditionalCard, zero).classCounts, null);
+  assert.deepEqual(
+    servedModel("c", { ...conditionalCard, classCounts: [4, 0, 2] }, zero).classCounts,
+    [4, 0, 2],
+  );
+  assert.throws(
+    () => servedModel("c", { ...conditionalCard, classCounts: [4, 2] }, zero),
+    /model c: its card's classCounts must have 3 entries \(one per class\), got 2/,
+  );
+  assert.throws(
+    () => servedModel("c", { ...conditionalCard, classCounts: [0, 0, 0] }, zero),
+    /model c: its card's classCounts must sum to an integer in 1\.\.2147483647, got 0/,
+  );
+  assert.throws(
+    () => servedModel("c", { ...conditionalCard, classCounts: [1, -1, 2] }, zero),
+    /model c: its card cannot be sampled from: classCounts\.1: /,
+  );
+});
+
+Deno.test("POST /v1/samples with no label draws the classes in the card's training proportions", async () => {
+  // The tiny conditional network under a card whose training set had no circles and five
+  // squares to each cross: a request with no label never draws a circle.
+  const counts = [0, 5, 1];
+  const weighted = servedModel(
+    "tiny-prior",
+    { ...conditional.card, classCounts: counts },
+    conditional.denoiser,
+  );
+  const prior = createApp({ registry: { ...registry, models: [weighted] } }).app;
+  const response = await postJson(prior, "/v1/samples", {
+    model: "tiny-prior",
+    format: "json",
+    n: 48,
+    steps: 2,
+    seed: 31,
+  });
+  assert.equal(response.status, 200, await response.clone().text());
+  const { labels } = await response.json();
+  const classes = drawClasses(31, 48, 3, counts);
+  assert.deepEqual(labels, Array.from(classes, (y) => TINY_CLASSES[y]));
+  assert.ok(!labels.includes(TINY_CLASSES[0]), `drew ${labels.join()}`);
+  assert.notDeepEqual(classes, drawClasses(31, 48, 3), "not the uniform draw");
+  // GET /v1/models shows the counts on the card.
+  const models = await (await prior.request("/v1/models")).json();
+  assert.deepEqual(models.models[0].card.classCounts, counts);
 });

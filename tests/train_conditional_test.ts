@@ -1,4 +1,6 @@
 import assert from "node:assert/strict";
+import { fromBinary, toBinary } from "@bufbuild/protobuf";
+import { GraphProtoSchema, ModelProtoSchema } from "onnx-buf";
 import * as tf from "@tensorflow/tfjs";
 import { classifierFreeGuidance } from "../lib/guidance.ts";
 import { toUint8 } from "../lib/image.ts";
@@ -8,8 +10,8 @@ import { makeSchedule } from "../lib/schedule.ts";
 import { loadOnnxModel, onnxDenoiser, readModelCard } from "../model/onnx.ts";
 import { initBackend } from "../train/backend.ts";
 import { loadCheckpoint } from "../train/checkpoint.ts";
-import type { Dataset } from "../train/data.ts";
-import { buildOnnxModel, exportCheckpoint } from "../train/export.ts";
+import { countClasses, type Dataset, loadDataset } from "../train/data.ts";
+import { buildOnnxModel, exportCheckpoint, refreshCard, writeOnnxFiles } from "../train/export.ts";
 import { countParameters, describeUNet, PRESETS, validateConfig } from "../train/network.ts";
 import { parseTrainArgs } from "../train/main.ts";
 import { runTraining } from "../train/run.ts";
@@ -228,8 +230,45 @@ Deno.test("a conditional run on an image folder takes its classes from the sub-f
       exported.modelCard.inputs.y ?? "",
       /int64 \[N\]: class of each image, 0\.\.1, or 2 for no class/,
     );
+    // The card counts the classes of the training split (14 of the 16 images at seed 3), the
+    // prior a request with no label draws from.
+    const { train: trained } = await loadDataset(`folder:${dir}/images`, { seed: 3, imageSize: 8 });
+    const counts = countClasses(trained);
+    assert.equal(counts.reduce((a, b) => a + b), 14);
+    assert.deepEqual(ckpt.metadata.classCounts, counts);
+    assert.deepEqual(exported.modelCard.classCounts, counts);
     const bytes = await Deno.readFile(`${dir}/halves.onnx`);
     assert.deepEqual(readModelCard(bytes).classNames, ["bottom", "top"]);
+    assert.deepEqual(readModelCard(bytes).classCounts, counts);
+    // A model exported before cards had counts: --refresh adds them from the same split, in the
+    // .json and the metadata, and leaves the graph byte for byte.
+    const { classCounts: _, ...older } = exported.modelCard;
+    const olderPath = `${dir}/older.onnx`;
+    await writeOnnxFiles(
+      buildOnnxModel((await loadCheckpoint(result.checkpoint)).ema, older.config, older),
+      older,
+      olderPath,
+    );
+    const before = await Deno.readFile(olderPath);
+    assert.equal(readModelCard(before).classCounts, undefined);
+    assert.deepEqual((await refreshCard(olderPath)).added, ["classCounts"]);
+    const after = await Deno.readFile(olderPath);
+    const refreshed = readModelCard(after);
+    assert.deepEqual(refreshed.classCounts, counts);
+    assert.deepEqual(JSON.parse(await Deno.readTextFile(`${dir}/older.json`)), refreshed);
+    assert.deepEqual(
+      Object.keys(refreshed),
+      Object.keys(exported.modelCard).filter((key) => key in refreshed),
+      "the counts sit where an export writes them",
+    );
+    const graph = (file: Uint8Array) => {
+      const parsed = fromBinary(ModelProtoSchema, file).graph;
+      assert.ok(parsed, "the model has a graph");
+      return toBinary(GraphProtoSchema, parsed);
+    };
+    assert.deepEqual(graph(after), graph(before));
+    assert.deepEqual((await refreshCard(olderPath)).added, [], "up to date: nothing to add");
+    assert.deepEqual(await Deno.readFile(olderPath), after, "and nothing written");
     const model = await loadOnnxModel(bytes);
     try {
       assert.deepEqual([...model.session.inputNames], ["x", "t", "y"]);

@@ -92,6 +92,24 @@ Deno.test("bad flags and missing files are one error line naming them, with no s
       /^error: --out must name a \.onnx file, got x\.bin/,
     ],
     [
+      "train/export.ts",
+      ["--refresh", "weights/mnist-cond.json"],
+      2,
+      /^error: --refresh must name a \.onnx file, got weights\/mnist-cond\.json/,
+    ],
+    [
+      "train/export.ts",
+      ["--refresh", "weights/mnist-cond.onnx", "--ckpt", "runs/x"],
+      2,
+      /^error: --refresh updates a model in place; it takes no --ckpt, --out or --raw/,
+    ],
+    [
+      "train/export.ts",
+      ["--refresh", "weights/none.onnx"],
+      1,
+      /^error: --refresh weights\/none\.onnx: no such file/,
+    ],
+    [
       "train/classifier.ts",
       ["--backend", "cuda"],
       2,
@@ -115,6 +133,24 @@ Deno.test("export without --out writes beside the checkpoint", async () => {
     assert.match(stdout, new RegExp(`^wrote ${onnx.replaceAll(".", "\\.")} `));
     assert.ok((await Deno.stat(onnx)).size > 0);
     assert.ok((await Deno.stat(join(dir, "ckpt-00000001.json"))).size > 0);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("export --refresh leaves an up-to-date card alone: the shipped models carry their class counts", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    for (const name of ["mnist-cond", "fashion-cond", "mnist"]) {
+      // A copy, so that a shipped model without its counts fails here without being changed.
+      const copy = join(dir, `${name}.onnx`);
+      await Deno.copyFile(new URL(`weights/${name}.onnx`, ROOT), copy);
+      const before = await Deno.readFile(copy);
+      const { code, stdout, stderr } = await tool("train/export.ts", ["--refresh", copy]);
+      assert.equal(code, 0, stderr);
+      assert.equal(stdout.trim(), `${copy}: its card is up to date; nothing written`);
+      assert.deepEqual(await Deno.readFile(copy), before);
+    }
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -328,6 +328,28 @@ export async function loadDataset(spec: string, options: LoadOptions = {}): Prom
 }
 
 /**
+ * How many examples of each class a split has, by class index (`dataset.classNames`); an
+ * example with no label (-1) counts for none. What a conditional model's card records as its
+ * `classCounts`, the prior of the classes drawn for a request with no label.
+ *
+ * @example
+ * ```ts
+ * import { countClasses, loadMnist } from "./data.ts";
+ *
+ * const counts = countClasses((await loadMnist()).train);
+ * console.assert(counts.length === 10 && counts.reduce((a, b) => a + b) === 9000);
+ * ```
+ */
+export function countClasses(dataset: Dataset): number[] {
+  const counts = new Array<number>(dataset.classNames?.length ?? 0).fill(0);
+  for (let i = 0; i < dataset.length; i++) {
+    const y = dataset.label(i);
+    if (y >= 0 && y < counts.length) counts[y]++;
+  }
+  return counts;
+}
+
+/**
  * Whether the trainer should mirror images at random: yes for image folders (natural images
  * look as real mirrored; DDPM used random horizontal flips for CIFAR10, Ho et al. 2020,
  * Appendix B), no for digits, clothes and IDX files: a mirrored 3 is not a digit, and

@@ -20,7 +20,7 @@
  *    classifier-free guidance weight asked for, and also reports the label accuracy: the share
  *    of samples the classifier assigns to the class that was asked for. `any` samples as the
  *    server does when a request names no class: each image's class drawn from the batch's
- *    seed (`drawClasses`), unguided. `none` samples the network's "no class" prediction.
+ *    seed in the card's training class proportions (`drawClasses`), unguided. `none` samples the network's "no class" prediction.
  * 5. For a conditional model the bound can be that of the "no class" prediction or of the
  *    class mixture `p(x) = sum_y p(y) p(x | y)` that `any` samples from (`--nll-class`).
  *
@@ -339,7 +339,8 @@ export interface SamplerResult extends SamplerSetting {
 export interface BoundPart {
   /**
    * `"prior"`, `"decoder"` (t = 0), `"<from>-<to - 1>"` (0-based timesteps), or `"class"`: the
-   * class mixture's `log2(K)` bits per image over the dimensions (`--nll-class mixture`).
+   * class mixture's `-log2 p(y)` bits per image over the dimensions, averaged over the images
+   * (`--nll-class mixture`; `log2(K)` under a uniform prior).
    */
   readonly terms: string;
   readonly bitsPerDim: number;
@@ -477,13 +478,11 @@ export async function evaluate(options: EvalOptions): Promise<EvalResult> {
     const x0 = imagesAt(heldOut, nllIndices.slice(0, count));
     const started = performance.now();
     // The mixture: p(x) >= p(y) p(x | y) for any class y, so each image's bound with its own
-    // class plus log2(10) bits (the uniform prior's) bounds -log2 p(x) too.
+    // class plus -log2 p(y) bits (the prior the API draws classes from) bounds -log2 p(x) too.
     const mixture = numClasses > 0 && options.nllClass === "mixture";
+    const nllLabels = Int32Array.from({ length: count }, (_, i) => heldOut.label(nllIndices[i]));
     const bounded = mixture
-      ? classifierFreeGuidance(network, {
-        labels: Int32Array.from({ length: count }, (_, i) => heldOut.label(nllIndices[i])),
-        nullClass: numClasses,
-      })
+      ? classifierFreeGuidance(network, { labels: nllLabels, nullClass: numClasses })
       : network;
     const bound = await variationalBound(bounded, {
       schedule,
@@ -496,10 +495,15 @@ export async function evaluate(options: EvalOptions): Promise<EvalResult> {
         if (done % 100 === 0) log(`likelihood: ${done}/${total} timesteps`);
       },
     });
-    const priorBits = mixture ? Math.log2(numClasses) / (28 * 28) : 0;
-    const bitsPerDim = bound.meanBitsPerDim + priorBits;
+    const imageBits = mixture
+      ? bound.bitsPerDim.map((v, i) =>
+        v + classPriorBits(nllLabels[i], numClasses, card.classCounts)
+      )
+      : bound.bitsPerDim;
+    const bitsPerDim = imageBits.reduce((a, b) => a + b, 0) / count;
+    const priorBits = bitsPerDim - bound.meanBitsPerDim;
     let sq = 0;
-    for (const v of bound.bitsPerDim) sq += (v - bound.meanBitsPerDim) ** 2;
+    for (const v of imageBits) sq += (v - bitsPerDim) ** 2;
     const standardError = Math.sqrt(sq / (count - 1) / count);
     const parts = boundParts(bound, schedule.timesteps);
     if (mixture) parts.push({ terms: "class", bitsPerDim: priorBits });
@@ -558,7 +562,9 @@ export async function evaluate(options: EvalOptions): Promise<EvalResult> {
       for (let start = 0; start < samples; start += batch) {
         const n = Math.min(batch, samples - start);
         const batchSeed = seed + 1000 + start;
-        if (rowClasses?.drawn) asked.set(drawClasses(batchSeed, n, numClasses), start);
+        if (rowClasses?.drawn) {
+          asked.set(drawClasses(batchSeed, n, numClasses, card.classCounts), start);
+        }
         const model = rowClasses === null ? network : classifierFreeGuidance(network, {
           labels: asked.slice(start, start + n),
           nullClass: numClasses,
@@ -631,6 +637,29 @@ export function evalDataset(dataset: string | undefined): (typeof CLASSIFIER_DAT
     );
   }
   return known;
+}
+
+/**
+ * `-log2 p(y) / 784`: the bits per dimension of class `y` under the prior the API draws classes
+ * from, `classCounts[y] / sum(classCounts)` ({@linkcode drawClasses}), or uniform over
+ * `numClasses` without counts. Infinite for a class with no training images.
+ *
+ * @example
+ * ```ts
+ * import { classPriorBits } from "./eval.ts";
+ * console.assert(Math.abs(classPriorBits(3, 10) * 784 - Math.log2(10)) < 1e-12);
+ * console.assert(classPriorBits(0, 2, [3, 1]) * 784 === -Math.log2(0.75));
+ * ```
+ */
+export function classPriorBits(
+  y: number,
+  numClasses: number,
+  classCounts?: readonly number[],
+): number {
+  const share = classCounts
+    ? classCounts[y] / classCounts.reduce((a, b) => a + b, 0)
+    : 1 / numClasses;
+  return -Math.log2(share) / (28 * 28);
 }
 
 /**

@@ -9,17 +9,22 @@
  * prediction), or `[N, 2C, H, W]` for a network that learns its variance (per image the
  * prediction's C channels, then C channels of `v`; card variance `learned-range`). The timestep and class embeddings are computed inside the graph. Opset 17.
  *
+ * `deno task export --refresh <model.onnx>` brings an older export's card up to date in place
+ * ({@linkcode refreshCard}), leaving its graph as it is.
+ *
  * @module
  */
 
-import { create, toBinary } from "@bufbuild/protobuf";
-import { ModelProtoSchema, TensorProto_DataType } from "onnx-buf";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { ModelProtoSchema, StringStringEntryProtoSchema, TensorProto_DataType } from "onnx-buf";
 import { basename, dirname, join } from "node:path";
 import denoJson from "../deno.json" with { type: "json" };
-import type { ModelCard } from "../model/card.ts";
+import { cardSplitSeed, type ModelCard } from "../model/card.ts";
+import { readModelCard } from "../model/onnx.ts";
 import { DATA_SCALING, PIXEL_RANGE } from "../model/scaling.ts";
 import { type Checkpoint, loadCheckpoint, type NamedTensors } from "./checkpoint.ts";
 import { FlagError, type FlagTable, runFlagCommand, usageText } from "./cli.ts";
+import { countClasses, loadDataset } from "./data.ts";
 import {
   classCount,
   countParameters,
@@ -160,6 +165,7 @@ export function cardMetadata(card: ModelCard): { key: string; value: string }[] 
     { key: "ddpm.dataScaling", value: card.dataScaling },
     { key: "ddpm.dataset", value: card.dataset },
     ...(card.classNames ? [{ key: "ddpm.classNames", value: card.classNames.join(",") }] : []),
+    ...(card.classCounts ? [{ key: "ddpm.classCounts", value: card.classCounts.join(",") }] : []),
     { key: "ddpm.trainingSteps", value: String(card.trainingSteps) },
     { key: "ddpm.parameters", value: String(card.parameters) },
   ];
@@ -171,6 +177,7 @@ export function modelCard(ckpt: Checkpoint, weights: "ema" | "raw"): ModelCard {
   const metadata = ckpt.metadata as {
     dataset?: string;
     classNames?: string[];
+    classCounts?: number[];
     backend?: string;
     initializedFrom?: { path: string; step: number };
   };
@@ -207,6 +214,7 @@ export function modelCard(ckpt: Checkpoint, weights: "ema" | "raw"): ModelCard {
     pixelRange: PIXEL_RANGE,
     dataset: metadata.dataset ?? "unknown",
     ...(numClasses > 0 && metadata.classNames ? { classNames: metadata.classNames } : {}),
+    ...(numClasses > 0 && metadata.classCounts ? { classCounts: metadata.classCounts } : {}),
     ...(metadata.initializedFrom ? { initializedFrom: metadata.initializedFrom } : {}),
     trainingSteps: ckpt.step,
     seed: ckpt.seed,
@@ -240,6 +248,51 @@ export async function exportCheckpoint(
   const bytes = buildOnnxModel(options.raw ? ckpt.params : ckpt.ema, card.config, card);
   const files = await writeOnnxFiles(bytes, card, outPath);
   return { ...files, modelCard: card, bytes: bytes.length };
+}
+
+/**
+ * Brings an exported model's card up to what this exporter writes, in place: a conditional
+ * model's card without `classCounts` (exported before cards carried them) gets them, counted
+ * on its dataset's training split (the split seed of {@linkcode cardSplitSeed} and the default
+ * held-out share, as `eval` rebuilds the split). The card is rewritten in the `.json` beside
+ * the file and in its `metadata_props`; the graph and its weights are not touched. Returns the
+ * card and the fields added (none when it was already complete, and nothing is written then).
+ */
+export async function refreshCard(
+  onnxPath: string,
+): Promise<{ card: ModelCard; added: string[] }> {
+  if (!onnxPath.endsWith(".onnx")) {
+    throw new RangeError(`the model must be a .onnx file, got ${onnxPath}`);
+  }
+  const bytes = await Deno.readFile(onnxPath);
+  const card = readModelCard(bytes, onnxPath);
+  const numClasses = classCount(card.config);
+  if (numClasses === 0 || card.classCounts !== undefined) return { card, added: [] };
+  const { train } = await loadDataset(card.dataset, {
+    seed: cardSplitSeed(card),
+    imageSize: card.imageSize,
+    channels: card.channels,
+  });
+  const counts = countClasses(train);
+  if (counts.length !== numClasses) {
+    throw new RangeError(
+      `${onnxPath}: its network has ${numClasses} classes, dataset ${card.dataset} has ` +
+        `${counts.length}`,
+    );
+  }
+  // The counts go after classNames, where a fresh export writes them.
+  const refreshed = Object.fromEntries(
+    Object.entries(card).flatMap(([key, value]) =>
+      key === "classNames" ? [[key, value], ["classCounts", counts]] : [[key, value]]
+    ),
+  ) as ModelCard;
+  const model = fromBinary(ModelProtoSchema, bytes);
+  model.metadataProps = [
+    ...model.metadataProps.filter((p) => !p.key.startsWith("ddpm.")),
+    ...cardMetadata(refreshed).map((p) => create(StringStringEntryProtoSchema, p)),
+  ];
+  await writeOnnxFiles(toBinary(ModelProtoSchema, model), refreshed, onnxPath);
+  return { card: refreshed, added: ["classCounts"] };
 }
 
 /**
@@ -285,11 +338,17 @@ const EXPORT_FLAGS: FlagTable = {
       "(EMA, the default and what the paper samples from: smoother, better samples); raw is\n" +
       "for comparing the two or for a run too short for the EMA to have caught up",
   },
+  refresh: {
+    help: "instead of exporting: bring an exported model's card up to date in place (a\n" +
+      "conditional model exported before cards had classCounts gets them, counted on its\n" +
+      "dataset's training split); its network is not touched",
+  },
   help: { boolean: true, help: "show this help" },
 };
 
 const EXPORT_USAGE = usageText(
-  "deno task export --ckpt <checkpoint.ddpm | run dir> [--out <file.onnx>] [--raw]",
+  "deno task export --ckpt <checkpoint.ddpm | run dir> [--out <file.onnx>] [--raw]\n" +
+    "       deno task export --refresh <model.onnx>",
   "Writes a trained U-Net as an ONNX model with its model card, for deno task serve and eval.",
   EXPORT_FLAGS,
 );
@@ -310,6 +369,28 @@ export function defaultExportPath(ckptPath: string): string {
 
 if (import.meta.main) {
   await runFlagCommand(EXPORT_USAGE, EXPORT_FLAGS, async (flags) => {
+    if (flags.given("refresh")) {
+      if (flags.given("ckpt") || flags.given("out") || flags.boolean("raw")) {
+        throw new FlagError(
+          "--refresh updates a model in place; it takes no --ckpt, --out or --raw",
+        );
+      }
+      const path = flags.text("refresh");
+      if (!path.endsWith(".onnx")) {
+        throw new FlagError(`--refresh must name a .onnx file, got ${path}`);
+      }
+      if (!(await Deno.stat(path).catch(() => null))?.isFile) {
+        throw new Error(`--refresh ${path}: no such file`);
+      }
+      const { added } = await refreshCard(path);
+      console.log(
+        added.length > 0
+          ? `${path}: its card gained ${added.join(", ")} (${path.replace(/\.onnx$/, ".json")} ` +
+            "and the model's metadata); the network is unchanged"
+          : `${path}: its card is up to date; nothing written`,
+      );
+      return 0;
+    }
     if (!flags.given("ckpt")) throw new FlagError("--ckpt is required: the checkpoint to export");
     if (flags.given("out") && !flags.text("out").endsWith(".onnx")) {
       throw new FlagError(`--out must name a .onnx file, got ${flags.text("out")}`);

@@ -25,6 +25,7 @@ import { checkpointPath, latestCheckpoint, pruneCheckpoints } from "./checkpoint
 import { loadInitialWeights } from "./onnx_import.ts";
 import {
   BatchSampler,
+  countClasses,
   type Dataset,
   type DataSplit,
   defaultFlip,
@@ -201,6 +202,8 @@ interface _OpenRun {
   labelDropout: number;
   /** The dataset's class names, for a conditional network. */
   classNames?: readonly string[];
+  /** How many training images each class has, for a conditional network. */
+  classCounts?: readonly number[];
   /** The checkpoint whose weights a fine-tuned run started from, kept over every resume. */
   initializedFrom?: RunMetadata["initializedFrom"];
   /** The checkpoint resumed from. */
@@ -355,6 +358,8 @@ async function _openRun(options: RunOptions, report: (event: RunEvent) => void):
     );
   }
 
+  const classCounts = classNames ? countClasses(train) : undefined;
+
   // 4. Generator, batch order and trainer.
   const flip = options.flip ?? defaultFlip(train);
   const labelDropout = saved?.trainingState.labelDropout ?? options.labelDropout ??
@@ -409,6 +414,7 @@ async function _openRun(options: RunOptions, report: (event: RunEvent) => void):
     splitSeed,
     labelDropout,
     classNames,
+    classCounts,
     initializedFrom,
     resumedFrom: resumedFrom ?? undefined,
     lossSmoothed: saved?.trainingState.lossSmoothed ?? NaN,
@@ -619,6 +625,7 @@ async function _saveRun(
     metadata: {
       dataset: run.data.train.name,
       ...(run.classNames ? { classNames: [...run.classNames] } : {}),
+      ...(run.classCounts ? { classCounts: [...run.classCounts] } : {}),
       ...(run.initializedFrom ? { initializedFrom: run.initializedFrom } : {}),
       splitSeed: run.splitSeed,
       batch: options.batch,

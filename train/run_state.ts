@@ -53,6 +53,11 @@ export interface RunMetadata {
   dataset: string;
   /** The class names of a conditional network's dataset, by class index. */
   classNames?: string[];
+  /**
+   * How many training images each class had, by class index: the prior a request with no label
+   * draws its classes from (the card's `classCounts`). Absent in older checkpoints.
+   */
+  classCounts?: number[];
   /** The checkpoint a fine-tuned run started from, carried over every resume. */
   initializedFrom?: { path: string; step: number };
   /**
@@ -254,6 +259,11 @@ function _checkMetadata(value: unknown, where: string): RunMetadata {
   if (raw.classNames !== undefined) {
     metadata.classNames = checkArray(raw.classNames, `${where}.classNames`).map((name, i) =>
       checkString(name, `${where}.classNames[${i}]`)
+    );
+  }
+  if (raw.classCounts !== undefined) {
+    metadata.classCounts = checkArray(raw.classCounts, `${where}.classCounts`).map((count, i) =>
+      checkInteger(count, `${where}.classCounts[${i}]`, 0, MAX_SAFE)
     );
   }
   if (raw.initializedFrom !== undefined) {

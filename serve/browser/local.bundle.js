@@ -248,7 +248,7 @@ function requestedGuidance(guidance, interval, context) {
   };
 }
 var CLASS_STREAM_TAG = 1668047219;
-function drawClasses(seed, n, numClasses) {
+function drawClasses(seed, n, numClasses, classCounts) {
   if (!Number.isInteger(numClasses) || numClasses < 1) {
     throw new RangeError(`numClasses must be a positive integer, got ${numClasses}`);
   }
@@ -258,10 +258,37 @@ function drawClasses(seed, n, numClasses) {
   if (!Number.isInteger(seed) || seed < 0 || seed > Number.MAX_SAFE_INTEGER) {
     throw new RangeError(`seed must be an integer in 0..${Number.MAX_SAFE_INTEGER}, got ${seed}`);
   }
+  if (classCounts !== void 0) checkClassCounts(classCounts, numClasses);
   const low = seed >>> 0;
   const high = Math.floor(seed / 2 ** 32) >>> 0;
-  const streamSeed = fmix32(low ^ fmix32(high ^ CLASS_STREAM_TAG));
-  return createRng(streamSeed).integers(n, numClasses);
+  const rng = createRng(fmix32(low ^ fmix32(high ^ CLASS_STREAM_TAG)));
+  if (classCounts === void 0) return rng.integers(n, numClasses);
+  const ends = [];
+  let total = 0;
+  for (const count of classCounts) ends.push(total += count);
+  const draws = rng.integers(n, total);
+  for (let i = 0; i < n; i++) {
+    let y = 0;
+    while (draws[i] >= ends[y]) y++;
+    draws[i] = y;
+  }
+  return draws;
+}
+var MAX_CLASS_COUNT_TOTAL = 2147483647;
+function checkClassCounts(classCounts, numClasses) {
+  if (classCounts.length !== numClasses) {
+    throw new RangeError(`classCounts must have ${numClasses} entries (one per class), got ${classCounts.length}`);
+  }
+  let total = 0;
+  for (const [y, count] of classCounts.entries()) {
+    if (!Number.isInteger(count) || count < 0) {
+      throw new RangeError(`classCounts[${y}] must be an integer >= 0, got ${count}`);
+    }
+    total += count;
+  }
+  if (total < 1 || total > MAX_CLASS_COUNT_TOTAL) {
+    throw new RangeError(`classCounts must sum to an integer in 1..${MAX_CLASS_COUNT_TOTAL}, got ${total}`);
+  }
 }
 
 // lib/forward.ts
@@ -2696,7 +2723,7 @@ async function sampleInBrowser(model, options) {
   if (numClasses === 0 && typeof options.label === "number") {
     throw new RangeError(`label: model ${model.name} has no classes, got ${options.label}`);
   }
-  const labels = options.label === null || numClasses === 0 ? null : options.label === void 0 ? drawClasses(options.seed, options.n, numClasses) : new Int32Array(options.n).fill(options.label);
+  const labels = options.label === null || numClasses === 0 ? null : options.label === void 0 ? drawClasses(options.seed, options.n, numClasses, card.classCounts) : new Int32Array(options.n).fill(options.label);
   const { guidance, interval } = requestedGuidance(options.guidance, options.guidanceInterval, {
     timesteps,
     sampler: options.sampler,

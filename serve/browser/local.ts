@@ -165,7 +165,7 @@ export async function sampleInBrowser(
   const labels = options.label === null || numClasses === 0
     ? null
     : options.label === undefined
-    ? drawClasses(options.seed, options.n, numClasses)
+    ? drawClasses(options.seed, options.n, numClasses, card.classCounts)
     : new Int32Array(options.n).fill(options.label);
   const { guidance, interval } = requestedGuidance(options.guidance, options.guidanceInterval, {
     timesteps,
