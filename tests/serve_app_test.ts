@@ -312,6 +312,14 @@ Deno.test("GET / serves the playground", async () => {
   for (const id of ["generate-button", "stream-button", "noise-t", "interp-button"]) {
     assert.ok(html.includes(`id="${id}"`), id);
   }
+  // The guidance tooltip's default weights come from lib's table.
+  assert.ok(
+    html.includes(
+      "the API's default for the sampler (w = 0.3 under dpmpp-2m-sde, 0.5 under ddpm and 1 " +
+        "under the other samplers, over the middle timesteps)",
+    ),
+  );
+  assert.ok(!html.includes("{{"), "no placeholder left");
 });
 
 Deno.test("POST /v1/noise draws x_t for each timestep from one shared noise image", async () => {

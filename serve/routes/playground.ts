@@ -8,12 +8,19 @@
 import { Hono } from "hono";
 import playgroundHtml from "../playground.html" with { type: "text" };
 import type { ModelSource } from "../registry.ts";
+import { DEFAULT_WEIGHTS_TEXT } from "../schemas.ts";
 import { browserRoutes } from "./browser.ts";
+
+/**
+ * The page as served: its guidance tooltip names each sampler's default weight from lib's
+ * table, as the API's documentation does, so the two cannot drift apart.
+ */
+const PAGE = playgroundHtml.replace("{{DEFAULT_GUIDANCE_WEIGHTS}}", DEFAULT_WEIGHTS_TEXT);
 
 /** The page and its files, mounted at the root; `models` as in {@linkcode browserRoutes}. */
 export function playgroundRoutes(models: readonly ModelSource[]): Hono {
   const app = new Hono();
-  app.get("/", (c) => c.html(playgroundHtml));
+  app.get("/", (c) => c.html(PAGE));
   app.route("/browser", browserRoutes(models));
   return app;
 }
