@@ -201,8 +201,8 @@ function _requestSchemas(limits: Limits) {
           "class. Left out, each image's class is drawn from the seed in the proportions the " +
           "model's training classes had (its card's classCounts; uniformly for a card " +
           "without them), so the images follow the model's p(x), the mixture of its " +
-          "classes; the response lists them; null: no class, the network's own unconditional prediction. A model " +
-          "without classes refuses a label with 400.",
+          "classes; the response lists them; null: no class, the network's own " +
+          "unconditional prediction. A model without classes refuses a label with 400.",
         example: "circle",
       }),
     guidance: SampleGuidance,

@@ -20,7 +20,8 @@
  *    classifier-free guidance weight asked for, and also reports the label accuracy: the share
  *    of samples the classifier assigns to the class that was asked for. `any` samples as the
  *    server does when a request names no class: each image's class drawn from the batch's
- *    seed in the card's training class proportions (`drawClasses`), unguided. `none` samples the network's "no class" prediction.
+ *    seed in the card's training class proportions (`drawClasses`), unguided. `none` samples
+ *    the network's "no class" prediction.
  * 5. For a conditional model the bound can be that of the "no class" prediction or of the
  *    class mixture `p(x) = sum_y p(y) p(x | y)` that `any` samples from (`--nll-class`).
  *
@@ -28,7 +29,12 @@
  */
 
 import { featureStatistics, frechetDistance } from "../lib/frechet.ts";
-import { classifierFreeGuidance, drawClasses, requestedGuidance } from "../lib/guidance.ts";
+import {
+  checkClassCounts,
+  classifierFreeGuidance,
+  drawClasses,
+  requestedGuidance,
+} from "../lib/guidance.ts";
 import { type VariationalBound, variationalBound } from "../lib/likelihood.ts";
 import { createRng, type Rng } from "../lib/rng.ts";
 import { sample, type SamplerKind, SAMPLERS } from "../lib/samplers.ts";
@@ -423,6 +429,9 @@ export async function evaluate(options: EvalOptions): Promise<EvalResult> {
         "has no classes",
     );
   }
+  // The card's prior for drawn classes and the mixture's bound, checked once, as the server
+  // checks it when it loads the model.
+  if (card.classCounts !== undefined) checkClassCounts(card.classCounts, numClasses);
   const guidanceWeights = numClasses > 0 ? options.guidance ?? [0] : [undefined];
   // The trainer's split: its seed (from the card; 0 before cards recorded it), 10% held out.
   const splitSeed = cardSplitSeed(card);
@@ -495,10 +504,12 @@ export async function evaluate(options: EvalOptions): Promise<EvalResult> {
         if (done % 100 === 0) log(`likelihood: ${done}/${total} timesteps`);
       },
     });
+    const bitsOfClass = Array.from(
+      { length: numClasses },
+      (_, y) => classPriorBits(y, numClasses, card.classCounts),
+    );
     const imageBits = mixture
-      ? bound.bitsPerDim.map((v, i) =>
-        v + classPriorBits(nllLabels[i], numClasses, card.classCounts)
-      )
+      ? bound.bitsPerDim.map((v, i) => v + bitsOfClass[nllLabels[i]])
       : bound.bitsPerDim;
     const bitsPerDim = imageBits.reduce((a, b) => a + b, 0) / count;
     const priorBits = bitsPerDim - bound.meanBitsPerDim;
