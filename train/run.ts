@@ -77,6 +77,12 @@ export interface RunOptions {
   /** Conditional networks: probability of dropping a label to "no class". */
   labelDropout?: number;
   /**
+   * Networks that learn their variance: the share of each batch whose timesteps come from the
+   * small-t proposal, importance-weighted (`drawTimesteps`). Default 0. A resume keeps the
+   * checkpoint's share.
+   */
+  vbImportance?: number;
+  /**
    * Start a new run from the weights (and EMA) of this checkpoint instead of random ones:
    * fine-tuning, for example an unconditional model into a conditional one. Optimizer moments,
    * the step count and the learning-rate warm-up start afresh. On the dataset it was trained on,
@@ -200,6 +206,7 @@ interface _OpenRun {
   /** The seed of the train / held-out split (`RunMetadata.splitSeed`). */
   splitSeed: number;
   labelDropout: number;
+  vbImportance: number;
   /** The dataset's class names, for a conditional network. */
   classNames?: readonly string[];
   /** How many training images each class has, for a conditional network. */
@@ -364,6 +371,8 @@ async function _openRun(options: RunOptions, report: (event: RunEvent) => void):
   const flip = options.flip ?? defaultFlip(train);
   const labelDropout = saved?.trainingState.labelDropout ?? options.labelDropout ??
     TRAINING_DEFAULTS.labelDropout;
+  // Checkpoints from before importance sampling drew every t uniformly.
+  const vbImportance = saved ? saved.trainingState.vbImportance ?? 0 : options.vbImportance ?? 0;
   const rng = saved ? restoreRng(saved.trainingState.rng) : createRng(seed);
   const sampler = new BatchSampler(train, {
     batchSize: options.batch,
@@ -379,6 +388,7 @@ async function _openRun(options: RunOptions, report: (event: RunEvent) => void):
     optimizer,
     totalSteps: options.steps,
     labelDropout,
+    vbImportance,
     workers: options.workers,
     workerModule: options.workerModule,
   };
@@ -413,6 +423,7 @@ async function _openRun(options: RunOptions, report: (event: RunEvent) => void):
     seed,
     splitSeed,
     labelDropout,
+    vbImportance,
     classNames,
     classCounts,
     initializedFrom,
@@ -422,6 +433,7 @@ async function _openRun(options: RunOptions, report: (event: RunEvent) => void):
     notice: origin +
       (classNames ? `; conditional on ${classNames.length} classes` : "") +
       (config.learnVariance ? "; learned variance (hybrid loss)" : "") +
+      (vbImportance > 0 ? `; ${vbImportance} of each batch at small t (importance-weighted)` : "") +
       `; ${train.length} training and ${heldOut.length} held-out images of ${train.name}` +
       `, batch ${options.batch}${flip ? ", random flips" : ""}` +
       (trainer.options.cooldownSteps > 0
@@ -619,6 +631,7 @@ async function _saveRun(
       sampler: run.sampler.getState(),
       lossSmoothed: progress.lossSmoothed,
       labelDropout: run.labelDropout,
+      ...(run.vbImportance > 0 ? { vbImportance: run.vbImportance } : {}),
       wallSeconds: progress.wallSeconds,
       optimizerOptions: { ...o },
     },

@@ -40,6 +40,8 @@ export interface TrainingState {
   wallSeconds: number;
   /** Label dropout of a conditional run; absent in checkpoints older than conditional runs. */
   labelDropout?: number;
+  /** The batch share drawn from the small-t proposal (`--vb-importance`); absent: 0. */
+  vbImportance?: number;
   /**
    * Every optimizer setting, so a resumed run keeps its learning-rate schedule. Adam's `beta1`,
    * `beta2` and `epsilon` are also in the checkpoint's `optimizer`, which takes precedence.
@@ -126,6 +128,9 @@ export function toRunCheckpoint(ckpt: Checkpoint, source = "checkpoint"): RunChe
   };
   if (state.labelDropout !== undefined) {
     trainingState.labelDropout = checkNumber(state.labelDropout, `${where}.labelDropout`);
+  }
+  if (state.vbImportance !== undefined) {
+    trainingState.vbImportance = checkNumber(state.vbImportance, `${where}.vbImportance`);
   }
   return {
     step: ckpt.step,

@@ -37,6 +37,7 @@ import {
 } from "./optimizer.ts";
 import {
   batchLoss,
+  drawTimesteps,
   lossGradients,
   type LossSetup,
   type LossValues,
@@ -83,6 +84,12 @@ export interface TrainerSetup {
    * `TRAINING_DEFAULTS.labelDropout`.
    */
   labelDropout?: number;
+  /**
+   * Networks that learn their variance: the share of each batch whose timesteps come from the
+   * small-t proposal instead of the uniform draw, every example importance-weighted so the
+   * objective is unchanged in expectation (`drawTimesteps`). Default 0: uniform t.
+   */
+  vbImportance?: number;
   /**
    * Gradient workers: each computes its share of every batch on its own WebAssembly backend
    * (`gradient_pool.ts`). 0 (the default) runs the step in the calling thread on whatever tfjs
@@ -174,6 +181,8 @@ export class Trainer {
   readonly options: Required<OptimizerOptions>;
   /** Probability of training a labelled example as "no class" (conditional networks). */
   readonly labelDropout: number;
+  /** The share of each batch drawn from the small-t proposal ({@linkcode TrainerSetup.vbImportance}). */
+  readonly vbImportance: number;
   /** Gradient workers (0: the step runs in the calling thread). */
   readonly workers: number;
   /** The step a cool-down ends at (`TrainerSetup.totalSteps`). */
@@ -193,6 +202,7 @@ export class Trainer {
     this.prediction = setup.prediction ?? TRAINING_DEFAULTS.prediction;
     this.options = withDefaults(setup.optimizer, TRAINING_DEFAULTS.optimizer);
     this.labelDropout = setup.labelDropout ?? TRAINING_DEFAULTS.labelDropout;
+    this.vbImportance = setup.vbImportance ?? 0;
     this.workers = setup.workers ?? TRAINING_DEFAULTS.workers;
     this.totalSteps = setup.totalSteps;
     this.step = step;
@@ -257,6 +267,16 @@ export class Trainer {
     if (!(labelDropout >= 0 && labelDropout <= 1)) {
       throw new RangeError(`labelDropout must be in [0, 1], got ${labelDropout}`);
     }
+    const vbImportance = setup.vbImportance ?? 0;
+    if (!(vbImportance >= 0 && vbImportance < 1)) {
+      throw new RangeError(`the vb importance share must be in [0, 1), got ${vbImportance}`);
+    }
+    if (vbImportance > 0 && !setup.config.learnVariance) {
+      throw new RangeError(
+        `a vb importance share of ${vbImportance} needs a network that learns its variance ` +
+          "(--learn-variance): a fixed variance has no vb term to sample",
+      );
+    }
     const workers = setup.workers ?? TRAINING_DEFAULTS.workers;
     if (!Number.isInteger(workers) || workers < 0) {
       throw new RangeError(`workers must be an integer >= 0, got ${workers}`);
@@ -271,8 +291,10 @@ export class Trainer {
   /**
    * One step on a batch `x0` (NCHW, values in [-1, 1]), with class `labels` for a conditional
    * network (-1: unlabelled, trained as "no class"):
-   * 1. draw t uniformly from `0..T-1` and eps ~ N(0, I) per example (from `rng`); a conditional
-   *    network also drops each label to "no class" with probability `labelDropout`;
+   * 1. draw t uniformly from `0..T-1` (or a `vbImportance` share of the batch from the small-t
+   *    proposal, every example weighted: `drawTimesteps`) and eps ~ N(0, I) per example (from
+   *    `rng`); a conditional network also drops each label to "no class" with probability
+   *    `labelDropout`;
    * 2. `x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps` (eq. 4);
    * 3. loss = mean squared error between the network's prediction and the target (eq. 14),
    *    plus `(T / 1000) L_t` for a network that learns its variance (Improved DDPM's hybrid
@@ -289,7 +311,7 @@ export class Trainer {
     labels?: Int32Array,
   ): Promise<StepResult> {
     this.#checkBatch(x0, shape);
-    const t = rng.integers(shape[0], this.schedule.timesteps);
+    const { t, weights } = drawTimesteps(rng, shape[0], this.schedule.timesteps, this.vbImportance);
     const noise = rng.normal(x0.length);
     const dropoutSeed = rng.nextUint32();
     const classes = this.#classIndices(shape[0], labels, rng);
@@ -304,7 +326,16 @@ export class Trainer {
 
     // Phase 1: loss, gradients and their global norm. The update waits until both numbers are
     // known to be finite, so a bad batch never reaches the weights.
-    const inputs = { x0, shape, t, noise, dropoutSeed, classes, exampleOffset: 0 };
+    const inputs = {
+      x0,
+      shape,
+      t,
+      noise,
+      dropoutSeed,
+      classes,
+      exampleOffset: 0,
+      ...(weights ? { weights } : {}),
+    };
     const { loss, vb, gradNorm } = await this.#state.gradients(inputs);
     const objective = loss + (this.#lossSetup.vb?.weight ?? 0) * (vb ?? 0);
     if (!Number.isFinite(objective) || !Number.isFinite(gradNorm)) {
