@@ -13,6 +13,7 @@ import {
   drawTimesteps,
   sliceInputs,
   smallTimestepProposal,
+  VB_LAMBDA,
   vbTables,
 } from "../train/step.ts";
 import { Trainer } from "../train/trainer.ts";
@@ -138,6 +139,14 @@ Deno.test("weighted, the loss is the mean of each example's weighted MSE and L_t
       close(weighted[part], reference, `weighted ${part}`);
     }
     assert.ok(each[0].vb > 10 * each[3].vb, "the decoder's term dominates, as on real digits");
+    // lambda = 0.01: the same parts, the vb term weighed ten times as much (lambda T = 10).
+    const heavier = { ...setup, vb: vbTables(schedule, "eps", 0.01) };
+    assert.equal(setup.vb.weight, VB_LAMBDA * 1000);
+    assert.equal(heavier.vb.weight, 10);
+    const tenfold = tf.tidy(() => read(batchLoss(params, heavier, inputs)));
+    close(tenfold.mse, plain.mse, "lambda leaves the MSE");
+    close(tenfold.vb, plain.vb, "lambda leaves the vb term");
+    close(tenfold.objective, plain.mse + 10 * plain.vb, "objective = MSE + lambda T vb");
   } finally {
     params.forEach((p) => p.dispose());
   }
@@ -186,11 +195,25 @@ Deno.test("an importance-sampled step: one worker gives the in-thread bits, and 
     Trainer.create({ config, schedule: makeSchedule(), vbImportance: 1 }, 1),
     /the vb importance share must be in \[0, 1\), got 1/,
   );
+  await assert.rejects(
+    Trainer.create({ config: PRESETS.tiny, schedule: makeSchedule(), vbLambda: 0.01 }, 1),
+    /a vb weight lambda of 0.01 needs a network that learns its variance \(--learn-variance\)/,
+  );
+  await assert.rejects(
+    Trainer.create({ config, schedule: makeSchedule(), vbLambda: 0 }, 1),
+    /the vb weight lambda must be in \(0, 1\], got 0/,
+  );
 });
 
-Deno.test("--vb-importance reaches the run, its checkpoint keeps it, and a resume continues bit-exactly", async () => {
+Deno.test("--vb-importance and --vb-lambda reach the run, its checkpoint keeps them, and a resume continues bit-exactly", async () => {
   assert.equal(parseTrainArgs(["--vb-importance", "0.25"]).options.vbImportance, 0.25);
   assert.equal(parseTrainArgs([]).options.vbImportance, 0);
+  assert.equal(parseTrainArgs(["--vb-lambda", "0.01"]).options.vbLambda, 0.01);
+  assert.equal(parseTrainArgs([]).options.vbLambda, VB_LAMBDA);
+  assert.throws(
+    () => parseTrainArgs(["--vb-lambda", "0"]),
+    /--vb-lambda must be in \(0, 1\], got 0/,
+  );
   assert.throws(
     () => parseTrainArgs(["--vb-importance", "1"]),
     /--vb-importance must be in \[0, 1\), got 1/,
@@ -203,6 +226,7 @@ Deno.test("--vb-importance reaches the run, its checkpoint keeps it, and a resum
       config: PRESETS.tiny,
       learnVariance: true,
       vbImportance: 0.5,
+      vbLambda: 0.01,
       dataset: "mnist",
       data,
       batch: 4,
@@ -218,6 +242,7 @@ Deno.test("--vb-importance reaches the run, its checkpoint keeps it, and a resum
     const resumed = await runTraining({
       ...common,
       vbImportance: 0,
+      vbLambda: VB_LAMBDA,
       steps: 3,
       out: `${dir}/resumed`,
       resume: true,
@@ -226,11 +251,21 @@ Deno.test("--vb-importance reaches the run, its checkpoint keeps it, and a resum
     const b = await loadCheckpoint(resumed.checkpoint);
     assert.equal(a.trainingState.vbImportance, 0.5);
     assert.equal(b.trainingState.vbImportance, 0.5);
+    assert.equal(a.trainingState.vbLambda, 0.01);
+    assert.equal(b.trainingState.vbLambda, 0.01);
     for (const [name, tensor] of Object.entries(a.params)) {
       assert.deepEqual(b.params[name].data, tensor.data, name);
     }
-    const uniform = await runTraining({ ...common, vbImportance: 0, steps: 1, out: `${dir}/u` });
-    assert.equal((await loadCheckpoint(uniform.checkpoint)).trainingState.vbImportance, undefined);
+    const uniform = await runTraining({
+      ...common,
+      vbImportance: 0,
+      vbLambda: undefined,
+      steps: 1,
+      out: `${dir}/u`,
+    });
+    const plainState = (await loadCheckpoint(uniform.checkpoint)).trainingState;
+    assert.equal(plainState.vbImportance, undefined);
+    assert.equal(plainState.vbLambda, undefined);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

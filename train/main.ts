@@ -87,6 +87,11 @@ const FLAGS: FlagTable = {
     help:
       "learned variance: share of each batch whose timesteps are drawn from 1/(t+1), every example importance-weighted, so the bound's small-t terms (most of it) are trained more often; new runs only",
   },
+  "vb-lambda": {
+    default: "0.001",
+    help:
+      "learned variance: weight of L_vlb in the hybrid objective L_simple + lambda L_vlb (Improved DDPM: 0.001); new runs only",
+  },
   "init-from": {
     help:
       "start a new run from the weights of a checkpoint (.ddpm) or an exported model (.onnx) of the same network (--preset, --ch): fine-tuning, fresh optimizer; on the same dataset it keeps that run's train / held-out split",
@@ -233,6 +238,7 @@ export function parseTrainArgs(args: string[]): {
       conditional: flags.boolean("conditional"),
       labelDropout: number("label-dropout", (v) => v >= 0 && v <= 1, "in [0, 1]"),
       vbImportance: number("vb-importance", (v) => v >= 0 && v < 1, "in [0, 1)"),
+      vbLambda: number("vb-lambda", (v) => v > 0 && v <= 1, "in (0, 1]"),
       ...(flags.given("init-from") ? { initFrom: flags.text("init-from") } : {}),
       ...(flags.boolean("learn-variance") ? { learnVariance: true } : {}),
       prediction: flags.oneOf("prediction", PREDICTIONS) as Prediction,

@@ -43,6 +43,7 @@ import {
   saveRunCheckpoint,
 } from "./run_state.ts";
 import { NonFiniteLossError, type OptimizerOptions, Trainer } from "./trainer.ts";
+import { VB_LAMBDA } from "./step.ts";
 
 /**
  * Everything a run needs; `main.ts` fills it from flags. What is left out is
@@ -82,6 +83,11 @@ export interface RunOptions {
    * checkpoint's share.
    */
   vbImportance?: number;
+  /**
+   * Networks that learn their variance: the weight `lambda` of `L_vlb` in the hybrid objective.
+   * Default 0.001 (Improved DDPM). A resume keeps the checkpoint's.
+   */
+  vbLambda?: number;
   /**
    * Start a new run from the weights (and EMA) of this checkpoint instead of random ones:
    * fine-tuning, for example an unconditional model into a conditional one. Optimizer moments,
@@ -207,6 +213,7 @@ interface _OpenRun {
   splitSeed: number;
   labelDropout: number;
   vbImportance: number;
+  vbLambda: number;
   /** The dataset's class names, for a conditional network. */
   classNames?: readonly string[];
   /** How many training images each class has, for a conditional network. */
@@ -373,6 +380,9 @@ async function _openRun(options: RunOptions, report: (event: RunEvent) => void):
     TRAINING_DEFAULTS.labelDropout;
   // Checkpoints from before importance sampling drew every t uniformly.
   const vbImportance = saved ? saved.trainingState.vbImportance ?? 0 : options.vbImportance ?? 0;
+  const vbLambda = saved
+    ? saved.trainingState.vbLambda ?? VB_LAMBDA
+    : options.vbLambda ?? VB_LAMBDA;
   const rng = saved ? restoreRng(saved.trainingState.rng) : createRng(seed);
   const sampler = new BatchSampler(train, {
     batchSize: options.batch,
@@ -389,6 +399,7 @@ async function _openRun(options: RunOptions, report: (event: RunEvent) => void):
     totalSteps: options.steps,
     labelDropout,
     vbImportance,
+    vbLambda,
     workers: options.workers,
     workerModule: options.workerModule,
   };
@@ -424,6 +435,7 @@ async function _openRun(options: RunOptions, report: (event: RunEvent) => void):
     splitSeed,
     labelDropout,
     vbImportance,
+    vbLambda,
     classNames,
     classCounts,
     initializedFrom,
@@ -632,6 +644,7 @@ async function _saveRun(
       lossSmoothed: progress.lossSmoothed,
       labelDropout: run.labelDropout,
       ...(run.vbImportance > 0 ? { vbImportance: run.vbImportance } : {}),
+      ...(run.vbLambda !== VB_LAMBDA ? { vbLambda: run.vbLambda } : {}),
       wallSeconds: progress.wallSeconds,
       optimizerOptions: { ...o },
     },

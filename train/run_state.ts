@@ -42,6 +42,8 @@ export interface TrainingState {
   labelDropout?: number;
   /** The batch share drawn from the small-t proposal (`--vb-importance`); absent: 0. */
   vbImportance?: number;
+  /** The weight of `L_vlb` in the hybrid objective (`--vb-lambda`); absent: 0.001. */
+  vbLambda?: number;
   /**
    * Every optimizer setting, so a resumed run keeps its learning-rate schedule. Adam's `beta1`,
    * `beta2` and `epsilon` are also in the checkpoint's `optimizer`, which takes precedence.
@@ -131,6 +133,9 @@ export function toRunCheckpoint(ckpt: Checkpoint, source = "checkpoint"): RunChe
   }
   if (state.vbImportance !== undefined) {
     trainingState.vbImportance = checkNumber(state.vbImportance, `${where}.vbImportance`);
+  }
+  if (state.vbLambda !== undefined) {
+    trainingState.vbLambda = checkNumber(state.vbLambda, `${where}.vbLambda`);
   }
   return {
     step: ckpt.step,

@@ -71,20 +71,27 @@ export interface VbTables {
   readonly minLog: Float32Array;
   readonly maxLog: Float32Array;
   /**
-   * `lambda T` with `lambda = 1/1000` (Improved DDPM eq. 16): `L_vlb = sum_t L_t` is estimated
-   * by `T L_t` at the sampled t, so the objective adds `(T / 1000) L_t` (improved-diffusion's
-   * `RESCALED_MSE` scaling of the `vb` term).
+   * `lambda T`, by default with Improved DDPM's `lambda = 1/1000` (eq. 16): `L_vlb = sum_t L_t`
+   * is estimated by `T L_t` at the sampled t, so the objective adds `(T / 1000) L_t`
+   * (improved-diffusion's `RESCALED_MSE` scaling of the `vb` term).
    */
   readonly weight: number;
 }
+
+/** Improved DDPM's weight of `L_vlb` in the hybrid objective (eq. 16), the default `lambda`. */
+export const VB_LAMBDA = 0.001;
 
 /**
  * The {@linkcode VbTables} of a schedule and prediction type, in float64 before rounding. The
  * mean's coefficients fold `x_0`'s reconstruction into the posterior mean:
  * eps: `x_0 = sqrt(1 / abar) x_t - sqrt(1 / abar - 1) eps`; x0: itself;
- * v: `x_0 = sqrt(abar) x_t - sqrt(1 - abar) v`.
+ * v: `x_0 = sqrt(abar) x_t - sqrt(1 - abar) v`. `lambda` weighs `L_vlb` against `L_simple`.
  */
-export function vbTables(schedule: Schedule, prediction: Prediction): VbTables {
+export function vbTables(
+  schedule: Schedule,
+  prediction: Prediction,
+  lambda: number = VB_LAMBDA,
+): VbTables {
   const c1 = schedule.posteriorMeanCoef1, c2 = schedule.posteriorMeanCoef2;
   let xtInX0: Float64Array, predictionInX0: Float64Array;
   switch (prediction) {
@@ -114,7 +121,7 @@ export function vbTables(schedule: Schedule, prediction: Prediction): VbTables {
     posteriorMeanCoef2: Float32Array.from(c2),
     minLog: perT((i) => learnedRangeEnds(schedule, i).minLog),
     maxLog: perT((i) => learnedRangeEnds(schedule, i).maxLog),
-    weight: schedule.timesteps / 1000,
+    weight: lambda * schedule.timesteps,
   };
 }
 

@@ -42,6 +42,7 @@ import {
   type LossSetup,
   type LossValues,
   type StepInputs,
+  VB_LAMBDA,
   vbTables,
 } from "./step.ts";
 import { type ParamTensors, tfjsDenoiser } from "./tfjs_ops.ts";
@@ -90,6 +91,11 @@ export interface TrainerSetup {
    * objective is unchanged in expectation (`drawTimesteps`). Default 0: uniform t.
    */
   vbImportance?: number;
+  /**
+   * Networks that learn their variance: the hybrid objective's weight of `L_vlb`,
+   * `L_simple + lambda L_vlb`. Default Improved DDPM's 0.001 (`VB_LAMBDA`).
+   */
+  vbLambda?: number;
   /**
    * Gradient workers: each computes its share of every batch on its own WebAssembly backend
    * (`gradient_pool.ts`). 0 (the default) runs the step in the calling thread on whatever tfjs
@@ -270,6 +276,16 @@ export class Trainer {
     const vbImportance = setup.vbImportance ?? 0;
     if (!(vbImportance >= 0 && vbImportance < 1)) {
       throw new RangeError(`the vb importance share must be in [0, 1), got ${vbImportance}`);
+    }
+    const vbLambda = setup.vbLambda ?? VB_LAMBDA;
+    if (!(vbLambda > 0 && vbLambda <= 1)) {
+      throw new RangeError(`the vb weight lambda must be in (0, 1], got ${vbLambda}`);
+    }
+    if (vbLambda !== VB_LAMBDA && !setup.config.learnVariance) {
+      throw new RangeError(
+        `a vb weight lambda of ${vbLambda} needs a network that learns its variance ` +
+          "(--learn-variance): a fixed variance has no vb term to weigh",
+      );
     }
     if (vbImportance > 0 && !setup.config.learnVariance) {
       throw new RangeError(
@@ -674,7 +690,9 @@ function _lossSetup(setup: TrainerSetup): LossSetup {
     prediction,
     sqrtAbar: Float32Array.from(setup.schedule.sqrtAlphasCumprod),
     sqrtOneMinusAbar: Float32Array.from(setup.schedule.sqrtOneMinusAlphasCumprod),
-    ...(setup.config.learnVariance ? { vb: vbTables(setup.schedule, prediction) } : {}),
+    ...(setup.config.learnVariance
+      ? { vb: vbTables(setup.schedule, prediction, setup.vbLambda ?? VB_LAMBDA) }
+      : {}),
   };
 }
 
