@@ -221,6 +221,7 @@ Deno.test("--vb-importance and --vb-lambda reach the run, its checkpoint keeps t
   await initBackend("cpu");
   const data = await loadMnist({ imageSize: 8, heldOutFraction: 0.1 });
   const dir = await Deno.makeTempDir();
+  const notices: string[] = [];
   try {
     const common = {
       config: PRESETS.tiny,
@@ -234,7 +235,9 @@ Deno.test("--vb-importance and --vb-lambda reach the run, its checkpoint keeps t
       optimizer: { warmupSteps: 2 },
       sampleEvery: 0,
       evalEvery: 0,
-      report: () => {},
+      report: (event: { kind: string; message?: string }) => {
+        if (event.kind === "notice" && event.message) notices.push(event.message);
+      },
     };
     const straight = await runTraining({ ...common, steps: 3, out: `${dir}/straight` });
     await runTraining({ ...common, steps: 1, out: `${dir}/resumed` });
@@ -247,6 +250,10 @@ Deno.test("--vb-importance and --vb-lambda reach the run, its checkpoint keeps t
       out: `${dir}/resumed`,
       resume: true,
     });
+    assert.match(
+      notices[0],
+      /; 0\.5 of each batch at small t \(importance-weighted\); L_vlb weighted by lambda = 0\.01;/,
+    );
     const a = await loadCheckpoint(straight.checkpoint);
     const b = await loadCheckpoint(resumed.checkpoint);
     assert.equal(a.trainingState.vbImportance, 0.5);

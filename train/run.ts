@@ -446,6 +446,7 @@ async function _openRun(options: RunOptions, report: (event: RunEvent) => void):
       (classNames ? `; conditional on ${classNames.length} classes` : "") +
       (config.learnVariance ? "; learned variance (hybrid loss)" : "") +
       (vbImportance > 0 ? `; ${vbImportance} of each batch at small t (importance-weighted)` : "") +
+      (vbLambda !== VB_LAMBDA ? `; L_vlb weighted by lambda = ${vbLambda}` : "") +
       `; ${train.length} training and ${heldOut.length} held-out images of ${train.name}` +
       `, batch ${options.batch}${flip ? ", random flips" : ""}` +
       (trainer.options.cooldownSteps > 0
