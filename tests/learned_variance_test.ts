@@ -27,6 +27,7 @@ import {
 import { batchLoss, variationalBoundTerms, vbTables } from "../train/step.ts";
 import { unetApply } from "../train/tfjs_ops.ts";
 import { Trainer, widenOutputForVariance } from "../train/trainer.ts";
+import { threeSteps } from "./_three_steps.ts";
 import { runTinyTraining } from "./_tiny_run.ts";
 
 const schedule = makeSchedule();
@@ -258,22 +259,18 @@ Deno.test("a gradient worker on WebAssembly computes the hybrid step bit for bit
     (u) => Math.floor(u * 256) / 127.5 - 1,
   );
   const shape8 = [16, 1, 8, 8] as const;
-  const run = async (workers: number) => {
-    const trainer = await Trainer.create({
-      config,
-      schedule: small,
-      workers,
-      optimizer: { warmupSteps: 0, lr: 1e-3 },
-    }, 1);
-    try {
-      const rng = createRng(7);
-      const steps = [];
-      for (let i = 0; i < 3; i++) steps.push(await trainer.trainStep(batch, shape8, rng));
-      return { steps, state: await trainer.state() };
-    } finally {
-      trainer.dispose();
-    }
-  };
+  const run = (workers: number) =>
+    threeSteps(
+      {
+        config,
+        schedule: small,
+        workers,
+        optimizer: { warmupSteps: 0, lr: 1e-3 },
+      },
+      batch,
+      shape8,
+    );
+
   const inThread = await run(0);
   const oneWorker = await run(1);
   assert.deepEqual(oneWorker.steps, inThread.steps);

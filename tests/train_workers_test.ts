@@ -9,7 +9,8 @@ import { parseTrainArgs } from "../train/main.ts";
 import { PRESETS } from "../train/network.ts";
 import { runTraining } from "../train/run.ts";
 import { dropoutMultipliers } from "../train/tfjs_ops.ts";
-import { Trainer, type TrainerState } from "../train/trainer.ts";
+import type { TrainerState } from "../train/trainer.ts";
+import { threeSteps as threeStepsOf } from "./_three_steps.ts";
 
 const schedule = makeSchedule();
 // Dropout on, so the tests cover the masks' independence of the split.
@@ -17,21 +18,12 @@ const config = { ...PRESETS.tiny, dropout: 0.1 };
 const shape = [8, 1, 8, 8] as const;
 const batch = createRng(5).normal(8 * 64).map((z) => Math.tanh(z));
 
-async function threeSteps(workers: number) {
-  const trainer = await Trainer.create({
-    config,
-    schedule,
-    workers,
-    optimizer: { warmupSteps: 0, lr: 1e-3 },
-  }, 1);
-  try {
-    const rng = createRng(7);
-    const steps = [];
-    for (let i = 0; i < 3; i++) steps.push(await trainer.trainStep(batch, shape, rng));
-    return { steps, state: await trainer.state() };
-  } finally {
-    trainer.dispose();
-  }
+function threeSteps(workers: number) {
+  return threeStepsOf(
+    { config, schedule, workers, optimizer: { warmupSteps: 0, lr: 1e-3 } },
+    batch,
+    shape,
+  );
 }
 
 function assertSameBits(a: TrainerState, b: TrainerState, what: string) {

@@ -17,6 +17,7 @@ import {
   vbTables,
 } from "../train/step.ts";
 import { Trainer } from "../train/trainer.ts";
+import { threeSteps } from "./_three_steps.ts";
 
 const T = 1000;
 
@@ -160,23 +161,19 @@ Deno.test("an importance-sampled step: one worker gives the in-thread bits, and 
     (u) => Math.floor(u * 256) / 127.5 - 1,
   );
   const shape = [16, 1, 8, 8] as const;
-  const run = async (workers: number) => {
-    const trainer = await Trainer.create({
-      config,
-      schedule: makeSchedule(),
-      workers,
-      vbImportance: 0.5,
-      optimizer: { warmupSteps: 0, lr: 1e-3 },
-    }, 1);
-    try {
-      const rng = createRng(7);
-      const steps = [];
-      for (let i = 0; i < 3; i++) steps.push(await trainer.trainStep(batch, shape, rng));
-      return { steps, state: await trainer.state() };
-    } finally {
-      trainer.dispose();
-    }
-  };
+  const run = (workers: number) =>
+    threeSteps(
+      {
+        config,
+        schedule: makeSchedule(),
+        workers,
+        vbImportance: 0.5,
+        optimizer: { warmupSteps: 0, lr: 1e-3 },
+      },
+      batch,
+      shape,
+    );
+
   try {
     const inThread = await run(0);
     const oneWorker = await run(1);
