@@ -72,8 +72,8 @@ export interface VbTables {
   readonly maxLog: Float32Array;
   /**
    * `lambda T`, by default with Improved DDPM's `lambda = 1/1000` (eq. 16): `L_vlb = sum_t L_t`
-   * is estimated by `T L_t` at the sampled t, so the objective adds `(T / 1000) L_t`
-   * (improved-diffusion's `RESCALED_MSE` scaling of the `vb` term).
+   * is estimated by `T L_t` at the sampled t, so the objective adds `lambda T L_t`, by default
+   * `(T / 1000) L_t` (improved-diffusion's `RESCALED_MSE` scaling of the `vb` term).
    */
   readonly weight: number;
 }
@@ -176,10 +176,7 @@ export function drawTimesteps(
   }
   const m = Math.round(share * n);
   if (m === 0) return { t: rng.integers(n, timesteps) };
-  const proposal = smallTimestepProposal(timesteps);
-  const cumulative = new Float64Array(timesteps);
-  let sum = 0;
-  proposal.forEach((p, i) => cumulative[i] = sum += p);
+  const { proposal, cumulative } = _proposalTables(timesteps);
   const t = new Int32Array(n);
   t.set(rng.integers(n - m, timesteps));
   for (let i = n - m; i < n; i++) {
@@ -199,6 +196,22 @@ export function drawTimesteps(
     (ti) => 1 / timesteps / (uniformShare / timesteps + proposalShare * proposal[ti]),
   );
   return { t, weights };
+}
+
+/** The proposal and its running sum per T, built once rather than at every step. */
+const _proposals = new Map<number, { proposal: Float64Array; cumulative: Float64Array }>();
+
+function _proposalTables(timesteps: number): { proposal: Float64Array; cumulative: Float64Array } {
+  let tables = _proposals.get(timesteps);
+  if (!tables) {
+    const proposal = smallTimestepProposal(timesteps);
+    const cumulative = new Float64Array(timesteps);
+    let sum = 0;
+    proposal.forEach((p, i) => cumulative[i] = sum += p);
+    tables = { proposal, cumulative };
+    _proposals.set(timesteps, tables);
+  }
+  return tables;
 }
 
 /** A step's loss as numbers: `L_simple`, and the vb term of a learned variance (bits/dim). */
@@ -221,7 +234,8 @@ export interface LossTerms {
  * The loss of the inputs. `L_simple`: the mean squared error between the network's prediction
  * on `x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps` (eq. 4) and the target of the prediction
  * type (eq. 14). A network that learns its variance is trained on Improved DDPM's hybrid
- * objective `L_simple + (T / 1000) L_t` (sec. 3.1; {@linkcode variationalBoundTerms}), whose
+ * objective `L_simple + lambda T L_t` (sec. 3.1, `lambda` 1/1000 unless the run sets another;
+ * {@linkcode variationalBoundTerms}), whose
  * second part trains only the `v` channels. `training` turns dropout on. With importance
  * `weights`, each example's MSE and `L_t` are weighted before the batch mean (both the
  * objective and the reported parts). Call inside `tf.tidy` or `tf.variableGrads`.

@@ -121,7 +121,8 @@ export interface StepResult {
   readonly loss: number;
   /**
    * A network that learns its variance: the batch's mean `L_t` in bits/dim, the term the hybrid
-   * objective adds (times T / 1000) to `loss`. Absent otherwise.
+   * objective adds (times `lambda T`, by default T / 1000) to `loss`; with `vbImportance`, like
+   * `loss`, the importance-weighted batch mean. Absent otherwise.
    */
   readonly vb?: number;
   /** Global gradient norm before clipping. */
@@ -313,7 +314,7 @@ export class Trainer {
    *    `labelDropout`;
    * 2. `x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps` (eq. 4);
    * 3. loss = mean squared error between the network's prediction and the target (eq. 14),
-   *    plus `(T / 1000) L_t` for a network that learns its variance (Improved DDPM's hybrid
+   *    plus `lambda T L_t` for a network that learns its variance (Improved DDPM's hybrid
    *    objective, `step.ts`);
    * 4. if the loss or the gradient norm is not finite, throw `NonFiniteLossError` and change
    *    nothing; otherwise clip the gradients to global norm `gradClip` and take an Adam step
@@ -691,7 +692,7 @@ function _lossSetup(setup: TrainerSetup): LossSetup {
     sqrtAbar: Float32Array.from(setup.schedule.sqrtAlphasCumprod),
     sqrtOneMinusAbar: Float32Array.from(setup.schedule.sqrtOneMinusAlphasCumprod),
     ...(setup.config.learnVariance
-      ? { vb: vbTables(setup.schedule, prediction, setup.vbLambda ?? VB_LAMBDA) }
+      ? { vb: vbTables(setup.schedule, prediction, setup.vbLambda) }
       : {}),
   };
 }
