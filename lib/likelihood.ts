@@ -128,13 +128,20 @@ export function discretizedGaussianLogLikelihood(
   const invStd = Math.exp(-logScale);
   const upper = (x - mean + 1 / 255) * invStd;
   const lower = (x - mean - 1 / 255) * invStd;
-  // Official thresholds: 0.999 and -0.999 pick out the two edge bins.
-  if (x < -0.999) return logStandardNormalCdf(upper);
-  if (x > 0.999) return logStandardNormalCdf(-lower);
+  if (isEdgeBin(x)) return x < 0 ? logStandardNormalCdf(upper) : logStandardNormalCdf(-lower);
   // Take the difference on the side of the mean where the CDF is small, so it stays exact.
   return lower > 0
     ? _logDiffExp(logStandardNormalCdf(-lower), logStandardNormalCdf(-upper))
     : _logDiffExp(logStandardNormalCdf(upper), logStandardNormalCdf(lower));
+}
+
+/**
+ * Whether a pixel scaled to [-1, 1] is in one of the two edge bins (8-bit 0 or 255), whose
+ * decoder mass runs to minus or plus infinity. The official thresholds, -0.999 and 0.999, sit
+ * well inside the neighbouring bins' half-width of 1/255.
+ */
+export function isEdgeBin(x: number): boolean {
+  return x < -0.999 || x > 0.999;
 }
 
 /**
@@ -188,6 +195,13 @@ export interface VariationalBound {
   readonly terms: Float64Array;
   /** Mean squared error of the predicted `x_0` per example and timestep, `[n * T + t]`. */
   readonly x0Mse: Float64Array;
+  /**
+   * The part of each example's decoder NLL `L_0` spent on its pixels in the two edge bins (8-bit
+   * 0 and 255, whose bins reach to infinity), in bits per dimension of the whole image, so that
+   * the rest of `L_0` is the interior pixels'. Digits are mostly black or white, and there the
+   * decoder's cost is set by its standard deviation alone once the mean is on the right side.
+   */
+  readonly decoderEdgeBitsPerDim: Float64Array;
 }
 
 /**
@@ -218,6 +232,7 @@ export async function variationalBound(
   const outputLength = outputFactor(variance) * size;
   const terms = new Float64Array(n * T);
   const x0Mse = new Float64Array(n * T);
+  const decoderEdge = new Float64Array(n);
 
   for (let t = T - 1; t >= 0; t--) {
     options.signal?.throwIfAborted();
@@ -237,18 +252,24 @@ export async function variationalBound(
     const truth = qPosterior(schedule, x0, xt, index, shape);
     for (let i = 0; i < n; i++) {
       let sum = 0;
+      let edge = 0;
       let mse = 0;
       for (let j = i * per, end = j + per; j < end; j++) {
         // The model's log variance is per element (a learned one varies), the posterior's
         // per example.
         const logVar = model.logVariance[j];
-        sum += t === 0
-          ? -discretizedGaussianLogLikelihood(x0[j], model.mean[j], 0.5 * logVar)
-          : normalKl(truth.mean[j], truth.logVariance[i], model.mean[j], logVar);
+        if (t === 0) {
+          const nats = -discretizedGaussianLogLikelihood(x0[j], model.mean[j], 0.5 * logVar);
+          sum += nats;
+          if (isEdgeBin(x0[j])) edge += nats;
+        } else {
+          sum += normalKl(truth.mean[j], truth.logVariance[i], model.mean[j], logVar);
+        }
         const e = model.predX0[j] - x0[j];
         mse += e * e;
       }
       terms[i * T + t] = sum / per / Math.LN2;
+      if (t === 0) decoderEdge[i] = edge / per / Math.LN2;
       x0Mse[i * T + t] = mse / per;
     }
     await options.onProgress?.(T - t, T);
@@ -262,5 +283,12 @@ export async function variationalBound(
     bitsPerDim[i] = total;
   }
   const meanBitsPerDim = bitsPerDim.reduce((a, b) => a + b, 0) / n;
-  return { bitsPerDim, meanBitsPerDim, priorBitsPerDim: prior, terms, x0Mse };
+  return {
+    bitsPerDim,
+    meanBitsPerDim,
+    priorBitsPerDim: prior,
+    terms,
+    x0Mse,
+    decoderEdgeBitsPerDim: decoderEdge,
+  };
 }

@@ -427,7 +427,18 @@ Deno.test("evaluate() samples 'any' with each batch's drawn classes and the API'
     const perImage = [0, 1].map((i) => bound.bitsPerDim[i] + priorBits[i]);
     const se = Math.abs(perImage[0] - perImage[1]) / 2;
     assert.ok(Math.abs(nll.standardError - se) < 1e-12, `${nll.standardError} vs ${se}`);
+    // The decoder's part on black and white pixels: the bound's own, over the two digits' pixels
+    // at 0 or 255 (most of a digit's).
+    const pixels = imagesAt(heldOut, [0, 1]);
+    const edges = pixels.filter((v) => v === -1 || v === 1).length / pixels.length;
+    assert.ok(edges > 0.5, `${edges} of the pixels at 0 or 255`);
+    assert.equal(nll.decoderEdge.pixelShare, edges);
+    const edgeBits = (bound.decoderEdgeBitsPerDim[0] + bound.decoderEdgeBitsPerDim[1]) / 2;
+    assert.ok(Math.abs(nll.decoderEdge.bitsPerDim - edgeBits) < 1e-15);
+    const decoder = nll.parts.find((p) => p.terms === "decoder")?.bitsPerDim ?? 0;
+    assert.ok(nll.decoderEdge.bitsPerDim > 0 && nll.decoderEdge.bitsPerDim < decoder);
     assert.match(evalTable(result, samples), /held-out images, the class mixture\)/);
+    assert.match(evalTable(result, samples), /decoder on the \d+\.\d% of pixels at 0 or 255 /);
   });
 });
 

@@ -1,7 +1,9 @@
 import assert from "node:assert/strict";
 import { gaussianDenoiser } from "../lib/analytic.ts";
+import { qSample } from "../lib/forward.ts";
 import {
   discretizedGaussianLogLikelihood,
+  isEdgeBin,
   logErfc,
   logStandardNormalCdf,
   lSimple,
@@ -9,6 +11,7 @@ import {
   priorBitsPerDim,
   variationalBound,
 } from "../lib/likelihood.ts";
+import { pMeanVariance } from "../lib/parameterization.ts";
 import { createRng } from "../lib/rng.ts";
 import type { Denoiser } from "../lib/samplers.ts";
 import { makeSchedule } from "../lib/schedule.ts";
@@ -292,4 +295,38 @@ Deno.test("variationalBound reports progress and stops on abort", async () => {
     /stop/,
   );
   assert.deepEqual(seen, [1, 2, 3]);
+});
+
+Deno.test("isEdgeBin picks out 8-bit 0 and 255 and no other value of the grid", () => {
+  const edges = Array.from({ length: 256 }, (_, k) => k).filter((k) => isEdgeBin(k / 127.5 - 1));
+  assert.deepEqual(edges, [0, 255]);
+});
+
+Deno.test("variational bound: the decoder's edge-bin part is all of L_0, none of it, or its edge pixels' sum", async () => {
+  const grid = (k: number) => k / 127.5 - 1;
+  const u = createRng(21).uniform(3 * 16);
+  // Image 0 only 0s and 255s, image 1 none, image 2 half of each.
+  const x0 = Float32Array.from(u, (v, j) => {
+    const image = Math.floor(j / 16);
+    const edge = image === 0 || (image === 2 && j % 2 === 0);
+    return edge ? grid(v < 0.5 ? 0 : 255) : grid(1 + Math.floor(v * 254));
+  });
+  const shape = [3, 1, 4, 4] as const;
+  const vb = await variationalBound(ideal, { schedule, x0, shape, seed: 4 });
+  const T = schedule.timesteps;
+  assert.equal(vb.decoderEdgeBitsPerDim[0], vb.terms[0]);
+  assert.equal(vb.decoderEdgeBitsPerDim[1], 0);
+  // Image 2, replayed from lib's pieces: the t = 0 noise is the seed's last draw.
+  const rng = createRng(4);
+  for (let t = T - 1; t > 0; t--) rng.normal(x0.length);
+  const xt = qSample(schedule, x0, [0, 0, 0], rng.normal(x0.length), shape);
+  const output = await ideal(xt, new Float32Array(3).fill(schedule.modelTimesteps[0]), shape);
+  const model = pMeanVariance(schedule, output, xt, [0, 0, 0], shape, {});
+  let edge = 0;
+  for (let j = 32; j < 48; j++) {
+    if (j % 2 !== 0) continue;
+    edge -= discretizedGaussianLogLikelihood(x0[j], model.mean[j], 0.5 * model.logVariance[j]);
+  }
+  assertClose(vb.decoderEdgeBitsPerDim[2], edge / 16 / Math.LN2, 1e-12, "edge part");
+  assert.ok(vb.decoderEdgeBitsPerDim[2] > 0 && vb.decoderEdgeBitsPerDim[2] < vb.terms[2 * T]);
 });

@@ -35,7 +35,7 @@ import {
   drawClasses,
   requestedGuidance,
 } from "../lib/guidance.ts";
-import { type VariationalBound, variationalBound } from "../lib/likelihood.ts";
+import { isEdgeBin, type VariationalBound, variationalBound } from "../lib/likelihood.ts";
 import { createRng, type Rng } from "../lib/rng.ts";
 import { sample, type SamplerKind, SAMPLERS } from "../lib/samplers.ts";
 import { makeSchedule, type ScheduleKind } from "../lib/schedule.ts";
@@ -380,6 +380,29 @@ export function boundParts(bound: VariationalBound, timesteps: number): BoundPar
   return parts;
 }
 
+/**
+ * How much of the decoder `L_0` the pixels in the two edge bins (8-bit 0 and 255) cost, and how
+ * many they are: on digits most pixels are black or white, and there the decoder's cost is set
+ * by its standard deviation, so this is where a too-wide decoder shows.
+ */
+export interface DecoderEdgePart {
+  /** Their part of the decoder, mean bits per dimension of the whole image. */
+  readonly bitsPerDim: number;
+  /** Their share of the images' pixels. */
+  readonly pixelShare: number;
+}
+
+/** The decoder's edge-bin part of `bound` over images `x0` (see {@linkcode DecoderEdgePart}). */
+export function decoderEdgePart(bound: VariationalBound, x0: Float32Array): DecoderEdgePart {
+  const bits = bound.decoderEdgeBitsPerDim;
+  let edges = 0;
+  for (const v of x0) if (isEdgeBin(v)) edges++;
+  return {
+    bitsPerDim: bits.reduce((a, b) => a + b, 0) / bits.length,
+    pixelShare: edges / x0.length,
+  };
+}
+
 /** Everything `deno task eval` reports. */
 export interface EvalResult {
   nll?: {
@@ -388,6 +411,8 @@ export interface EvalResult {
     images: number;
     /** Where the bits are: the prior, then the bound's terms summed over ranges of t. */
     parts: BoundPart[];
+    /** The decoder's part on the pixels at 8-bit 0 or 255 ({@linkcode decoderEdgePart}). */
+    decoderEdge: DecoderEdgePart;
     /** Conditional models: whose bound it is (see {@linkcode EvalOptions.nllClass}). */
     classes?: (typeof NLL_CLASSES)[number];
     /** The other splits whose held-out images alone it read ({@linkcode EvalOptions.nllUnseenBy}). */
@@ -518,7 +543,8 @@ export async function evaluate(options: EvalOptions): Promise<EvalResult> {
     const standardError = Math.sqrt(sq / (count - 1) / count);
     const parts = boundParts(bound, schedule.timesteps);
     if (mixture) parts.push({ terms: "class", bitsPerDim: priorBits });
-    nll = { bitsPerDim, standardError, images: count, parts };
+    const decoderEdge = decoderEdgePart(bound, x0);
+    nll = { bitsPerDim, standardError, images: count, parts, decoderEdge };
     if (numClasses > 0) nll.classes = mixture ? "mixture" : "none";
     if (unseenBy.length > 0) nll.unseenBy = [...unseenBy];
     log(
@@ -526,7 +552,9 @@ export async function evaluate(options: EvalOptions): Promise<EvalResult> {
         standardError.toFixed(3)
       } bits/dim on ${count} held-out images${
         unseenBy.length > 0 ? ` that split seeds ${unseenBy.join(", ")} held out too` : ""
-      } (${((performance.now() - started) / 1000).toFixed(0)} s); ${_formatParts(parts)}`,
+      } (${((performance.now() - started) / 1000).toFixed(0)} s); ${_formatParts(parts)}; ${
+        _formatDecoderEdge(decoderEdge)
+      }`,
     );
   }
 
@@ -741,7 +769,7 @@ export function evalTable(result: EvalResult, samples: number): string {
         result.nll.standardError.toFixed(3)
       } bits/dim (${result.nll.images} held-out images${
         result.nll.classes === "mixture" ? ", the class mixture" : ""
-      }): ${_formatParts(result.nll.parts)}`,
+      }): ${_formatParts(result.nll.parts)}; ${_formatDecoderEdge(result.nll.decoderEdge)}`,
     );
   }
   return lines.join("\n");
@@ -761,6 +789,13 @@ function _guidanceText(row: SamplerResult): string {
 /** `prior 0.000, decoder 1.110, 1-9 0.755, ...` */
 function _formatParts(parts: readonly BoundPart[]): string {
   return parts.map((p) => `${p.terms} ${p.bitsPerDim.toFixed(3)}`).join(", ");
+}
+
+/** `decoder on the 83.1% of pixels at 0 or 255 0.412` */
+function _formatDecoderEdge(edge: DecoderEdgePart): string {
+  return `decoder on the ${(100 * edge.pixelShare).toFixed(1)}% of pixels at 0 or 255 ${
+    edge.bitsPerDim.toFixed(3)
+  }`;
 }
 
 /** The flags of `deno task eval`: defaults sized to finish in minutes on two CPU cores. */
