@@ -12,7 +12,7 @@
  */
 
 import { z } from "@hono/zod-openapi";
-import { DEFAULT_GUIDANCE_WEIGHT, DEFAULT_GUIDANCE_WEIGHTS } from "../lib/guidance.ts";
+import { DEFAULT_SAMPLER_GUIDANCE, SAMPLER_GUIDANCE, type SamplerGuidance } from "../lib/guidance.ts";
 import { SAMPLER_CAPABILITIES, type SamplerKind, SAMPLERS } from "../lib/samplers.ts";
 import { TIMESTEP_SPACINGS } from "../lib/schedule.ts";
 import { SamplingCardSchema } from "../model/card.ts";
@@ -98,28 +98,29 @@ const Guidance = GuidanceWeight.default(0).openapi({
     "frames.",
 });
 /**
- * Each sampler's default guidance weight for a named class, in words, read from lib's table so
- * that the API's text follows it: "w = 0.3 under dpmpp-2m-sde, 0.5 under ddpm and 1 under the
- * other samplers".
+ * Each sampler's default guidance of a named class, in words, read from lib's table so that the
+ * API's text follows it: "w = 0.5 over the timesteps 8% to 33% of T under dpmpp-2m-sde, 0.5 over
+ * 8% to 47% under ddpm and 1 over 8% to 47% under the other samplers".
  */
-export const DEFAULT_WEIGHTS_TEXT = (() => {
+export const DEFAULT_GUIDANCE_TEXT = (() => {
+  const percent = (f: number) => `${Math.round(100 * f)}%`;
+  const words = ({ weight, span }: SamplerGuidance) =>
+    `${weight} over ${percent(span[0])} to ${percent(span[1])}`;
   const parts = [
-    ...Object.entries(DEFAULT_GUIDANCE_WEIGHTS).map(([sampler, w]) => `${w} under ${sampler}`),
-    `${DEFAULT_GUIDANCE_WEIGHT} under the other samplers`,
+    ...Object.entries(SAMPLER_GUIDANCE).map(([sampler, g]) => `${words(g)} under ${sampler}`),
+    `${words(DEFAULT_SAMPLER_GUIDANCE)} under the other samplers`,
   ];
-  return `w = ${parts.slice(0, -1).join(", ")} and ${parts.at(-1)}`;
+  return `w = ${parts.slice(0, -1).join(", ")} and ${parts.at(-1)} (fractions of T)`;
 })();
 
 /**
  * The guidance of a sampling request: left out, an image of a named class gets the default of
- * its sampler (`defaultGuidance`, {@linkcode DEFAULT_WEIGHTS_TEXT}, in the middle timesteps), a
- * drawn one none.
+ * its sampler (`defaultGuidance`, {@linkcode DEFAULT_GUIDANCE_TEXT}), a drawn one none.
  */
 const SampleGuidance = GuidanceWeight.optional().openapi({
   description: `${GUIDANCE_TEXT} at the steps of guidanceInterval (every step if that is ` +
     "left out). Left out, an image of a named " +
-    "class is guided over the timesteps 8% to 47% of T (80-470 of 1000) with " +
-    `${DEFAULT_WEIGHTS_TEXT}, the defaults measured on the shipped ` +
+    `class is guided with ${DEFAULT_GUIDANCE_TEXT}, the defaults measured on the shipped ` +
     "models, and classes drawn for a request with no label are unguided (guided with that " +
     "default weight if guidanceInterval is sent); 0 samples " +
     "the class unguided. Each guided image is evaluated twice per guided step, with and " +
@@ -131,8 +132,8 @@ const GuidanceInterval = z.tuple([z.number().int().min(0), z.number().int().min(
   .openapi({
     description: "The timesteps [from, to] (0-based, inclusive, below the model's T) at which " +
       "guidance applies; at the others the class is sampled unguided (Kynkäänniemi et al. " +
-      "2024). Default every step when guidance is sent; when it is left out, [0.08 T, 0.47 T] " +
-      "for a named class and no guidance for drawn ones.",
+      "2024). Default every step when guidance is sent; when it is left out, a named class " +
+      "gets its sampler's default span (see guidance) and drawn ones no guidance.",
     example: [80, 470],
   });
 

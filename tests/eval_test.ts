@@ -264,8 +264,8 @@ Deno.test("guidance weights parse, and bad ones are named", () => {
   });
   assert.deepEqual(rowGuidance("default", 1000, "dpmpp-2m-sde"), {
     drawn: false,
-    weight: 0.3,
-    interval: [80, 470],
+    weight: 0.5,
+    interval: [80, 330],
   });
   assert.deepEqual(rowGuidance("any", 1000, "dpmpp-2m"), {
     drawn: true,

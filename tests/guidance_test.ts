@@ -483,16 +483,19 @@ Deno.test("drawClasses() rejects bad counts, class numbers and seeds, naming the
   );
 });
 
-Deno.test("defaultGuidance() is w = 1 (0.3 for the SDE solver, 0.5 for ddpm) over 8%-47% of T; requestedGuidance() keeps what a request sent", () => {
+Deno.test("defaultGuidance() is w = 1 over 8%-47% of T (0.5 over 8%-33% for the SDE solver, 0.5 for ddpm); requestedGuidance() keeps what a request sent", () => {
   assert.deepEqual(defaultGuidance(1000), { guidance: 1, interval: [80, 470] });
   assert.deepEqual(defaultGuidance(100), { guidance: 1, interval: [8, 47] });
   assert.deepEqual(defaultGuidance(20), { guidance: 1, interval: [2, 9] });
   assert.throws(() => defaultGuidance(0), /timesteps must be a positive integer, got 0/);
-  // The weight follows the sampler; the interval does not.
+  // The weight and interval follow the sampler.
   for (const sampler of SAMPLERS) {
-    const weight = ({ "dpmpp-2m-sde": 0.3, ddpm: 0.5 } as Record<string, number>)[sampler] ?? 1;
-    assert.deepEqual(defaultGuidance(1000, sampler), { guidance: weight, interval: [80, 470] });
+    const expected = sampler === "dpmpp-2m-sde"
+      ? { guidance: 0.5, interval: [80, 330] }
+      : { guidance: sampler === "ddpm" ? 0.5 : 1, interval: [80, 470] };
+    assert.deepEqual(defaultGuidance(1000, sampler), expected);
   }
+  assert.deepEqual(defaultGuidance(20, "dpmpp-2m-sde"), { guidance: 0.5, interval: [2, 7] });
   const T = { timesteps: 1000 };
   // Nothing sent: the default pair; a weight sent: every step unless an interval is sent too.
   assert.deepEqual(requestedGuidance(undefined, undefined, T), {
@@ -500,8 +503,8 @@ Deno.test("defaultGuidance() is w = 1 (0.3 for the SDE solver, 0.5 for ddpm) ove
     interval: [80, 470],
   });
   assert.deepEqual(requestedGuidance(undefined, undefined, { ...T, sampler: "dpmpp-2m-sde" }), {
-    guidance: 0.3,
-    interval: [80, 470],
+    guidance: 0.5,
+    interval: [80, 330],
   });
   assert.deepEqual(requestedGuidance(3, undefined, T), { guidance: 3, interval: null });
   assert.deepEqual(requestedGuidance(3, undefined, { ...T, sampler: "dpmpp-2m-sde" }), {
@@ -525,6 +528,6 @@ Deno.test("defaultGuidance() is w = 1 (0.3 for the SDE solver, 0.5 for ddpm) ove
   });
   assert.deepEqual(
     requestedGuidance(undefined, [5, 9], { ...T, drawn: true, sampler: "dpmpp-2m-sde" }),
-    { guidance: 0.3, interval: [5, 9] },
+    { guidance: 0.5, interval: [5, 9] },
   );
 });

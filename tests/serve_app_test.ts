@@ -312,11 +312,11 @@ Deno.test("GET / serves the playground", async () => {
   for (const id of ["generate-button", "stream-button", "noise-t", "interp-button"]) {
     assert.ok(html.includes(`id="${id}"`), id);
   }
-  // The guidance tooltip's default weights come from lib's table.
+  // The guidance tooltip's defaults come from lib's table.
   assert.ok(
     html.includes(
-      "the API's default for the sampler (w = 0.3 under dpmpp-2m-sde, 0.5 under ddpm and 1 " +
-        "under the other samplers, over the middle timesteps)",
+      "the API's default for the sampler (w = 0.5 over 8% to 33% under dpmpp-2m-sde, 0.5 over " +
+        "8% to 47% under ddpm and 1 over 8% to 47% under the other samplers (fractions of T))",
     ),
   );
   assert.ok(!html.includes("{{"), "no placeholder left");

@@ -34,8 +34,8 @@ const RUNS = [
   { model: "tiny_cond", sampler: "unipc", steps: 4, n: 5, seed: 17 },
   // A class and no weight: both guide with the sampler's default, w = 1 over timesteps 80-470.
   { model: "tiny_cond", sampler: "ddim", steps: 6, n: 3, seed: 14, label: 2 },
-  // The same under the stochastic samplers: their own defaults, w = 0.3 (the SDE solver) and
-  // 0.5 (DDPM's ancestral steps) in the same interval.
+  // The same under the stochastic samplers: their own defaults, w = 0.5 over 80-330 (the SDE
+  // solver) and 0.5 over 80-470 (DDPM's ancestral steps).
   { model: "tiny_cond", sampler: "dpmpp-2m-sde", steps: 6, n: 3, seed: 14, label: 2 },
   { model: "tiny_cond", sampler: "ddpm", steps: 6, n: 3, seed: 14, label: 2 },
 ] as const;

@@ -92,15 +92,15 @@ Deno.test("POST /v1/samples: a label by index and by name give the same images, 
   const byIndex = await samplesJson({ ...body, label: 1 });
   assert.deepEqual(byName.json.images, byIndex.json.images);
   assert.deepEqual(byName.json.labels, ["square", "square", "square"]);
-  // No guidance sent: the default sampler's default, w = 0.3 over timesteps 80-470 of T = 1000.
+  // No guidance sent: the default sampler's default, w = 0.5 over timesteps 80-330 of T = 1000.
   assert.equal(conditional.schedule.timesteps, 1000);
   assert.equal(byName.json.sampler, "dpmpp-2m-sde");
-  assert.equal(byName.json.guidance, 0.3);
-  assert.deepEqual(byName.json.guidanceInterval, [80, 470]);
+  assert.equal(byName.json.guidance, 0.5);
+  assert.deepEqual(byName.json.guidanceInterval, [80, 330]);
   assert.equal(byName.headers.get("x-labels"), "1,1,1");
-  assert.equal(byName.headers.get("x-guidance"), "0.3");
-  assert.equal(byName.headers.get("x-guidance-interval"), "80-470");
-  // The ODE solvers' default weight is 1 and DDPM's ancestral steps' 0.5, in the same interval.
+  assert.equal(byName.headers.get("x-guidance"), "0.5");
+  assert.equal(byName.headers.get("x-guidance-interval"), "80-330");
+  // The ODE solvers' default weight is 1 and DDPM's ancestral steps' 0.5, over 80-470.
   const weights = [["dpmpp-2m", 1], ["ddim", 1], ["unipc", 1], ["ddpm", 0.5]] as const;
   for (const [sampler, weight] of weights) {
     const other = await samplesJson({ ...body, label: "square", sampler });
@@ -138,13 +138,13 @@ Deno.test("POST /v1/samples with no label draws each image's class from the seed
   assert.equal(guided.headers.get("x-guidance"), "2");
   assert.deepEqual(guided.json.images, guidedList.json.images);
   assert.notDeepEqual(guided.json.images, drawn.json.images);
-  // An interval sent alone asks for guidance in it: the default sampler's default weight, 0.3.
+  // An interval sent alone asks for guidance in it: the default sampler's default weight, 0.5.
   const inInterval = await samplesJson({ ...body, guidanceInterval: [200, 700] });
-  assert.equal(inInterval.json.guidance, 0.3);
+  assert.equal(inInterval.json.guidance, 0.5);
   const inIntervalList = await samplesJson({
     ...body,
     label: Array.from(classes),
-    guidance: 0.3,
+    guidance: 0.5,
     guidanceInterval: [200, 700],
   });
   assert.equal(inInterval.headers.get("x-guidance-interval"), "200-700");
@@ -421,8 +421,8 @@ Deno.test("guidance counts each guided image twice against the image and frame l
   const full = await ask("/v1/samples", { n: 4, steps: 4, label: 1, format: "json" });
   assert.equal(full.status, 200);
   assert.deepEqual([(await full.json()).guidance, full.headers.get("x-guidance-interval")], [
-    0.3,
-    "80-470",
+    0.5,
+    "80-330",
   ]);
   // What is reported is what was applied: a list of no classes guides nothing.
   const nothing = await ask("/v1/samples", { n: 2, steps: 1, label: [null, null], format: "json" });
@@ -612,7 +612,7 @@ Deno.test("GET /openapi.json describes label, guidance, the classes and the clas
   assert.match(guidance.description, /\(1 \+ w\) eps\(x, label\) - w eps\(x, no class\)/);
   assert.match(
     guidance.description,
-    /Left out, an image of a named class is guided over the timesteps 8% to 47% of T \(80-470 of 1000\) with w = 0\.3 under dpmpp-2m-sde, 0\.5 under ddpm and 1 under the other samplers/,
+    /Left out, an image of a named class is guided with w = 0\.5 over 8% to 33% under dpmpp-2m-sde, 0\.5 over 8% to 47% under ddpm and 1 over 8% to 47% under the other samplers \(fractions of T\)/,
   );
   const noiseGuidance = schemas.NoiseRequest.properties.guidance;
   assert.equal(noiseGuidance.default, 0, "the decoders' guidance stays 0 by default");

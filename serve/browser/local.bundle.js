@@ -215,20 +215,39 @@ function classifierFreeGuidance(model, options) {
     return result;
   };
 }
-var DEFAULT_GUIDANCE_WEIGHT = 1;
-var DEFAULT_GUIDANCE_WEIGHTS = {
-  "dpmpp-2m-sde": 0.3,
-  ddpm: 0.5
+var DEFAULT_SAMPLER_GUIDANCE = {
+  weight: 1,
+  span: [
+    0.08,
+    0.47
+  ]
+};
+var SAMPLER_GUIDANCE = {
+  "dpmpp-2m-sde": {
+    weight: 0.5,
+    span: [
+      0.08,
+      0.33
+    ]
+  },
+  ddpm: {
+    weight: 0.5,
+    span: [
+      0.08,
+      0.47
+    ]
+  }
 };
 function defaultGuidance(timesteps, sampler) {
   if (!Number.isInteger(timesteps) || timesteps < 1) {
     throw new RangeError(`timesteps must be a positive integer, got ${timesteps}`);
   }
+  const { weight, span } = (sampler && SAMPLER_GUIDANCE[sampler]) ?? DEFAULT_SAMPLER_GUIDANCE;
   return {
-    guidance: (sampler && DEFAULT_GUIDANCE_WEIGHTS[sampler]) ?? DEFAULT_GUIDANCE_WEIGHT,
+    guidance: weight,
     interval: [
-      Math.round(0.08 * timesteps),
-      Math.round(0.47 * timesteps)
+      Math.round(span[0] * timesteps),
+      Math.round(span[1] * timesteps)
     ]
   };
 }

@@ -8,14 +8,14 @@
 import { Hono } from "hono";
 import playgroundHtml from "../playground.html" with { type: "text" };
 import type { ModelSource } from "../registry.ts";
-import { DEFAULT_WEIGHTS_TEXT } from "../schemas.ts";
+import { DEFAULT_GUIDANCE_TEXT } from "../schemas.ts";
 import { browserRoutes } from "./browser.ts";
 
 /**
  * The page as served: its guidance tooltip names each sampler's default weight from lib's
  * table, as the API's documentation does, so the two cannot drift apart.
  */
-const PAGE = playgroundHtml.replace("{{DEFAULT_GUIDANCE_WEIGHTS}}", DEFAULT_WEIGHTS_TEXT);
+const PAGE = playgroundHtml.replace("{{DEFAULT_GUIDANCE}}", DEFAULT_GUIDANCE_TEXT);
 
 /** The page and its files, mounted at the root; `models` as in {@linkcode browserRoutes}. */
 export function playgroundRoutes(models: readonly ModelSource[]): Hono {

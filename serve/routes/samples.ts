@@ -17,7 +17,7 @@ import { labelNames } from "../labels.ts";
 import type { AppEnv } from "../middleware.ts";
 import { sampleImages } from "../pipeline.ts";
 import { samplingPlan } from "../rules.ts";
-import { DEFAULT_WEIGHTS_TEXT, SampleJsonSchema } from "../schemas.ts";
+import { DEFAULT_GUIDANCE_TEXT, SampleJsonSchema } from "../schemas.ts";
 import type { RouteContext } from "./_context.ts";
 import { binaryResponse, HEADER_DOCS, resultHeaders } from "./_headers.ts";
 import { JOB_ERRORS } from "./_openapi.ts";
@@ -37,7 +37,7 @@ export function samplesRoutes(context: RouteContext): OpenAPIHono<AppEnv> {
         "the result. A class-conditional model samples the classes in `label` (with no label, " +
         "each image's class drawn from the seed; `null`: no class), guided by `guidance` " +
         "(classifier-free guidance; left out, a named class gets the sampler's default, " +
-        `${DEFAULT_WEIGHTS_TEXT}, in the middle timesteps, ` +
+        `${DEFAULT_GUIDANCE_TEXT}, ` +
         "and drawn classes none); `X-Labels`, `X-Guidance` and " +
         "`X-Guidance-Interval` report them.",
       request: {
