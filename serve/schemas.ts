@@ -12,7 +12,11 @@
  */
 
 import { z } from "@hono/zod-openapi";
-import { DEFAULT_SAMPLER_GUIDANCE, SAMPLER_GUIDANCE, type SamplerGuidance } from "../lib/guidance.ts";
+import {
+  DEFAULT_SAMPLER_GUIDANCE,
+  SAMPLER_GUIDANCE,
+  type SamplerGuidance,
+} from "../lib/guidance.ts";
 import { SAMPLER_CAPABILITIES, type SamplerKind, SAMPLERS } from "../lib/samplers.ts";
 import { TIMESTEP_SPACINGS } from "../lib/schedule.ts";
 import { SamplingCardSchema } from "../model/card.ts";
