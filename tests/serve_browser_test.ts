@@ -105,11 +105,14 @@ Deno.test("run in this browser: headless Chromium on WebAssembly draws POST /v1/
       });
       assert.equal(response.status, 200);
       if (typeof label === "number" && guidance === undefined) {
-        // The sampler's default weight, which the page must apply as well for the bytes to match.
-        const weight =
-          ({ "dpmpp-2m-sde": "0.3", ddpm: "0.5" } as Record<string, string>)[sampler] ??
-            "1";
+        // The sampler's default, which the page must apply as well for the bytes to match.
+        const [weight, interval] =
+          ({ "dpmpp-2m-sde": ["0.5", "80-330"], ddpm: ["0.5", "80-470"] } as Record<
+            string,
+            [string, string]
+          >)[sampler] ?? ["1", "80-470"];
         assert.equal(response.headers.get("x-guidance"), weight, sampler);
+        assert.equal(response.headers.get("x-guidance-interval"), interval, sampler);
       }
       const served = new Uint8Array(await response.arrayBuffer());
 
