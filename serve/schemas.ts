@@ -26,8 +26,8 @@ import type { Limits } from "./limits.ts";
  * The sampler of a `/v1/samples` or `/v1/samples/stream` request that names none; its step
  * count is the sampler's default in lib's {@linkcode SAMPLER_CAPABILITIES} (15 for
  * `dpmpp-2m-sde`). The README chose it by measurement ("The API's default sampler"): on the
- * shipped models the SDE solver at 15 steps, with its own default guidance (w = 0.3 in the
- * interval), draws named classes closer to the data than DPM-Solver++(2M) with w = 1 at a higher
+ * shipped models the SDE solver at 15 steps, with its own default guidance (w = 0.3 over 80-470
+ * then; lib's `SAMPLER_GUIDANCE` now), draws named classes closer to the data than DPM-Solver++(2M) with w = 1 at a higher
  * class accuracy, on digits and on clothes, and drawn classes as close on digits and closer on
  * clothes, for the same network calls.
  */
