@@ -27,9 +27,9 @@ import type { Limits } from "./limits.ts";
  * count is the sampler's default in lib's {@linkcode SAMPLER_CAPABILITIES} (15 for
  * `dpmpp-2m-sde`). The README chose it by measurement ("The API's default sampler"): on the
  * shipped models the SDE solver at 15 steps, with its own default guidance (w = 0.3 over 80-470
- * then; lib's `SAMPLER_GUIDANCE` now), draws named classes closer to the data than DPM-Solver++(2M) with w = 1 at a higher
- * class accuracy, on digits and on clothes, and drawn classes as close on digits and closer on
- * clothes, for the same network calls.
+ * then; lib's `SAMPLER_GUIDANCE` now), draws named classes closer to the data than
+ * DPM-Solver++(2M) with w = 1 at a higher class accuracy, on digits and on clothes, and drawn
+ * classes as close on digits and closer on clothes, for the same network calls.
  */
 export const DEFAULT_SAMPLER: SamplerKind = "dpmpp-2m-sde";
 
@@ -103,8 +103,8 @@ const Guidance = GuidanceWeight.default(0).openapi({
 });
 /**
  * Each sampler's default guidance of a named class, in words, read from lib's table so that the
- * API's text follows it: "w = 0.5 over the timesteps 8% to 33% of T under dpmpp-2m-sde, 0.5 over
- * 8% to 47% under ddpm and 1 over 8% to 47% under the other samplers".
+ * API's text follows it: "w = 0.5 over 8% to 33% under dpmpp-2m-sde, 0.5 over 8% to 47% under
+ * ddpm and 1 over 8% to 47% under the other samplers (fractions of T)".
  */
 export const DEFAULT_GUIDANCE_TEXT = (() => {
   const percent = (f: number) => `${Math.round(100 * f)}%`;

@@ -12,8 +12,8 @@ import { DEFAULT_GUIDANCE_TEXT } from "../schemas.ts";
 import { browserRoutes } from "./browser.ts";
 
 /**
- * The page as served: its guidance tooltip names each sampler's default weight from lib's
- * table, as the API's documentation does, so the two cannot drift apart.
+ * The page as served: its guidance tooltip names each sampler's default weight and span from
+ * lib's table, as the API's documentation does, so the two cannot drift apart.
  */
 const PAGE = playgroundHtml.replace("{{DEFAULT_GUIDANCE}}", DEFAULT_GUIDANCE_TEXT);
 
