@@ -124,6 +124,37 @@ export function frechetDistance(
   covariance2: Float64Array,
   dim: number,
 ): number {
+  const parts = frechetParts(mean1, covariance1, mean2, covariance2, dim);
+  return parts.means + parts.covariances;
+}
+
+/** The Fréchet distance's two terms, which sum to it. */
+export interface FrechetParts {
+  /** `||mu1 - mu2||^2`: how far apart the two sets sit on average. */
+  means: number;
+  /** `Tr(S1 + S2 - 2 (S1 S2)^(1/2))`: how differently they spread (0 for equal covariances). */
+  covariances: number;
+}
+
+/**
+ * The two terms of {@linkcode frechetDistance}, which tell a shift of the whole set (means)
+ * from a spread that is too narrow, too wide or differently shaped (covariances).
+ *
+ * @example
+ * ```ts
+ * import { frechetParts } from "./frechet.ts";
+ * // Equal means; variances 4 and 1 on one axis: (sqrt 4 - sqrt 1)^2 = 1.
+ * const parts = frechetParts(new Float64Array([0, 0]), new Float64Array([4, 0, 0, 1]), new Float64Array([0, 0]), new Float64Array([1, 0, 0, 1]), 2);
+ * console.assert(parts.means === 0 && Math.abs(parts.covariances - 1) < 1e-12);
+ * ```
+ */
+export function frechetParts(
+  mean1: Float64Array,
+  covariance1: Float64Array,
+  mean2: Float64Array,
+  covariance2: Float64Array,
+  dim: number,
+): FrechetParts {
   let meanTerm = 0;
   for (let i = 0; i < dim; i++) meanTerm += (mean1[i] - mean2[i]) ** 2;
   let trace = 0;
@@ -153,5 +184,5 @@ export function frechetDistance(
     (sum, l) => sum + Math.sqrt(Math.max(l, 0)),
     0,
   );
-  return meanTerm + trace - 2 * traceRoot;
+  return { means: meanTerm, covariances: trace - 2 * traceRoot };
 }

@@ -3,7 +3,7 @@ import * as tf from "@tensorflow/tfjs";
 import { nativeRuntime } from "../model/native.ts";
 import { loadOnnxModel, onnxDenoiser, type OnnxModel } from "../model/onnx.ts";
 import { classifierFreeGuidance, drawClasses } from "../lib/guidance.ts";
-import { featureStatistics, frechetDistance } from "../lib/frechet.ts";
+import { featureStatistics, frechetDistance, frechetParts } from "../lib/frechet.ts";
 import { variationalBound } from "../lib/likelihood.ts";
 import { sample } from "../lib/samplers.ts";
 import { makeSchedule } from "../lib/schedule.ts";
@@ -17,6 +17,7 @@ import {
 } from "../train/classifier.ts";
 import type { NamedTensors } from "../train/checkpoint.ts";
 import {
+  classGaps,
   classify,
   classMatchedDraw,
   type EvalOptions,
@@ -397,6 +398,23 @@ Deno.test("evaluate() samples 'any' with each batch's drawn classes and the API'
         ),
       );
     }
+    // The drawn row's distance in parts, from the images redone above against the held-out
+    // images; its per-class gaps by the classes drawn against the held-out digits' labels.
+    const generated = await classify(classifier, images, samples);
+    const stats = featureStatistics(generated.features, generated.dim);
+    const parts = frechetParts(stats.mean, stats.covariance, target.mean, target.covariance, 128);
+    assert.ok(Math.abs(row.frechetParts.means - parts.means) < 1e-9 * parts.means);
+    assert.ok(Math.abs(row.frechetParts.covariances - parts.covariances) < 1e-9 * row.frechet);
+    assert.equal(row.frechetParts.means + row.frechetParts.covariances, row.frechet);
+    const heldLabels = [...Array(split.heldOut.length).keys()].map((i) => split.heldOut.label(i));
+    assert.deepEqual(
+      row.classGaps,
+      classGaps(generated.features, drawn, held.features, heldLabels, 128, 10),
+    );
+    // Ten samples over ten classes: a class with fewer than two samples has no gap.
+    const drawnCounts = [...Array(10).keys()].map((c) => drawn.filter((d) => d === c).length);
+    assert.deepEqual(row.classGaps?.map((g) => g === null), drawnCounts.map((k) => k < 2));
+
     // The mixture's bound: each held-out image's bound with its own class, plus -log2 p(y) bits
     // under the card's class shares (counts / 150).
     const { heldOut } = await loadDataset("mnist", { seed: model.card.seed ?? 0 });
@@ -505,3 +523,53 @@ Deno.test("classMatchedDraw() takes the asked number of distinct images of each 
     /needs 21 training images of class 0, the split has 20/,
   );
 });
+
+Deno.test("classGaps() measures each class's mean shift less the sampling noise, and its spread", () => {
+  // Class 0 by hand: samples (0, 0) and (2, 0), mean (1, 0), total variance 2; real (1, 1),
+  // (1, 3) and (1, 5), mean (1, 3), total variance 4. Shift 3^2 - 2/2 - 4/3, spread 2/4.
+  // Class 1 has one sample, class 2 none: no gap.
+  const generated = Float32Array.of(0, 0, 2, 0, 7, 7);
+  const real = Float32Array.of(1, 1, 1, 3, 1, 5, 0, 0, 4, 4);
+  const gaps = classGaps(generated, [0, 0, 1], real, [0, 0, 0, 1, 1], 2, 3);
+  assert.equal(gaps.length, 3);
+  assert.equal(gaps[1], null);
+  assert.equal(gaps[2], null);
+  const [zero] = gaps;
+  assert.ok(zero !== null);
+  assert.deepEqual([zero.samples, zero.real, zero.spread], [2, 3, 0.5]);
+  assert.ok(Math.abs(zero.meanShift - (9 - 1 - 4 / 3)) < 1e-12, `${zero.meanShift}`);
+
+  // Both sides drawn from one Gaussian (dimension 8, unit variance): the raw squared distance of
+  // the means averages 8/200 + 8/100 = 0.12 and the shift with the noise removed averages 0.
+  // Over 400 repetitions each mean is within 4 of its standard errors (the repetitions' own sd
+  // over sqrt(400)) of what theory says.
+  const rng = createRng(9);
+  const dim = 8, repeats = 400;
+  const shifts: number[] = [], raw: number[] = [];
+  for (let r = 0; r < repeats; r++) {
+    const g = rng.normal(200 * dim), x = rng.normal(100 * dim);
+    const [gap] = classGaps(g, new Int32Array(200), x, new Int32Array(100), dim, 1);
+    assert.ok(gap !== null);
+    shifts.push(gap.meanShift);
+    // The noise estimate it subtracted: tr S_g / 200 + tr S_r / 100 = the spread's parts.
+    const noise = featureTrace(g, dim) / 200 + featureTrace(x, dim) / 100;
+    raw.push(gap.meanShift + noise);
+  }
+  const meanAndSe = (v: number[]) => {
+    const m = v.reduce((a, b) => a + b, 0) / v.length;
+    const sd = Math.sqrt(v.reduce((a, b) => a + (b - m) ** 2, 0) / (v.length - 1));
+    return [m, sd / Math.sqrt(v.length)];
+  };
+  const [shift, shiftSe] = meanAndSe(shifts);
+  const [squared, squaredSe] = meanAndSe(raw);
+  assert.ok(Math.abs(shift) < 4 * shiftSe, `shift ${shift} +- ${shiftSe}`);
+  assert.ok(Math.abs(squared - 0.12) < 4 * squaredSe, `raw ${squared} +- ${squaredSe}`);
+});
+
+/** The trace of the unbiased covariance of rows of `dim` features. */
+function featureTrace(features: Float32Array, dim: number): number {
+  const { covariance } = featureStatistics(features, dim);
+  let trace = 0;
+  for (let j = 0; j < dim; j++) trace += covariance[j * dim + j];
+  return trace;
+}

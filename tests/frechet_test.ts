@@ -1,5 +1,10 @@
 import assert from "node:assert/strict";
-import { featureStatistics, frechetDistance, symmetricEigen } from "../lib/frechet.ts";
+import {
+  featureStatistics,
+  frechetDistance,
+  frechetParts,
+  symmetricEigen,
+} from "../lib/frechet.ts";
 import { createRng } from "../lib/rng.ts";
 import { assertClose } from "./_stats.ts";
 
@@ -50,6 +55,40 @@ Deno.test("Fréchet distance: 0 for identical statistics, closed forms for diago
   const traceRoot = Math.sqrt(p[0] + p[3] + 2 * Math.sqrt(p[0] * p[3] - p[1] * p[2]));
   const zero = new Float64Array(2);
   assertClose(frechetDistance(zero, s1, zero, s2, 2), 2 + 1 + 1 + 3 - 2 * traceRoot, 1e-10, "2x2");
+});
+
+Deno.test("Fréchet parts: the squared mean gap and the covariance term, which sum to the distance", () => {
+  const rng = createRng(3);
+  const dim = 5;
+  const one = featureStatistics(rng.normal64(300 * dim), dim);
+  // A shifted, stretched copy: the same draws moved by (1, -2, 0, 0, 0.5) and scaled by 1.5.
+  const shift = [1, -2, 0, 0, 0.5];
+  const moved = Float64Array.from(rng.normal64(300 * dim), (v, i) => 1.5 * v + shift[i % dim]);
+  const two = featureStatistics(moved, dim);
+  const parts = frechetParts(one.mean, one.covariance, two.mean, two.covariance, dim);
+  let gap = 0;
+  for (let i = 0; i < dim; i++) gap += (one.mean[i] - two.mean[i]) ** 2;
+  assertClose(parts.means, gap, 1e-12, "means term");
+  assertClose(
+    parts.means + parts.covariances,
+    frechetDistance(one.mean, one.covariance, two.mean, two.covariance, dim),
+    1e-12,
+    "sum",
+  );
+  // Shifting a set moves only the means term; its own covariance against itself is 0.
+  const same = frechetParts(one.mean, one.covariance, two.mean, one.covariance, dim);
+  assertClose(same.covariances, 0, 1e-9, "equal covariances");
+  // Diagonal closed form: sum (sqrt(a) - sqrt(b))^2 = (2 - 1)^2 + (1 - 3)^2 = 5.
+  const zero = new Float64Array(2);
+  const diag = frechetParts(
+    zero,
+    new Float64Array([4, 0, 0, 1]),
+    zero,
+    new Float64Array([1, 0, 0, 9]),
+    2,
+  );
+  assert.equal(diag.means, 0);
+  assertClose(diag.covariances, 5, 1e-10, "diagonal");
 });
 
 Deno.test("featureStatistics gives the sample mean and the unbiased covariance", () => {

@@ -13,7 +13,11 @@
  *    over `--floor-draws` draws of training images), and the class histogram of the generated
  *    images. A row that asks for classes also gets a class-matched floor: real training images
  *    of the same classes in the same numbers, since a set with the classes in other proportions
- *    than the held-out images' is farther from them, however real each image is.
+ *    than the held-out images' is farther from them, however real each image is. Each distance
+ *    is also split into its two terms (the means' gap and the covariances'), and a row that asks
+ *    for classes into classes: each class's samples against the held-out images of that class,
+ *    how far its mean has moved (less what sampling noise adds) and how widely it spreads, which
+ *    says whether a distance comes from a few classes drawn off-style or too uniform.
  * 3. Sampler comparison: the distance and the wall time per image for each sampler, drawn
  *    against the step count with `--plot`.
  * 4. A class-conditional model samples the ten classes in equal numbers, at each
@@ -28,7 +32,7 @@
  * @module
  */
 
-import { featureStatistics, frechetDistance } from "../lib/frechet.ts";
+import { featureStatistics, type FrechetParts, frechetParts } from "../lib/frechet.ts";
 import {
   checkClassCounts,
   classifierFreeGuidance,
@@ -269,19 +273,87 @@ export function classMatchedDraw(
   });
 }
 
-/** The Fréchet distance of `images` to the statistics `target`, and each image's class. */
+/** The Fréchet distance of `images` to the statistics `target` in parts, and each image's features and class. */
 async function distanceTo(
   target: ReturnType<typeof featureStatistics>,
   classifier: Session,
   images: Float32Array,
   count: number,
-): Promise<{ frechet: number; classes: Int32Array }> {
+): Promise<{ frechet: number; parts: FrechetParts; features: Float32Array; classes: Int32Array }> {
   const { features, classes, dim } = await classify(classifier, images, count);
   const stats = featureStatistics(features, dim);
-  return {
-    frechet: frechetDistance(stats.mean, stats.covariance, target.mean, target.covariance, dim),
-    classes,
-  };
+  const parts = frechetParts(stats.mean, stats.covariance, target.mean, target.covariance, dim);
+  return { frechet: parts.means + parts.covariances, parts, features, classes };
+}
+
+/** How the samples asked for one class sit against the real held-out images of that class. */
+export interface ClassGap {
+  /** Samples asked for the class, and real held-out images of it. */
+  samples: number;
+  real: number;
+  /**
+   * `||m_g - m_r||^2 - tr S_g / n_g - tr S_r / n_r`: the squared distance between the two
+   * feature means less what sampling noise alone adds to it in expectation, so an unbiased
+   * estimate of the squared shift of the class (about 0, either sign, when there is none).
+   */
+  meanShift: number;
+  /** `tr S_g / tr S_r`: the samples' total feature variance over the real images' (< 1: narrower). */
+  spread: number;
+}
+
+/**
+ * Per class, where a row's distance comes from: each class's samples (by the class asked) against
+ * the real images of that class, in the classifier's features; `null` for a class with fewer than
+ * two of either.
+ */
+export function classGaps(
+  generated: Float32Array,
+  asked: ArrayLike<number>,
+  real: Float32Array,
+  realLabels: ArrayLike<number>,
+  dim: number,
+  numClasses: number,
+): (ClassGap | null)[] {
+  const g = _classMoments(generated, asked, dim, numClasses);
+  const r = _classMoments(real, realLabels, dim, numClasses);
+  return g.map((gc, c) => {
+    const rc = r[c];
+    if (gc.count < 2 || rc.count < 2) return null;
+    let squared = 0;
+    for (let j = 0; j < dim; j++) squared += (gc.mean[j] - rc.mean[j]) ** 2;
+    return {
+      samples: gc.count,
+      real: rc.count,
+      meanShift: squared - gc.totalVariance / gc.count - rc.totalVariance / rc.count,
+      spread: gc.totalVariance / rc.totalVariance,
+    };
+  });
+}
+
+/** Per class: count, feature mean, and the trace of the unbiased covariance. */
+function _classMoments(
+  features: Float32Array,
+  labels: ArrayLike<number>,
+  dim: number,
+  numClasses: number,
+): { count: number; mean: Float64Array; totalVariance: number }[] {
+  const moments = Array.from({ length: numClasses }, () => ({
+    count: 0,
+    mean: new Float64Array(dim),
+    totalVariance: 0,
+  }));
+  for (let i = 0; i < labels.length; i++) {
+    const m = moments[labels[i]];
+    m.count++;
+    for (let j = 0; j < dim; j++) m.mean[j] += features[i * dim + j];
+  }
+  for (const m of moments) for (let j = 0; j < dim; j++) m.mean[j] /= Math.max(m.count, 1);
+  for (let i = 0; i < labels.length; i++) {
+    const m = moments[labels[i]];
+    for (let j = 0; j < dim; j++) m.totalVariance += (features[i * dim + j] - m.mean[j]) ** 2;
+  }
+  for (const m of moments) m.totalVariance /= Math.max(m.count - 1, 1);
+  return moments;
 }
 
 /** Options of {@linkcode evaluate}. */
@@ -322,6 +394,8 @@ export interface EvalOptions {
 /** One row of the sampler table. */
 export interface SamplerResult extends SamplerSetting {
   frechet: number;
+  /** The distance's two terms: the means' gap and the covariances' (they sum to `frechet`). */
+  frechetParts: FrechetParts;
   msPerImage: number;
   classHistogram: number[];
   /** Conditional models: how the row was sampled (see {@linkcode GuidanceSetting}). */
@@ -339,6 +413,8 @@ export interface SamplerResult extends SamplerSetting {
    */
   classMatchedFloor?: number;
   classMatchedFloorSd?: number;
+  /** Rows that ask for classes: each class's samples against its real images (index = class). */
+  classGaps?: (ClassGap | null)[];
 }
 
 /** Part of the bound, mean bits/dim over the images: the prior `L_T`, or terms `[from, to)`. */
@@ -464,6 +540,7 @@ export async function evaluate(options: EvalOptions): Promise<EvalResult> {
   const heldOutIndices = Array.from({ length: heldOut.length }, (_, i) => i);
   const real = await classify(classifier, imagesAt(heldOut, heldOutIndices), heldOut.length);
   const realStats = featureStatistics(real.features, real.dim);
+  const realLabels = Int32Array.from(heldOutIndices, (i) => heldOut.label(i));
 
   // The floor: real training digits against the held-out ones, at the generated sample size,
   // averaged over draws (draw d takes the training digits of seed + d), since a single draw's
@@ -626,7 +703,13 @@ export async function evaluate(options: EvalOptions): Promise<EvalResult> {
       const frechet = generated.frechet;
       const classHistogram = new Array(10).fill(0);
       for (const c of generated.classes) classHistogram[c]++;
-      const row: SamplerResult = { ...setting, frechet, msPerImage, classHistogram };
+      const row: SamplerResult = {
+        ...setting,
+        frechet,
+        frechetParts: generated.parts,
+        msPerImage,
+        classHistogram,
+      };
       if (guidance !== undefined) row.guidance = guidance;
       if (typeof guidance === "string" && rowClasses) row.guidanceWeight = rowClasses.weight;
       if (rowClasses?.interval) row.guidanceInterval = rowClasses.interval;
@@ -637,6 +720,14 @@ export async function evaluate(options: EvalOptions): Promise<EvalResult> {
           row.classMatchedFloor = matched.mean;
           row.classMatchedFloorSd = matched.sd;
         }
+        row.classGaps = classGaps(
+          generated.features,
+          asked,
+          real.features,
+          realLabels,
+          real.dim,
+          numClasses,
+        );
       }
       results.push(row);
       log(
@@ -648,7 +739,7 @@ export async function evaluate(options: EvalOptions): Promise<EvalResult> {
           row.labelAccuracy === undefined
             ? ""
             : `, label accuracy ${(100 * row.labelAccuracy).toFixed(1)}%`
-        }`,
+        }; ${_formatFrechetParts(row)}`,
       );
     }
   }
@@ -784,6 +875,21 @@ function _guidanceText(row: SamplerResult): string {
   if (typeof row.guidance === "number") return `${row.guidance}${interval}`;
   const name = row.guidance.startsWith("any") ? "any" : "default";
   return `${name}: ${row.guidanceWeight}${interval}`;
+}
+
+/**
+ * `= means 2.51 + covariances 10.81; per class asked, mean shift / spread: 0 7.0 / 0.98, ...`
+ */
+function _formatFrechetParts(row: SamplerResult): string {
+  const { means, covariances } = row.frechetParts;
+  const gaps = row.classGaps
+    ? `; per class asked, mean shift (noise removed) / spread against real: ${
+      row.classGaps.map((g, c) =>
+        `${c} ${g === null ? "-" : `${g.meanShift.toFixed(1)} / ${g.spread.toFixed(2)}`}`
+      ).join(", ")
+    }`
+    : "";
+  return `= means ${means.toFixed(2)} + covariances ${covariances.toFixed(2)}${gaps}`;
 }
 
 /** `prior 0.000, decoder 1.110, 1-9 0.755, ...` */
