@@ -551,7 +551,7 @@ Deno.test("classGaps() measures each class's mean shift less the sampling noise,
     const [gap] = classGaps(g, new Int32Array(200), x, new Int32Array(100), dim, 1);
     assert.ok(gap !== null);
     shifts.push(gap.meanShift);
-    // The noise estimate it subtracted: tr S_g / 200 + tr S_r / 100 = the spread's parts.
+    // The noise estimate it subtracted: tr S_g / 200 + tr S_r / 100.
     const noise = featureTrace(g, dim) / 200 + featureTrace(x, dim) / 100;
     raw.push(gap.meanShift + noise);
   }
@@ -564,6 +564,12 @@ Deno.test("classGaps() measures each class's mean shift less the sampling noise,
   const [squared, squaredSe] = meanAndSe(raw);
   assert.ok(Math.abs(shift) < 4 * shiftSe, `shift ${shift} +- ${shiftSe}`);
   assert.ok(Math.abs(squared - 0.12) < 4 * squaredSe, `raw ${squared} +- ${squaredSe}`);
+  assert.throws(
+    () => classGaps(generated, [0, 0, 3], real, [0, 0, 0, 1, 1], 2, 3),
+    /a class label is in 0..2, got 3 at 2/,
+  );
+  // Real images all alike leave the spread undefined: no gap rather than Infinity.
+  assert.equal(classGaps(generated, [0, 0, 1], Float32Array.of(1, 1, 1, 1), [0, 0], 2, 2)[0], null);
 });
 
 /** The trace of the unbiased covariance of rows of `dim` features. */

@@ -60,24 +60,31 @@ Deno.test("Fréchet distance: 0 for identical statistics, closed forms for diago
 Deno.test("Fréchet parts: the squared mean gap and the covariance term, which sum to the distance", () => {
   const rng = createRng(3);
   const dim = 5;
-  const one = featureStatistics(rng.normal64(300 * dim), dim);
-  // A shifted, stretched copy: the same draws moved by (1, -2, 0, 0, 0.5) and scaled by 1.5.
+  const draws = rng.normal64(300 * dim);
+  const one = featureStatistics(draws, dim);
+  // The same draws scaled by 1.5 and moved by `shift`: the mean becomes 1.5 m + shift and the
+  // covariance exactly 2.25 S, so the means term is ||0.5 m + shift||^2 and the covariance term
+  // tr(S + 2.25 S - 2 (2.25 S^2)^(1/2)) = 0.25 tr S.
   const shift = [1, -2, 0, 0, 0.5];
-  const moved = Float64Array.from(rng.normal64(300 * dim), (v, i) => 1.5 * v + shift[i % dim]);
-  const two = featureStatistics(moved, dim);
+  const two = featureStatistics(draws.map((v, i) => 1.5 * v + shift[i % dim]), dim);
   const parts = frechetParts(one.mean, one.covariance, two.mean, two.covariance, dim);
-  let gap = 0;
-  for (let i = 0; i < dim; i++) gap += (one.mean[i] - two.mean[i]) ** 2;
+  let gap = 0, trace = 0;
+  for (let i = 0; i < dim; i++) {
+    gap += (0.5 * one.mean[i] + shift[i]) ** 2;
+    trace += one.covariance[i * dim + i];
+  }
   assertClose(parts.means, gap, 1e-12, "means term");
+  assertClose(parts.covariances, 0.25 * trace, 1e-9, "covariance term");
   assertClose(
     parts.means + parts.covariances,
     frechetDistance(one.mean, one.covariance, two.mean, two.covariance, dim),
     1e-12,
     "sum",
   );
-  // Shifting a set moves only the means term; its own covariance against itself is 0.
-  const same = frechetParts(one.mean, one.covariance, two.mean, one.covariance, dim);
-  assertClose(same.covariances, 0, 1e-9, "equal covariances");
+  // Moving a set without changing its covariance leaves only the means term.
+  const moved = frechetParts(one.mean, one.covariance, two.mean, one.covariance, dim);
+  assertClose(moved.means, parts.means, 1e-15, "moved means");
+  assertClose(moved.covariances, 0, 1e-9, "equal covariances");
   // Diagonal closed form: sum (sqrt(a) - sqrt(b))^2 = (2 - 1)^2 + (1 - 3)^2 = 5.
   const zero = new Float64Array(2);
   const diag = frechetParts(
