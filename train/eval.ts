@@ -328,7 +328,7 @@ export function classGaps(
   const r = _classMoments(real, realLabels, dim, numClasses);
   return g.map((gc, c) => {
     const rc = r[c];
-    if (gc.count < 2 || rc.count < 2 || rc.totalVariance === 0) return null;
+    if (gc === null || rc === null || rc.totalVariance === 0) return null;
     let squared = 0;
     for (let j = 0; j < dim; j++) squared += (gc.mean[j] - rc.mean[j]) ** 2;
     return {
@@ -340,33 +340,33 @@ export function classGaps(
   });
 }
 
-/** Per class: count, feature mean, and the trace of the unbiased covariance. */
+/**
+ * Per class, the count, mean and total variance (the trace of the unbiased covariance) of its
+ * feature vectors, by lib's `featureStatistics`; `null` for a class with fewer than two.
+ */
 function _classMoments(
   features: Float32Array,
   labels: ArrayLike<number>,
   dim: number,
   numClasses: number,
-): { count: number; mean: Float64Array; totalVariance: number }[] {
-  const moments = Array.from({ length: numClasses }, () => ({
-    count: 0,
-    mean: new Float64Array(dim),
-    totalVariance: 0,
-  }));
+): ({ count: number; mean: Float64Array; totalVariance: number } | null)[] {
+  const rows: number[][] = Array.from({ length: numClasses }, () => []);
   for (let i = 0; i < labels.length; i++) {
-    const m = moments[labels[i]];
-    if (m === undefined) {
+    const ofClass = rows[labels[i]];
+    if (ofClass === undefined) {
       throw new RangeError(`a class label is in 0..${numClasses - 1}, got ${labels[i]} at ${i}`);
     }
-    m.count++;
-    for (let j = 0; j < dim; j++) m.mean[j] += features[i * dim + j];
+    ofClass.push(i);
   }
-  for (const m of moments) for (let j = 0; j < dim; j++) m.mean[j] /= Math.max(m.count, 1);
-  for (let i = 0; i < labels.length; i++) {
-    const m = moments[labels[i]];
-    for (let j = 0; j < dim; j++) m.totalVariance += (features[i * dim + j] - m.mean[j]) ** 2;
-  }
-  for (const m of moments) m.totalVariance /= Math.max(m.count - 1, 1);
-  return moments;
+  return rows.map((indices) => {
+    if (indices.length < 2) return null;
+    const own = new Float32Array(indices.length * dim);
+    indices.forEach((i, k) => own.set(features.subarray(i * dim, (i + 1) * dim), k * dim));
+    const { count, mean, covariance } = featureStatistics(own, dim);
+    let totalVariance = 0;
+    for (let j = 0; j < dim; j++) totalVariance += covariance[j * dim + j];
+    return { count, mean, totalVariance };
+  });
 }
 
 /** Options of {@linkcode evaluate}. */
