@@ -247,7 +247,7 @@ class Load {
     return fetch(`${this.base}${path}`, {
       method: "POST",
       headers: { "content-type": "application/json" },
-      body: JSON.stringify({ n, steps, seed }),
+      body: JSON.stringify({ n, sampler: "ddim", steps, seed }),
       signal,
     });
   }
@@ -369,7 +369,7 @@ async function main(): Promise<number> {
     await (await fetch(`${base}/v1/samples`, {
       method: "POST",
       headers: { "content-type": "application/json" },
-      body: JSON.stringify({ n: images, steps, seed: 0 }),
+      body: JSON.stringify({ n: images, sampler: "ddim", steps, seed: 0 }),
     })).arrayBuffer();
     const afterWarmUp = await read();
     const tally = new Tally();
