@@ -101,6 +101,45 @@ Deno.test("a run from another run's weights on its dataset keeps that run's held
     });
     assert.equal((await loadRunCheckpoint(resumed.checkpoint)).metadata.splitSeed, 0);
 
+    // A resume that repeats the starting command's --init-from continues the run without reading
+    // the start again (it is gone here); another start is a different run, refused by name.
+    const aside = `${dir}/start-aside.ddpm`;
+    await Deno.rename(start.checkpoint, aside);
+    const again = await runTinyTraining(`${dir}/tuned`, {
+      data: undefined,
+      resume: true,
+      initFrom: start.checkpoint,
+      steps: 3,
+      report,
+    });
+    const continued = await loadRunCheckpoint(again.checkpoint);
+    assert.equal(continued.step, 3);
+    assert.deepEqual(continued.metadata.initializedFrom?.path, start.checkpoint);
+    assert.ok(
+      notices.some((n) =>
+        /resuming from .* at step 2 \(--init-from .* is where the run started/.test(n)
+      ),
+      notices.join("\n"),
+    );
+    await assert.rejects(
+      runTinyTraining(`${dir}/tuned`, { data: undefined, resume: true, initFrom: aside, steps: 4 }),
+      new RegExp(
+        `^RangeError: --resume continues the run in ${dir}/tuned, which started from .*start/` +
+          `.*, not from --init-from ${aside}: drop --init-from to resume it`,
+      ),
+    );
+    await assert.rejects(
+      runTinyTraining(`${dir}/start-resumed`, { data: undefined, seed: 0 }).then(() =>
+        runTinyTraining(`${dir}/start-resumed`, {
+          data: undefined,
+          resume: true,
+          initFrom: aside,
+          steps: 2,
+        })
+      ),
+      /which started from its seed, not from --init-from/,
+    );
+
     // An export of another dataset: the run splits its own data by its own seed.
     const config = PRESETS.tiny;
     const other = `${dir}/clothes.onnx`;

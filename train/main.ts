@@ -94,7 +94,7 @@ const FLAGS: FlagTable = {
   },
   "init-from": {
     help:
-      "start a new run from the weights of a checkpoint (.ddpm) or an exported model (.onnx) of the same network (--preset, --ch): fine-tuning, fresh optimizer; on the same dataset it keeps that run's train / held-out split",
+      "start a new run from the weights of a checkpoint (.ddpm) or an exported model (.onnx) of the same network (--preset, --ch): fine-tuning, fresh optimizer; on the same dataset it keeps that run's train / held-out split. With --resume it may repeat the start the run was made from (not read again), no other",
   },
   "learn-variance": {
     boolean: true,

@@ -13,7 +13,7 @@
  * @module
  */
 
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { makeGrid, toUint8 } from "../lib/image.ts";
 import type { Prediction } from "../lib/parameterization.ts";
 import { encodePng } from "../lib/png.ts";
@@ -291,8 +291,20 @@ async function _openRun(options: RunOptions, report: (event: RunEvent) => void):
     throw new Error(`--resume: no complete checkpoint in ${options.out}`);
   }
   const saved = resumedFrom ? await loadRunCheckpoint(resumedFrom) : null;
-  if (saved && options.initFrom) {
-    throw new RangeError("--init-from starts a new run; it cannot be combined with --resume");
+  // A resume repeats the command that started the run, so it may carry that run's --init-from:
+  // the start is already in the checkpoint's weights and is not read again (the file may since
+  // have been overwritten by the run's own export). Any other start would be a different run.
+  const initFrom = saved ? undefined : options.initFrom;
+  if (saved && options.initFrom !== undefined) {
+    const startedFrom = saved.metadata.initializedFrom?.path;
+    if (startedFrom === undefined || resolve(startedFrom) !== resolve(options.initFrom)) {
+      throw new RangeError(
+        `--resume continues the run in ${options.out}, which started from ` +
+          (startedFrom === undefined ? "its seed" : startedFrom) +
+          `, not from --init-from ${options.initFrom}: drop --init-from to resume it, or start ` +
+          "a new run from that model in another --out",
+      );
+    }
   }
 
   // 2. What the network is and how it trains.
@@ -331,8 +343,8 @@ async function _openRun(options: RunOptions, report: (event: RunEvent) => void):
   // 3. Data: the training split batched from the run's generator, the held-out split kept aside.
   // A run from another run's weights on the same dataset keeps that run's split: with its own,
   // it would train on images its start held out, and their held-out figures would flatter it.
-  const warmStart = options.initFrom ? await loadInitialWeights(options.initFrom) : null;
-  if (warmStart && options.initFrom) _checkSameNetwork(options.initFrom, warmStart.config, config);
+  const warmStart = initFrom ? await loadInitialWeights(initFrom) : null;
+  if (warmStart && initFrom) _checkSameNetwork(initFrom, warmStart.config, config);
   const load = (splitSeed: number) =>
     loadDataset(options.dataset, {
       heldOutFraction: options.heldOut ?? TRAINING_DEFAULTS.heldOut,
@@ -403,8 +415,8 @@ async function _openRun(options: RunOptions, report: (event: RunEvent) => void):
     workers: options.workers,
     workerModule: options.workerModule,
   };
-  const initializedFrom = warmStart && options.initFrom
-    ? { path: options.initFrom, step: warmStart.step }
+  const initializedFrom = warmStart && initFrom
+    ? { path: initFrom, step: warmStart.step }
     : saved?.metadata.initializedFrom;
   const trainer = saved
     ? await Trainer.restore(setup, {
@@ -417,9 +429,12 @@ async function _openRun(options: RunOptions, report: (event: RunEvent) => void):
     : await Trainer.create(setup, seed, warmStart ?? undefined);
 
   const origin = resumedFrom
-    ? `resuming from ${resumedFrom} at step ${trainer.step}`
+    ? `resuming from ${resumedFrom} at step ${trainer.step}` +
+      (options.initFrom === undefined
+        ? ""
+        : ` (--init-from ${options.initFrom} is where the run started, already in its weights)`)
     : warmStart
-    ? `starting a new run from the weights of ${options.initFrom} (step ${warmStart.step})` +
+    ? `starting a new run from the weights of ${initFrom} (step ${warmStart.step})` +
       (config.learnVariance && warmStart.params["conv_out.b"]?.shape[0] === config.channels
         ? "; its output grows v channels for the learned variance, starting at v = 0"
         : "") +
