@@ -24,6 +24,10 @@ export const UNetConfigSchema = z.object({
   ),
   dropout: z.number().describe("Dropout rate inside residual blocks (training only)."),
   groups: z.number().describe("GroupNorm groups; must divide every channel count."),
+  timestepDim: z.number().optional().describe(
+    "Width of the sinusoidal timestep embedding; absent: ch. A network widened from a narrower " +
+      "one (`train --init-from <model> --ch`) keeps its start's, whose frequencies its weights read.",
+  ),
   // The class embedding has one more row, index `numClasses`, for "no class": classifier-free
   // guidance trains one network for both (Ho & Salimans 2022).
   numClasses: z.number().int().min(0).optional().describe(

@@ -186,7 +186,8 @@ Deno.test("--ch sets a new run's width: the checkpoint records it, and a bad wid
       new RegExp(
         `^RangeError: --init-from ${path.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}: its network ` +
           "is 8x8x1, ch 12, levels 1/2, 1 block\\(s\\) per level, attention at 4, 4 groups; this " +
-          "run's is 8x8x1, ch 8, .*Start it with the --preset of that run and --ch 12$",
+          "run's is 8x8x1, ch 8, .*Start it with the --preset of that run and --ch 12 \\(or a " +
+          "multiple of 12, to widen it\\)$",
       ),
     );
   } finally {

@@ -26,7 +26,7 @@ const FLAGS: FlagTable = {
   },
   ch: {
     help:
-      "base channel count, which every level multiplies (default: the preset's: mnist 16); a multiple of the preset's GroupNorm groups (mnist 8). New runs only: a resumed run keeps its checkpoint's",
+      "base channel count, which every level multiplies (default: the preset's: mnist 16); a multiple of the preset's GroupNorm groups (mnist 8). New runs only: a resumed run keeps its checkpoint's; with --init-from, that network's or a multiple of it",
   },
   dataset: {
     help:
@@ -94,7 +94,7 @@ const FLAGS: FlagTable = {
   },
   "init-from": {
     help:
-      "start a new run from the weights of a checkpoint (.ddpm) or an exported model (.onnx) of the same network (--preset, --ch): fine-tuning, fresh optimizer; on the same dataset it keeps that run's train / held-out split. With --resume it may repeat the start the run was made from (not read again), no other",
+      "start a new run from the weights of a checkpoint (.ddpm) or an exported model (.onnx) of the same network (--preset, --ch), or widened to a --ch that is a multiple of its own (each channel split into copies: the same function, more room): fine-tuning, fresh optimizer; on the same dataset it keeps that run's train / held-out split. With --resume it may repeat the start the run was made from (not read again), no other",
   },
   "learn-variance": {
     boolean: true,

@@ -140,6 +140,13 @@ export function validateConfig(config: UNetConfig): void {
   positive("ch", config.ch);
   positive("numResBlocks", config.numResBlocks);
   positive("groups", config.groups);
+  if (config.timestepDim !== undefined) {
+    if (!Number.isInteger(config.timestepDim) || config.timestepDim < 4 || config.timestepDim % 2) {
+      throw new RangeError(
+        `timestepDim must be an even integer >= 4 (or absent: ch), got ${config.timestepDim}`,
+      );
+    }
+  }
   if (config.numClasses !== undefined && config.numClasses !== 0) {
     positive("numClasses", config.numClasses);
   }
@@ -197,7 +204,7 @@ export function unetForward<T>(
 
   // 1. Timestep embedding through a two-layer MLP, plus the class embedding when conditional
   //    (added after the MLP, as guided-diffusion's `label_emb`).
-  let temb = ops.timestepEmbedding(t, ch);
+  let temb = ops.timestepEmbedding(t, config.timestepDim ?? ch);
   temb = ops.dense(temb, "temb.dense0", tembDim);
   temb = ops.dense(ops.silu(temb), "temb.dense1", tembDim);
   if (numClasses > 0) {

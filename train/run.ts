@@ -43,6 +43,7 @@ import {
   saveRunCheckpoint,
 } from "./run_state.ts";
 import { NonFiniteLossError, type OptimizerOptions, Trainer } from "./trainer.ts";
+import { widenWeights } from "./widen.ts";
 import { VB_LAMBDA } from "./step.ts";
 
 /**
@@ -230,22 +231,26 @@ interface _OpenRun {
 }
 
 /**
- * Refuses a start whose network is built differently from this run's (another preset or
- * `--ch`), naming both, before the shapes disagree tensor by tensor. The class rows and the
- * variance channels may differ: the warm start grows or keeps them.
+ * Refuses a start whose network is built differently from this run's (another preset, or a
+ * `--ch` that is neither its width nor a multiple of it), naming both, before the shapes disagree
+ * tensor by tensor. The class rows and the variance channels may differ: the warm start grows or
+ * keeps them. Returns whether the start is to be widened to this run's width (`widen.ts`).
  */
-function _checkSameNetwork(path: string, start: UNetConfig, config: UNetConfig): void {
+function _checkStartNetwork(path: string, start: UNetConfig, config: UNetConfig): boolean {
   const describe = (c: UNetConfig) =>
     `${c.imageSize}x${c.imageSize}x${c.channels}, ch ${c.ch}, levels ${c.chMult.join("/")}, ` +
     `${c.numResBlocks} block(s) per level, attention at ${c.attnResolutions.join("/")}, ` +
     `${c.groups} groups`;
   const [theirs, ours] = [describe(start), describe(config)];
-  if (theirs !== ours) {
+  const widens = config.ch > start.ch && config.ch % start.ch === 0;
+  if (theirs !== ours && !(widens && describe({ ...start, ch: config.ch }) === ours)) {
     throw new RangeError(
       `--init-from ${path}: its network is ${theirs}; this run's is ${ours}. ` +
-        `Start it with the --preset of that run and --ch ${start.ch}`,
+        `Start it with the --preset of that run and --ch ${start.ch} (or a multiple of ` +
+        `${start.ch}, to widen it)`,
     );
   }
+  return widens;
 }
 
 /** The cadence options filled from the defaults and checked, with `steps` and `batch`. */
@@ -343,8 +348,18 @@ async function _openRun(options: RunOptions, report: (event: RunEvent) => void):
   // 3. Data: the training split batched from the run's generator, the held-out split kept aside.
   // A run from another run's weights on the same dataset keeps that run's split: with its own,
   // it would train on images its start held out, and their held-out figures would flatter it.
-  const warmStart = initFrom ? await loadInitialWeights(initFrom) : null;
-  if (warmStart && initFrom) _checkSameNetwork(initFrom, warmStart.config, config);
+  let warmStart = initFrom ? await loadInitialWeights(initFrom) : null;
+  const narrowCh = warmStart?.config.ch;
+  if (warmStart && initFrom) {
+    // The start's timestep embedding width comes along: its first dense layer reads those
+    // frequencies. A start of another width is grown to this one, computing the same function.
+    const from = warmStart.config;
+    if (_checkStartNetwork(initFrom, from, config)) {
+      warmStart = { ...warmStart, ...widenWeights(warmStart, from, config.ch, seed) };
+    }
+    const { timestepDim } = warmStart.config;
+    config = { ...config, ...(timestepDim === undefined ? {} : { timestepDim }) };
+  }
   const load = (splitSeed: number) =>
     loadDataset(options.dataset, {
       heldOutFraction: options.heldOut ?? TRAINING_DEFAULTS.heldOut,
@@ -435,6 +450,10 @@ async function _openRun(options: RunOptions, report: (event: RunEvent) => void):
         : ` (--init-from ${options.initFrom} is where the run started, already in its weights)`)
     : warmStart
     ? `starting a new run from the weights of ${initFrom} (step ${warmStart.step})` +
+      (narrowCh !== config.ch
+        ? `, widened from ch ${narrowCh} to ${config.ch}: each channel split into ` +
+          `${config.ch / (narrowCh ?? config.ch)} copies, computing the same function`
+        : "") +
       (config.learnVariance && warmStart.params["conv_out.b"]?.shape[0] === config.channels
         ? "; its output grows v channels for the learned variance, starting at v = 0"
         : "") +
