@@ -140,7 +140,7 @@ Deno.test("a checkpoint whose JSON fields are not a run's still exports: only th
   assert.throws(() => toRunCheckpoint(ckpt), /trainingState\.optimizerOptions must be an object/);
 });
 
-Deno.test("--ch sets a new run's width: the checkpoint records it, and a bad width or a resumed run is refused", async () => {
+Deno.test("--ch sets a new run's width: the checkpoint records it; a bad width, or another on resume, is refused", async () => {
   assert.deepEqual(parseTrainArgs(["--ch", "32"]).options.config, { ...PRESETS.mnist, ch: 32 });
   assert.deepEqual(parseTrainArgs([]).options.config, PRESETS.mnist);
   for (const bad of ["20", "0", "-8", "8.5", "wide"]) {
@@ -151,10 +151,9 @@ Deno.test("--ch sets a new run's width: the checkpoint records it, and a bad wid
       ),
     );
   }
-  assert.throws(
-    () => parseTrainArgs(["--ch", "32", "--resume"]),
-    /^FlagError: --ch sets a new run's width; a resumed run keeps its checkpoint's$/,
-  );
+  // A resume may repeat the command that started its run, --ch included (checked below).
+  assert.equal(parseTrainArgs(["--ch", "32", "--resume"]).options.resumeWidth, 32);
+  assert.equal(parseTrainArgs(["--resume"]).options.resumeWidth, undefined);
 
   // The tiny preset (4 groups) at 12 channels: its run trains and saves that network.
   const { options } = parseTrainArgs(["--preset", "tiny", "--ch", "12"]);
@@ -172,6 +171,18 @@ Deno.test("--ch sets a new run's width: the checkpoint records it, and a bad wid
     assert.equal(checkpointConfig(saved).ch, 12);
     const stored = Object.values(saved.params).reduce((n, p) => n + p.data.length, 0);
     assert.equal(stored, countParameters(describeUNet(options.config).params));
+    // Resumed with its own --ch it goes on; with another it is refused, naming both widths.
+    await runTraining({ ...run, ...quiet, steps: 2, resume: true, resumeWidth: 12 });
+    assert.match((await latestCheckpoint(out)) ?? "", /ckpt-00000002/);
+    await assert.rejects(
+      () => runTraining({ ...run, ...quiet, steps: 3, resume: true, resumeWidth: 8 }),
+      new RegExp(
+        `^RangeError: --resume continues the run in ${
+          out.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")
+        }, ` +
+          "whose network has ch 12, not --ch 8: a resumed run keeps its checkpoint's width",
+      ),
+    );
     // A new run from those weights at another width is refused by name, before any shape.
     await assert.rejects(
       () =>

@@ -26,7 +26,7 @@ const FLAGS: FlagTable = {
   },
   ch: {
     help:
-      "base channel count, which every level multiplies (default: the preset's: mnist 16); a multiple of the preset's GroupNorm groups (mnist 8). New runs only: a resumed run keeps its checkpoint's; with --init-from, that network's or a multiple of it",
+      "base channel count, which every level multiplies (default: the preset's: mnist 16); a multiple of the preset's GroupNorm groups (mnist 8). A resumed run keeps its checkpoint's (the same --ch may be repeated, no other); with --init-from, that network's or a multiple of it",
   },
   dataset: {
     help:
@@ -176,9 +176,6 @@ export function parseTrainArgs(args: string[]): {
   const preset = PRESETS[presetName];
   let config: UNetConfig = { ...preset };
   if (flags.given("ch")) {
-    if (resume) {
-      throw new FlagError("--ch sets a new run's width; a resumed run keeps its checkpoint's");
-    }
     const ch = number(
       "ch",
       (v) => Number.isInteger(v) && v > 0 && v % preset.groups === 0,
@@ -240,6 +237,9 @@ export function parseTrainArgs(args: string[]): {
       vbImportance: number("vb-importance", (v) => v >= 0 && v < 1, "in [0, 1)"),
       vbLambda: number("vb-lambda", (v) => v > 0 && v <= 1, "in (0, 1]"),
       ...(flags.given("init-from") ? { initFrom: flags.text("init-from") } : {}),
+      // A resume repeats the command that started the run; its --ch is checked against the
+      // checkpoint's width, the network itself comes from the checkpoint.
+      ...(resume && flags.given("ch") ? { resumeWidth: config.ch } : {}),
       ...(flags.boolean("learn-variance") ? { learnVariance: true } : {}),
       prediction: flags.oneOf("prediction", PREDICTIONS) as Prediction,
       schedule: {

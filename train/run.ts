@@ -97,6 +97,11 @@ export interface RunOptions {
    */
   initFrom?: string;
   /**
+   * The `--ch` a resume repeated from the command that started its run: refused unless it is the
+   * checkpoint's width (the network comes from the checkpoint, whatever `config` says).
+   */
+  resumeWidth?: number;
+  /**
    * A new run's network also learns its reverse variance (Improved DDPM's learned range and
    * hybrid loss; `config.learnVariance`). With `initFrom` a fixed-variance checkpoint, its final
    * convolution grows the `v` channels, starting at zero. A resume keeps the checkpoint's
@@ -310,6 +315,14 @@ async function _openRun(options: RunOptions, report: (event: RunEvent) => void):
           "a new run from that model in another --out",
       );
     }
+  }
+
+  if (saved && options.resumeWidth !== undefined && options.resumeWidth !== saved.config.ch) {
+    throw new RangeError(
+      `--resume continues the run in ${options.out}, whose network has ch ${saved.config.ch}, ` +
+        `not --ch ${options.resumeWidth}: a resumed run keeps its checkpoint's width (drop ` +
+        "--ch, or give that one)",
+    );
   }
 
   // 2. What the network is and how it trains.
