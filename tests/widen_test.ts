@@ -165,6 +165,12 @@ Deno.test("a run started from a narrower model (--init-from, --ch 2x) trains the
     assert.deepEqual(saved.config, { ...config, ch: 16, timestepDim: 8 });
     assert.deepEqual(saved.params["temb.dense0.w"].shape, [8, 64]);
     assert.deepEqual(saved.metadata.initializedFrom, { path, step: 0 });
+    // A run from the widened checkpoint at its own width keeps its timestep embedding's width.
+    const again = await runTinyTraining(`${dir}/again`, {
+      config: { ...config, ch: 16 },
+      initFrom: result.checkpoint,
+    });
+    assert.deepEqual((await loadRunCheckpoint(again.checkpoint)).config.timestepDim, 8);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
