@@ -171,15 +171,14 @@ Deno.test("--ch sets a new run's width: the checkpoint records it; a bad width, 
     assert.equal(checkpointConfig(saved).ch, 12);
     const stored = Object.values(saved.params).reduce((n, p) => n + p.data.length, 0);
     assert.equal(stored, countParameters(describeUNet(options.config).params));
+    const escaped = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
     // Resumed with its own --ch it goes on; with another it is refused, naming both widths.
     await runTraining({ ...run, ...quiet, steps: 2, resume: true, resumeWidth: 12 });
     assert.match((await latestCheckpoint(out)) ?? "", /ckpt-00000002/);
     await assert.rejects(
       () => runTraining({ ...run, ...quiet, steps: 3, resume: true, resumeWidth: 8 }),
       new RegExp(
-        `^RangeError: --resume continues the run in ${
-          out.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")
-        }, ` +
+        `^RangeError: --resume continues the run in ${escaped(out)}, ` +
           "whose network has ch 12, not --ch 8: a resumed run keeps its checkpoint's width",
       ),
     );
@@ -195,7 +194,7 @@ Deno.test("--ch sets a new run's width: the checkpoint records it; a bad width, 
           steps: 1,
         }),
       new RegExp(
-        `^RangeError: --init-from ${path.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}: its network ` +
+        `^RangeError: --init-from ${escaped(path)}: its network ` +
           "is 8x8x1, ch 12, levels 1/2, 1 block\\(s\\) per level, attention at 4, 4 groups; this " +
           "run's is 8x8x1, ch 8, .*Start it with the --preset of that run and --ch 12 \\(or a " +
           "multiple of 12, to widen it\\)$",

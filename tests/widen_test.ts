@@ -76,9 +76,11 @@ Deno.test("a widened U-Net computes its start's function, in tfjs and in its ONN
     const weights = randomWeights(config, 3);
     const narrow = await outputs(weights, config);
     for (const k of [2, 3]) {
-      const wide = widenWeights({ params: weights, ema: weights }, config, k * config.ch, 7);
+      // The live and the EMA weights, as separate copies, split alike.
+      const copy = structuredClone(weights);
+      const wide = widenWeights({ params: weights, ema: copy }, config, k * config.ch, 7);
       assert.deepEqual(wide.config, { ...config, ch: k * config.ch, timestepDim: config.ch });
-      // The live and the EMA weights split alike.
+      assert.notEqual(wide.ema["conv_in.w"], wide.params["conv_in.w"]);
       assert.deepEqual(wide.ema, wide.params);
       const what = `${config.numClasses ? "conditional, learned variance" : "tiny"}, x${k}`;
       assertClose(await outputs(wide.params, wide.config), narrow, `${what} (tfjs)`);

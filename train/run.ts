@@ -362,13 +362,13 @@ async function _openRun(options: RunOptions, report: (event: RunEvent) => void):
   // A run from another run's weights on the same dataset keeps that run's split: with its own,
   // it would train on images its start held out, and their held-out figures would flatter it.
   let warmStart = initFrom ? await loadInitialWeights(initFrom) : null;
-  const narrowCh = warmStart?.config.ch;
+  let widenedFrom: UNetConfig | null = null;
   if (warmStart && initFrom) {
     // The start's timestep embedding width comes along: its first dense layer reads those
     // frequencies. A start of another width is grown to this one, computing the same function.
-    const from = warmStart.config;
-    if (_checkStartNetwork(initFrom, from, config)) {
-      warmStart = { ...warmStart, ...widenWeights(warmStart, from, config.ch, seed) };
+    if (_checkStartNetwork(initFrom, warmStart.config, config)) {
+      widenedFrom = warmStart.config;
+      warmStart = { ...warmStart, ...widenWeights(warmStart, widenedFrom, config.ch, seed) };
     }
     const { timestepDim } = warmStart.config;
     config = { ...config, ...(timestepDim === undefined ? {} : { timestepDim }) };
@@ -463,9 +463,9 @@ async function _openRun(options: RunOptions, report: (event: RunEvent) => void):
         : ` (--init-from ${options.initFrom} is where the run started, already in its weights)`)
     : warmStart
     ? `starting a new run from the weights of ${initFrom} (step ${warmStart.step})` +
-      (narrowCh !== config.ch
-        ? `, widened from ch ${narrowCh} to ${config.ch}: each channel split into ` +
-          `${config.ch / (narrowCh ?? config.ch)} copies, computing the same function`
+      (widenedFrom
+        ? `, widened from ch ${widenedFrom.ch} to ${config.ch}: each channel split into ` +
+          `${config.ch / widenedFrom.ch} copies, computing the same function`
         : "") +
       (config.learnVariance && warmStart.params["conv_out.b"]?.shape[0] === config.channels
         ? "; its output grows v channels for the learned variance, starting at v = 0"

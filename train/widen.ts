@@ -69,7 +69,10 @@ export function widenWeights(
     // Attention's query: its scores sum k copies and divide by sqrt(k) more.
     const scale = /\.q\.[wb]$/.test(name) ? 1 / Math.sqrt(k) : 1;
     params[name] = { shape: [...shape], data: _widen(live.data, old, plan, k, shares, scale) };
-    ema[name] = { shape: [...shape], data: _widen(average.data, old, plan, k, shares, scale) };
+    // An exported model's one set of weights is both (`loadInitialWeights`): widened once.
+    ema[name] = average === live
+      ? params[name]
+      : { shape: [...shape], data: _widen(average.data, old, plan, k, shares, scale) };
   }
   return { config, params, ema };
 }
