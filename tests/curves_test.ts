@@ -150,9 +150,10 @@ Deno.test("the Fréchet curve has a line per sampler and guidance, and the floor
 Deno.test("eval names the dataset it cannot measure and a classifier of another dataset", async () => {
   assert.equal(evalDataset(undefined), "mnist");
   assert.equal(evalDataset("fashion-mnist"), "fashion-mnist");
+  assert.equal(evalDataset("mnist-full"), "mnist-full");
   assert.throws(
     () => evalDataset("folder:faces"),
-    /eval measures models of mnist or fashion-mnist .*dataset "folder:faces"/,
+    /eval measures models of mnist, mnist-full, fashion-mnist .*dataset "folder:faces"/,
   );
   const dir = await Deno.makeTempDir();
   try {

@@ -21,6 +21,7 @@ import {
   classify,
   classMatchedDraw,
   type EvalOptions,
+  evalReference,
   type EvalResult,
   evalTable,
   evaluate,
@@ -224,6 +225,56 @@ Deno.test("evaluate() samples a conditional model digit by digit at each guidanc
     assert.ok(floors[1] !== undefined && floors[1] > 0 && floors[2] === floors[1]);
     assert.match(table, /\| none \| - \| [\d.]+ \| [\d.]+ \| - \|/);
   });
+});
+
+Deno.test("evaluate() against MNIST's test digits: the same samples, 10,000 real digits per class as MNIST has them", async () => {
+  const bytes = randomOnnxModel({ ...PRESETS.mnist, numClasses: 10 }, 1, {
+    schedule: { kind: "linear", timesteps: 20, betaStart: 1e-4, betaEnd: 0.2 },
+    dataset: "mnist",
+  });
+  await withSessions(bytes, async (model, classifier) => {
+    const run = (reference?: string) =>
+      evaluate({
+        model,
+        classifier,
+        samples: 20, // two of each class: a class's gap needs two samples
+        samplers: parseSamplers("ddim:2"),
+        nllImages: 0,
+        batch: 20,
+        seed: 0,
+        floorDraws: 1,
+        guidance: [0],
+        log: () => {},
+        ...(reference ? { reference } : {}),
+      });
+    const [own, test] = [await run(), await run("mnist-full")];
+    assert.deepEqual([own.reference, own.heldOutImages], ["mnist", 1000]);
+    assert.deepEqual([test.reference, test.heldOutImages], ["mnist-full", 10_000]);
+    // The samples do not depend on the reference; their distance and the floor do.
+    assert.deepEqual(test.samplers[0].classHistogram, own.samplers[0].classHistogram);
+    assert.notEqual(test.samplers[0].frechet, own.samplers[0].frechet);
+    assert.notEqual(test.realFloor, own.realFloor);
+    // Each class's real images are MNIST's test digits of that class (LeCun et al.'s counts).
+    assert.deepEqual(
+      test.samplers[0].classGaps?.map((g) => g?.real),
+      [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009],
+    );
+  });
+});
+
+Deno.test("a reference must be held out from every model of the dataset: bad ones are named", () => {
+  assert.equal(evalReference("mnist", undefined), "mnist");
+  assert.equal(evalReference("mnist", "mnist-full"), "mnist-full");
+  assert.equal(evalReference("mnist-full", undefined), "mnist-full");
+  // The mnist package's digits are MNIST training digits, which an mnist-full model trained on.
+  assert.throws(
+    () => evalReference("mnist-full", "mnist"),
+    /reference must be one of mnist-full for a model of mnist-full .*got "mnist"/,
+  );
+  assert.throws(
+    () => evalReference("fashion-mnist", "mnist-full"),
+    /reference must be one of fashion-mnist for a model of fashion-mnist .*got "mnist-full"/,
+  );
 });
 
 Deno.test("guidance weights parse, and bad ones are named", () => {

@@ -19,6 +19,7 @@ import { countParameters, describeUNet, PRESETS } from "../train/network.ts";
 import { runTraining } from "../train/run.ts";
 import { checkpointConfig, fromRunCheckpoint, toRunCheckpoint } from "../train/run_state.ts";
 import { Trainer } from "../train/trainer.ts";
+import { runTinyTraining } from "./_tiny_run.ts";
 
 /** A two-step tiny run's newest checkpoint, as bytes. */
 async function runCheckpointBytes(conditional: boolean): Promise<Uint8Array> {
@@ -98,9 +99,13 @@ Deno.test("the command line, runTraining and Trainer share the training defaults
   const { options } = parseTrainArgs([]);
   const d = TRAINING_DEFAULTS;
   assert.deepEqual(
-    [options.steps, options.batch, options.seed, options.labelDropout, options.heldOut],
-    [d.steps, d.batch, d.seed, d.labelDropout, d.heldOut],
+    [options.steps, options.batch, options.seed, options.labelDropout],
+    [d.steps, d.batch, d.seed, d.labelDropout],
   );
+  // The held-out fraction is the run's to default (d.heldOut), on a source that takes one:
+  // mnist-full keeps MNIST's own split and refuses a fraction given.
+  assert.equal(options.heldOut, undefined);
+  assert.equal(parseTrainArgs(["--held-out", "0.2"]).options.heldOut, 0.2);
   assert.deepEqual(options.optimizer, {
     lr: d.optimizer.lr,
     warmupSteps: d.optimizer.warmupSteps,
@@ -203,5 +208,28 @@ Deno.test("--ch sets a new run's width: the checkpoint records it; a bad width, 
   } finally {
     await Deno.remove(out, { recursive: true });
     await Deno.remove(`${out}-narrow`, { recursive: true }).catch(() => {});
+  }
+});
+
+Deno.test("a run on mnist-full trains on MNIST's 60,000 training digits and holds out its test digits; a fraction is refused", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const notices: string[] = [];
+    await runTinyTraining(`${dir}/run`, {
+      dataset: "mnist-full",
+      data: undefined, // loaded by the run, as the command line does
+      config: { ...PRESETS.tiny, imageSize: 28 },
+      report: (event) => {
+        if (event.kind === "notice") notices.push(event.message);
+      },
+    });
+    assert.match(notices[0], /60000 training and 10000 held-out images of mnist-full/);
+    await assert.rejects(
+      () =>
+        runTinyTraining(`${dir}/refused`, { dataset: "mnist-full", data: undefined, heldOut: 0.2 }),
+      /mnist-full keeps MNIST's own split .*heldOutFraction does not apply, got 0.2/,
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
   }
 });

@@ -16,6 +16,7 @@ import {
   loadIdx,
   loadImageFolder,
   loadMnist,
+  loadMnistFull,
   splitIndices,
 } from "../train/data.ts";
 
@@ -154,6 +155,65 @@ Deno.test("loadFashionMnist() splits the package's 70,000 images 63,000/7,000 wi
   const split = await loadFashionMnist();
   assertLabelledGreySplit(split, 70_000, [...FASHION_MNIST_CLASS_NAMES]);
   assert.equal(split.train.classNames?.[9], "Ankle boot");
+});
+
+Deno.test("loadMnistFull() is MNIST's own split: 60,000 training and 10,000 test digits, whatever the seed", async () => {
+  const { train, heldOut } = await loadMnistFull({ seed: 5 });
+  assert.deepEqual([train.length, heldOut.length], [60_000, 10_000]);
+  // LeCun et al.'s class counts of the two sets, and their first digits (a 5 and a 7).
+  assert.deepEqual(labelCounts(train, 10), [
+    5923,
+    6742,
+    5958,
+    6131,
+    5842,
+    5421,
+    5918,
+    6265,
+    5851,
+    5949,
+  ]);
+  assert.deepEqual(labelCounts(heldOut, 10), [
+    980,
+    1135,
+    1032,
+    1010,
+    982,
+    892,
+    958,
+    1028,
+    974,
+    1009,
+  ]);
+  assert.deepEqual([train.label(0), heldOut.label(0)], [5, 7]);
+  assert.deepEqual(train.classNames, ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"]);
+  assertOnGrid(heldOut);
+  const other = await loadMnistFull();
+  assert.deepEqual(toUint8(other.heldOut.image(123)), toUint8(heldOut.image(123)));
+  await assert.rejects(
+    () => loadMnistFull({ heldOutFraction: 0.2 }),
+    /mnist-full keeps MNIST's own split .*heldOutFraction does not apply, got 0.2/,
+  );
+});
+
+Deno.test("every digit of the mnist package is one of MNIST's training digits with its label, none a test digit", async () => {
+  // What makes MNIST's test digits a reference no model trained on "mnist" has seen.
+  const full = await loadMnistFull();
+  const key = (image: Float32Array) => toUint8(image).join(",");
+  const labelOf = (dataset: Dataset) => {
+    const map = new Map<string, number>();
+    for (let i = 0; i < dataset.length; i++) map.set(key(dataset.image(i)), dataset.label(i));
+    return map;
+  };
+  const [training, test] = [labelOf(full.train), labelOf(full.heldOut)];
+  const { train, heldOut } = await loadMnist();
+  for (const dataset of [train, heldOut]) {
+    for (let i = 0; i < dataset.length; i++) {
+      const image = key(dataset.image(i));
+      assert.equal(training.get(image), dataset.label(i), `mnist ${dataset.length} #${i}`);
+      assert.equal(test.has(image), false, `mnist ${dataset.length} #${i} is a test digit`);
+    }
+  }
 });
 
 Deno.test("the held-out split depends only on the seed, is disjoint from train and covers everything", async () => {
@@ -359,13 +419,14 @@ Deno.test("loadDataset() dispatches on its spec and lists the accepted forms for
   assert.equal(folder.train.name, `folder:${join(dir, "pngs")}`);
   await assert.rejects(() => loadDataset(`folder:${dir}`), /imageSize must be given/);
   assert.equal((await loadDataset("mnist")).train.length, 9000);
+  assert.equal((await loadDataset("mnist-full")).heldOut.length, 10_000);
   for (const bad of ["MNIST", "cifar10", "idx:", "idx:a,b,c", "folder:", "png:x"]) {
     await assert.rejects(
       () => loadDataset(bad),
       (error: Error) =>
         error instanceof RangeError &&
         error.message.includes(
-          `"mnist", "fashion-mnist", "idx:<images>[,<labels>]", "folder:<dir>"`,
+          `"mnist", "mnist-full", "fashion-mnist", "idx:<images>[,<labels>]", "folder:<dir>"`,
         ) &&
         error.message.includes(JSON.stringify(bad)),
     );

@@ -77,6 +77,12 @@ Deno.test("bad flags and missing files are one error line naming them, with no s
       2,
       /^error: --guidance applies to a class-conditional model; weights\/mnist\.onnx has no classes/,
     ],
+    [
+      "train/eval.ts",
+      ["--reference", "fashion-mnist"],
+      2,
+      /^error: --reference: reference must be one of mnist, mnist-full for a model of mnist \(held-out images no model of it trained on\), got "fashion-mnist"/,
+    ],
     ["train/eval.ts", ["--bogus"], 2, /^error: Unknown option '--bogus'/],
     ["train/export.ts", [], 2, /^error: --ckpt is required/],
     [

@@ -17,7 +17,9 @@
  *    is also split into its two terms (the means' gap and the covariances'), and a row that asks
  *    for classes into classes: each class's samples against the held-out images of that class,
  *    how far its mean has moved (less what sampling noise adds) and how widely it spreads, which
- *    says whether a distance comes from a few classes drawn off-style or too uniform.
+ *    says whether a distance comes from a few classes drawn off-style or too uniform. The
+ *    held-out images are the model's own, or with `--reference mnist-full` MNIST's 10,000 test
+ *    digits for a model of the `mnist` package's digits (none of which is a test digit).
  * 3. Sampler comparison: the distance and the wall time per image for each sampler, drawn
  *    against the step count with `--plot`.
  * 4. A class-conditional model samples the ten classes in equal numbers, at each
@@ -401,6 +403,13 @@ export interface EvalOptions {
   guidance?: GuidanceSetting[];
   /** The timesteps `[from, to]` that guidance applies at (lib's `interval`); default all. */
   guidanceInterval?: readonly [number, number];
+  /**
+   * The dataset whose held-out images the samples are measured against (the Fréchet distances,
+   * floors and class gaps; the bound keeps the model's own held-out images). Default the model's
+   * own; otherwise one of {@linkcode EVAL_REFERENCES}' for the model's dataset: a set of images
+   * that no model trained on that dataset has seen.
+   */
+  reference?: string;
   log?: (line: string) => void;
 }
 
@@ -513,6 +522,9 @@ export interface EvalResult {
   realFloorDraws: number[];
   /** The draws' sample standard deviation (0 for one draw). */
   realFloorSd: number;
+  /** The dataset whose held-out images the samples were measured against. */
+  reference: string;
+  /** How many held-out images that is. */
   heldOutImages: number;
   samplers: SamplerResult[];
 }
@@ -548,12 +560,17 @@ export async function evaluate(options: EvalOptions): Promise<EvalResult> {
   if (card.classCounts !== undefined) checkClassCounts(card.classCounts, numClasses);
   const guidanceWeights = numClasses > 0 ? options.guidance ?? [0] : [undefined];
   // The trainer's split: its seed (from the card; 0 before cards recorded it), 10% held out.
+  const dataset = evalDataset(card.dataset);
+  const reference = evalReference(dataset, options.reference);
   const splitSeed = cardSplitSeed(card);
-  const { train, heldOut } = await loadDataset(evalDataset(card.dataset), { seed: splitSeed });
-  const heldOutIndices = Array.from({ length: heldOut.length }, (_, i) => i);
-  const real = await classify(classifier, imagesAt(heldOut, heldOutIndices), heldOut.length);
+  const { train, heldOut } = await loadDataset(dataset, { seed: splitSeed });
+  // The real images samples are measured against: the model's held-out split, or another
+  // dataset's that no model of this one saw.
+  const against = reference === dataset ? heldOut : (await loadDataset(reference)).heldOut;
+  const againstIndices = Array.from({ length: against.length }, (_, i) => i);
+  const real = await classify(classifier, imagesAt(against, againstIndices), against.length);
   const realStats = featureStatistics(real.features, real.dim);
-  const realLabels = Int32Array.from(heldOutIndices, (i) => heldOut.label(i));
+  const realLabels = Int32Array.from(againstIndices, (i) => against.label(i));
 
   // The floor: real training digits against the held-out ones, at the generated sample size,
   // averaged over draws (draw d takes the training digits of seed + d), since a single draw's
@@ -583,7 +600,8 @@ export async function evaluate(options: EvalOptions): Promise<EvalResult> {
   );
   log(
     `real floor: Fréchet distance ${realFloor.toFixed(3)} ± ${realFloorSd.toFixed(3)} (mean and ` +
-      `sd of ${floorDraws} draws of ${floorCount} training vs ${heldOut.length} held-out images: ` +
+      `sd of ${floorDraws} draws of ${floorCount} training vs ${against.length} held-out images` +
+      `${reference === dataset ? "" : ` of ${reference}`}: ` +
       `${realFloorDraws.map((v) => v.toFixed(2)).join(", ")})`,
   );
 
@@ -761,7 +779,8 @@ export async function evaluate(options: EvalOptions): Promise<EvalResult> {
     realFloor,
     realFloorDraws,
     realFloorSd,
-    heldOutImages: heldOut.length,
+    reference,
+    heldOutImages: against.length,
     samplers: results,
   };
 }
@@ -770,16 +789,47 @@ export async function evaluate(options: EvalOptions): Promise<EvalResult> {
  * The dataset of a model card that `eval` can measure: one with a shipped classifier (cards
  * written before they named a dataset are MNIST's).
  */
-export function evalDataset(dataset: string | undefined): (typeof CLASSIFIER_DATASETS)[number] {
+export function evalDataset(dataset: string | undefined): keyof typeof EVAL_REFERENCES {
   const name = dataset ?? "mnist";
-  const known = CLASSIFIER_DATASETS.find((d) => d === name);
-  if (known === undefined) {
+  if (!Object.hasOwn(EVAL_REFERENCES, name)) {
     throw new RangeError(
-      `eval measures models of ${CLASSIFIER_DATASETS.join(" or ")} (it has their classifiers); ` +
-        `this model's card says dataset "${name}"`,
+      `eval measures models of ${
+        Object.keys(EVAL_REFERENCES).join(", ")
+      } (it has their classifiers); this model's card says dataset "${name}"`,
     );
   }
-  return known;
+  return name as keyof typeof EVAL_REFERENCES;
+}
+
+/**
+ * Per dataset eval knows: the classifier whose features measure it (`train:classifier
+ * --dataset`), and the datasets whose held-out images a model of it can be measured against:
+ * its own, and for the `mnist` package's digits MNIST's 10,000 test digits (`mnist-full`'s
+ * held-out split), none of which is among them.
+ */
+export const EVAL_REFERENCES = {
+  "mnist": { classifier: "mnist", references: ["mnist", "mnist-full"] },
+  "mnist-full": { classifier: "mnist", references: ["mnist-full"] },
+  "fashion-mnist": { classifier: "fashion-mnist", references: ["fashion-mnist"] },
+} as const satisfies Record<
+  string,
+  { classifier: (typeof CLASSIFIER_DATASETS)[number]; references: readonly string[] }
+>;
+
+/** The reference dataset of a model of `dataset`: `asked` if allowed (default its own). */
+export function evalReference(
+  dataset: keyof typeof EVAL_REFERENCES,
+  asked: string | undefined,
+): string {
+  const allowed: readonly string[] = EVAL_REFERENCES[dataset].references;
+  const reference = asked ?? dataset;
+  if (!allowed.includes(reference)) {
+    throw new RangeError(
+      `reference must be one of ${allowed.join(", ")} for a model of ${dataset} (held-out ` +
+        `images no model of it trained on), got "${reference}"`,
+    );
+  }
+  return reference;
 }
 
 /**
@@ -968,6 +1018,11 @@ const EVAL_FLAGS: FlagTable = {
     help: 'class-conditional models: the bound of the "no class" prediction (none), or of the\n' +
       "class mixture p(x) = sum_y p(y) p(x|y) that the API samples with no label (mixture)",
   },
+  reference: {
+    help: "the dataset whose held-out images samples are measured against: the model's own, or\n" +
+      "for an mnist model mnist-full (MNIST's 10,000 test digits, none of them in mnist)\n" +
+      "[the model's dataset]",
+  },
   json: { help: "also write the results and settings to this JSON file" },
   plot: { help: "also draw Frechet distance against steps, per sampler, into this SVG file" },
   help: { boolean: true, help: "show this help" },
@@ -1054,7 +1109,10 @@ if (import.meta.main) {
         `--nll-class mixture applies to a class-conditional model; ${modelPath} has no classes`,
       );
     }
-    const dataset = evalDataset(model.card.dataset);
+    const dataset = EVAL_REFERENCES[evalDataset(model.card.dataset)].classifier;
+    const reference = flags.given("reference")
+      ? parsed("reference", (text) => evalReference(evalDataset(model.card.dataset), text))
+      : undefined;
     const classifierFile = flags.text("classifier") || classifierPath(dataset);
     await checkClassifierDataset(classifierFile, dataset);
     const classifier = await loadClassifier(
@@ -1101,6 +1159,7 @@ if (import.meta.main) {
       seed,
       guidance,
       guidanceInterval,
+      ...(reference ? { reference } : {}),
     });
     console.log(
       `\n${modelPath} (${model.card.trainingSteps} training steps), provider ${provider}\n`,

@@ -30,7 +30,7 @@ const FLAGS: FlagTable = {
   },
   dataset: {
     help:
-      'data: "mnist", "fashion-mnist", "idx:<images>[,<labels>]" or "folder:<dir>" (default: mnist for the mnist and tiny presets)',
+      'data: "mnist" (10,000 digits), "mnist-full" (all 70,000: MNIST\'s 60,000 training digits, its 10,000 test digits held out), "fashion-mnist", "idx:<images>[,<labels>]" or "folder:<dir>" (default: mnist for the mnist and tiny presets)',
   },
   steps: {
     default: String(TRAINING_DEFAULTS.steps),
@@ -112,7 +112,8 @@ const FLAGS: FlagTable = {
   timesteps: { default: String(TRAINING_DEFAULTS.schedule.timesteps), help: "diffusion steps T" },
   "held-out": {
     default: String(TRAINING_DEFAULTS.heldOut),
-    help: "fraction of the data kept aside for evaluation",
+    help:
+      "fraction of the data kept aside for evaluation (not for mnist-full, held out by MNIST itself)",
   },
   flip: { default: "auto", help: "random horizontal flips: auto (on for image folders), on, off" },
   "ckpt-every": {
@@ -247,7 +248,9 @@ export function parseTrainArgs(args: string[]): {
         timesteps: integer("timesteps", 2),
       },
       optimizer,
-      heldOut: number("held-out", (v) => v > 0 && v < 1, "in (0, 1)"),
+      ...(flags.given("held-out")
+        ? { heldOut: number("held-out", (v) => v > 0 && v < 1, "in (0, 1)") }
+        : {}),
       flip: flipText === "auto" ? undefined : flipText === "on",
       checkpointEvery: integer("ckpt-every", 1),
       keep: integer("keep", 1),

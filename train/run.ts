@@ -29,6 +29,7 @@ import {
   type Dataset,
   type DataSplit,
   defaultFlip,
+  hasFixedSplit,
   imagesAt,
   loadDataset,
 } from "./data.ts";
@@ -113,7 +114,10 @@ export interface RunOptions {
   optimizer?: OptimizerOptions;
   /** Random horizontal flips; default from the dataset (off for digits). */
   flip?: boolean;
-  /** Held-out fraction kept aside for evaluation. */
+  /**
+   * Held-out fraction kept aside for evaluation (default `TRAINING_DEFAULTS.heldOut`); none for a
+   * source with its own split (`"mnist-full"`).
+   */
   heldOut?: number;
   /** Checkpoint every this many steps (and at the end). */
   checkpointEvery?: number;
@@ -375,7 +379,10 @@ async function _openRun(options: RunOptions, report: (event: RunEvent) => void):
   }
   const load = (splitSeed: number) =>
     loadDataset(options.dataset, {
-      heldOutFraction: options.heldOut ?? TRAINING_DEFAULTS.heldOut,
+      // A source with a split of its own (MNIST's test digits) takes no fraction: one given is
+      // refused by its loader, naming it.
+      heldOutFraction: options.heldOut ??
+        (hasFixedSplit(options.dataset) ? undefined : TRAINING_DEFAULTS.heldOut),
       seed: splitSeed,
       imageSize: config.imageSize,
       channels: config.channels as 1 | 3,
