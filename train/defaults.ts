@@ -9,6 +9,7 @@
 import type { Prediction } from "../lib/parameterization.ts";
 import type { SamplerKind } from "../lib/samplers.ts";
 import type { ScheduleOptions } from "../lib/schedule.ts";
+import { DEFAULT_HELD_OUT_FRACTION } from "./data.ts";
 import type { OptimizerOptions } from "./trainer.ts";
 
 /** The defaults of a training run; see `RunOptions` and `TrainerSetup` for what each does. */
@@ -57,7 +58,7 @@ export const TRAINING_DEFAULTS: TrainingDefaults = {
   labelDropout: 0.1,
   prediction: "eps",
   schedule: { kind: "linear", timesteps: 1000, betaStart: 1e-4, betaEnd: 0.02 },
-  heldOut: 0.1,
+  heldOut: DEFAULT_HELD_OUT_FRACTION,
   checkpointEvery: 1000,
   keep: 3,
   sampleEvery: 2000,

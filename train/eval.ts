@@ -1109,12 +1109,13 @@ if (import.meta.main) {
         `--nll-class mixture applies to a class-conditional model; ${modelPath} has no classes`,
       );
     }
-    const dataset = EVAL_REFERENCES[evalDataset(model.card.dataset)].classifier;
+    const modelDataset = evalDataset(model.card.dataset);
     const reference = flags.given("reference")
-      ? parsed("reference", (text) => evalReference(evalDataset(model.card.dataset), text))
+      ? parsed("reference", (text) => evalReference(modelDataset, text))
       : undefined;
-    const classifierFile = flags.text("classifier") || classifierPath(dataset);
-    await checkClassifierDataset(classifierFile, dataset);
+    const classifierDataset = EVAL_REFERENCES[modelDataset].classifier;
+    const classifierFile = flags.text("classifier") || classifierPath(classifierDataset);
+    await checkClassifierDataset(classifierFile, classifierDataset);
     const classifier = await loadClassifier(
       await readFlagFile("classifier", classifierFile),
       provider,

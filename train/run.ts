@@ -29,7 +29,6 @@ import {
   type Dataset,
   type DataSplit,
   defaultFlip,
-  hasFixedSplit,
   imagesAt,
   loadDataset,
 } from "./data.ts";
@@ -379,10 +378,9 @@ async function _openRun(options: RunOptions, report: (event: RunEvent) => void):
   }
   const load = (splitSeed: number) =>
     loadDataset(options.dataset, {
-      // A source with a split of its own (MNIST's test digits) takes no fraction: one given is
-      // refused by its loader, naming it.
-      heldOutFraction: options.heldOut ??
-        (hasFixedSplit(options.dataset) ? undefined : TRAINING_DEFAULTS.heldOut),
+      // The source defaults the fraction (TRAINING_DEFAULTS.heldOut is its default); one with a
+      // split of its own (MNIST's test digits) refuses one given, naming it.
+      heldOutFraction: options.heldOut,
       seed: splitSeed,
       imageSize: config.imageSize,
       channels: config.channels as 1 | 3,
