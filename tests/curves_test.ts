@@ -160,11 +160,25 @@ Deno.test("eval names the dataset it cannot measure and a classifier of another 
     const onnx = join(dir, "c.onnx");
     // No card beside it: taken as it is.
     await checkClassifierDataset(onnx, "fashion-mnist");
+    // A card without a dataset is the first digits classifier's, still accepted for digits.
     await Deno.writeTextFile(join(dir, "c.json"), JSON.stringify({ kind: "mnist-classifier" }));
+    await checkClassifierDataset(onnx, "mnist");
+    await checkClassifierDataset(onnx, "mnist-full");
+    await assert.rejects(
+      () => checkClassifierDataset(onnx, "fashion-mnist"),
+      /c\.onnx was trained on mnist; a model of fashion-mnist is measured by one trained on fashion-mnist: use --classifier weights\/fashion-mnist-classifier\.onnx/,
+    );
+    // The classifier of all MNIST training digits measures both digits datasets, not clothes.
+    await Deno.writeTextFile(join(dir, "c.json"), JSON.stringify({ dataset: "mnist-full" }));
     await checkClassifierDataset(onnx, "mnist");
     await assert.rejects(
       () => checkClassifierDataset(onnx, "fashion-mnist"),
-      /c\.onnx was trained on mnist, the model on fashion-mnist; use --classifier weights\/fashion-mnist-classifier\.onnx/,
+      /trained on mnist-full/,
+    );
+    await Deno.writeTextFile(join(dir, "c.json"), JSON.stringify({ dataset: "fashion-mnist" }));
+    await assert.rejects(
+      () => checkClassifierDataset(onnx, "mnist"),
+      /a model of mnist is measured by one trained on mnist-full or mnist: use --classifier weights\/mnist-full-classifier\.onnx/,
     );
   } finally {
     await Deno.remove(dir, { recursive: true });

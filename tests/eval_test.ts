@@ -259,6 +259,16 @@ Deno.test("evaluate() against MNIST's test digits: the same samples, 10,000 real
       test.samplers[0].classGaps?.map((g) => g?.real),
       [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009],
     );
+    // The ceiling a row's label accuracy is read against: the classifier on the reference itself.
+    const { heldOut } = await loadDataset("mnist-full");
+    const all = Array.from({ length: heldOut.length }, (_, i) => i);
+    const { classes } = await classify(classifier, imagesAt(heldOut, all), all.length);
+    const right = all.filter((i) => classes[i] === heldOut.label(i)).length;
+    assert.equal(test.referenceAccuracy, right / 10_000);
+    assert.match(
+      evalTable(test, 20),
+      new RegExp(`reads ${(right / 100).toFixed(1)}% of the 10,000 real held-out images`),
+    );
   });
 });
 

@@ -526,6 +526,11 @@ export interface EvalResult {
   reference: string;
   /** How many held-out images that is. */
   heldOutImages: number;
+  /**
+   * The share of those images the classifier reads as their own class: the label accuracy that
+   * samples exactly like real images would get, against which a row's is read.
+   */
+  referenceAccuracy: number;
   samplers: SamplerResult[];
 }
 
@@ -571,6 +576,12 @@ export async function evaluate(options: EvalOptions): Promise<EvalResult> {
   const real = await classify(classifier, imagesAt(against, againstIndices), against.length);
   const realStats = featureStatistics(real.features, real.dim);
   const realLabels = Int32Array.from(againstIndices, (i) => against.label(i));
+  const referenceAccuracy = realLabels.filter((y, i) => real.classes[i] === y).length /
+    against.length;
+  log(
+    `the classifier reads ${(100 * referenceAccuracy).toFixed(2)}% of the ${against.length} ` +
+      `held-out images${reference === dataset ? "" : ` of ${reference}`} as their class`,
+  );
 
   // The floor: real training digits against the held-out ones, at the generated sample size,
   // averaged over draws (draw d takes the training digits of seed + d), since a single draw's
@@ -781,6 +792,7 @@ export async function evaluate(options: EvalOptions): Promise<EvalResult> {
     realFloorSd,
     reference,
     heldOutImages: against.length,
+    referenceAccuracy,
     samplers: results,
   };
 }
@@ -802,18 +814,25 @@ export function evalDataset(dataset: string | undefined): keyof typeof EVAL_REFE
 }
 
 /**
- * Per dataset eval knows: the classifier whose features measure it (`train:classifier
- * --dataset`), and the datasets whose held-out images a model of it can be measured against:
- * its own, and for the `mnist` package's digits MNIST's 10,000 test digits (`mnist-full`'s
- * held-out split), none of which is among them.
+ * Per dataset eval knows: the classifiers whose features may measure it, the first the default
+ * (`train:classifier --dataset`), and the datasets whose held-out images a model of it can be
+ * measured against: its own, and for the `mnist` package's digits MNIST's 10,000 test digits
+ * (`mnist-full`'s held-out split), none of which is among them. Digits are measured by the
+ * classifier trained on MNIST's 60,000 training digits, which reads 99% of the test digits
+ * right; the first one, trained on the `mnist` package's 9,000, reads 96.3%, under the 97% of
+ * samples a model is asked to have read as their class, and stays accepted so that the figures
+ * measured with it can be reproduced.
  */
 export const EVAL_REFERENCES = {
-  "mnist": { classifier: "mnist", references: ["mnist", "mnist-full"] },
-  "mnist-full": { classifier: "mnist", references: ["mnist-full"] },
-  "fashion-mnist": { classifier: "fashion-mnist", references: ["fashion-mnist"] },
+  "mnist": { classifiers: ["mnist-full", "mnist"], references: ["mnist", "mnist-full"] },
+  "mnist-full": { classifiers: ["mnist-full", "mnist"], references: ["mnist-full"] },
+  "fashion-mnist": { classifiers: ["fashion-mnist"], references: ["fashion-mnist"] },
 } as const satisfies Record<
   string,
-  { classifier: (typeof CLASSIFIER_DATASETS)[number]; references: readonly string[] }
+  {
+    classifiers: readonly (typeof CLASSIFIER_DATASETS)[number][];
+    references: readonly string[];
+  }
 >;
 
 /** The reference dataset of a model of `dataset`: `asked` if allowed (default its own). */
@@ -856,11 +875,15 @@ export function classPriorBits(
 }
 
 /**
- * Refuses a classifier trained on another dataset than the model's, read from the card file
- * that `train:classifier` writes beside it (classifiers from before cards named a dataset are
- * MNIST's); a classifier without a card file is taken as it is.
+ * Refuses a classifier whose card file (written beside it by `train:classifier`) names a
+ * dataset other than those that may measure a model of `dataset` ({@linkcode EVAL_REFERENCES});
+ * classifiers from before cards named a dataset are the `mnist` package's. A classifier without a
+ * card file is taken as it is.
  */
-export async function checkClassifierDataset(path: string, dataset: string): Promise<void> {
+export async function checkClassifierDataset(
+  path: string,
+  dataset: keyof typeof EVAL_REFERENCES,
+): Promise<void> {
   let text: string;
   try {
     text = await Deno.readTextFile(path.replace(/\.onnx$/, ".json"));
@@ -869,10 +892,11 @@ export async function checkClassifierDataset(path: string, dataset: string): Pro
     throw error;
   }
   const trainedOn = (JSON.parse(text) as { dataset?: string }).dataset ?? "mnist";
-  if (trainedOn !== dataset) {
+  const allowed: readonly string[] = EVAL_REFERENCES[dataset].classifiers;
+  if (!allowed.includes(trainedOn)) {
     throw new RangeError(
-      `the classifier ${path} was trained on ${trainedOn}, the model on ${dataset}; ` +
-        `use --classifier ${classifierPath(dataset)}`,
+      `the classifier ${path} was trained on ${trainedOn}; a model of ${dataset} is measured by ` +
+        `one trained on ${allowed.join(" or ")}: use --classifier ${classifierPath(allowed[0])}`,
     );
   }
 }
@@ -916,6 +940,14 @@ export function evalTable(result: EvalResult, samples: number): string {
       conditional ? " - |" : ""
     } - | - |`,
   ];
+  if (conditional) {
+    lines.push(
+      "",
+      `The classifier reads ${(100 * result.referenceAccuracy).toFixed(1)}% of the ${
+        result.heldOutImages.toLocaleString("en-US")
+      } real held-out images as their class.`,
+    );
+  }
   if (result.nll) {
     lines.push(
       "",
@@ -973,7 +1005,7 @@ const EVAL_FLAGS: FlagTable = {
   model: { default: "weights/mnist.onnx", help: "the exported model to evaluate" },
   classifier: {
     help:
-      "the feature network (deno task train:classifier) [weights/<the card's dataset>-classifier.onnx]",
+      "the feature network (deno task train:classifier) [weights/mnist-full-classifier.onnx for digits, weights/fashion-mnist-classifier.onnx for clothes]",
   },
   samples: { default: "300", help: "generated digits per sampler setting (Frechet distance)" },
   samplers: {
@@ -1113,9 +1145,9 @@ if (import.meta.main) {
     const reference = flags.given("reference")
       ? parsed("reference", (text) => evalReference(modelDataset, text))
       : undefined;
-    const classifierDataset = EVAL_REFERENCES[modelDataset].classifier;
-    const classifierFile = flags.text("classifier") || classifierPath(classifierDataset);
-    await checkClassifierDataset(classifierFile, classifierDataset);
+    const classifierFile = flags.text("classifier") ||
+      classifierPath(EVAL_REFERENCES[modelDataset].classifiers[0]);
+    await checkClassifierDataset(classifierFile, modelDataset);
     const classifier = await loadClassifier(
       await readFlagFile("classifier", classifierFile),
       provider,
@@ -1171,6 +1203,7 @@ if (import.meta.main) {
       const settings = Object.fromEntries(
         Object.keys(EVAL_FLAGS).filter((k) => k !== "help").map((k) => [k, flags.text(k)]),
       );
+      settings.classifier = classifierFile;
       await Deno.writeTextFile(json, JSON.stringify({ settings, ...result }, null, 2) + "\n");
     }
     const plot = flags.text("plot");
